@@ -1,0 +1,36 @@
+# Two commands for a fresh clone without a ROS install (see README):
+#   make demo   -- set up, fetch models and sample faces, run the pipeline
+#   make test   -- set up, fetch models and test data, run ruff and the tests
+# Every target is idempotent and sets itself up on first use.
+
+VENV ?= .venv
+export VENV
+FER := $(VENV)/bin/fer-ros
+LOCAL := source scripts/local_dds.sh &&
+SHELL := /bin/bash
+
+.PHONY: setup models testdata test demo bench lint clean
+
+setup:
+	@bash scripts/setup_venv.sh
+
+models: setup
+	@$(FER) models fetch
+
+testdata: setup
+	@$(FER) data fetch
+
+test: setup models testdata
+	@bash scripts/run_tests.sh $(PYTEST_ARGS)
+
+demo: setup models testdata
+	@$(LOCAL) $(FER) demo $(DEMO_ARGS)
+
+bench: setup models testdata
+	@$(LOCAL) $(FER) bench $(BENCH_ARGS)
+
+lint: setup
+	@$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf build

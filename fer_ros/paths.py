@@ -1,0 +1,37 @@
+"""Where fer_ros keeps fetched weights and data, and where its installed files are."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """Root of the model and test-data cache (never inside git).
+
+    ``$FER_ROS_CACHE`` when set, else ``$XDG_CACHE_HOME/fer_ros`` or ``~/.cache/fer_ros``.
+    """
+    explicit = os.environ.get("FER_ROS_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "fer_ros"
+
+
+def models_dir() -> Path:
+    return cache_dir() / "models"
+
+
+def data_dir() -> Path:
+    return cache_dir() / "data"
+
+
+def share_dir() -> Path:
+    """The installed share/fer_ros (launch/, config/), or the source tree when run from it."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("fer_ros"))
+    except Exception:
+        return Path(__file__).resolve().parent.parent

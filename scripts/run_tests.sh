@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The test command behind `make test`: ruff, then pytest, with DDS kept local and,
+# where we may (root and unshare), inside a private network namespace that has only
+# loopback, as a second fence against DDS traffic leaving the machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/local_dds.sh
+mkdir -p "$ROS_LOG_DIR"
+
+echo "== ruff"
+ruff check .
+
+echo "== pytest"
+if [ "${FER_ROS_NO_UNSHARE:-0}" != 1 ] && [ "$(id -u)" = 0 ] && unshare -n true 2>/dev/null; then
+  exec unshare -n bash -c 'ip link set lo up && exec "$@"' _ pytest "$@"
+fi
+echo "(not root or no unshare: running without a private network namespace)"
+exec pytest "$@"

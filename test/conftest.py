@@ -1,0 +1,107 @@
+"""Shared fixtures: keep DDS local and isolated, find cached test data, run ROS processes."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+# DDS stays on this machine: shared memory only (scripts/local_dds.sh sets the same
+# for `make test`; repeated here so a bare `pytest` is just as safe).
+os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "SHM?sockets_size=16MB&max_msg_size=4MB")
+os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+# A private domain per test session, so concurrent runs on one machine never mix.
+os.environ["ROS_DOMAIN_ID"] = os.environ.get("FER_ROS_TEST_DOMAIN", str(random.randint(1, 100)))
+os.environ.setdefault("ROS_LOG_DIR", str(REPO / "build" / "ros_log"))
+os.environ.setdefault("HOME", str(REPO / "build" / "home"))
+os.environ["PYTHONUNBUFFERED"] = "1"
+
+
+def venv_prefix() -> Path:
+    return Path(sys.prefix)
+
+
+def data_path(dataset: str, *parts: str) -> Path:
+    """A cached test file; fails (never skips) with the command that fetches it."""
+    from fer_ros.paths import data_dir
+
+    path = data_dir().joinpath(dataset, *parts)
+    if not path.exists():
+        pytest.fail(f"test data {path} is missing: run `make testdata` "
+                    f"(or `fer-ros data fetch {dataset}`)")
+    return path
+
+
+@pytest.fixture
+def rclpy_context() -> Iterator[object]:
+    import rclpy
+    from rclpy.context import Context
+
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        yield context
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
+class Proc:
+    """A child process we started (and only ours are ever signalled, by PID)."""
+
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.log_path = log
+        self._log = open(log, "wb")
+        self.popen = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
+                                      env={**os.environ, **(env or {})},
+                                      start_new_session=True)
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def interrupt(self, timeout: float = 20.0) -> int:
+        """Ctrl-C, as a terminal would send it; returns the exit code."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGINT)
+        try:
+            return self.popen.wait(timeout)
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(10)
+        self._log.close()
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator:
+    procs: list[Proc] = []
+
+    def _spawn(args: list[str], name: str = "proc", env: dict[str, str] | None = None) -> Proc:
+        proc = Proc(args, tmp_path / f"{name}-{len(procs)}.log", env)
+        procs.append(proc)
+        return proc
+
+    yield _spawn
+    for proc in procs:
+        proc.stop()
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
