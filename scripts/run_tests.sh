@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 source scripts/local_dds.sh
 mkdir -p "$ROS_LOG_DIR"
 
-echo "== ruff"
-ruff check .
+if [ "${FER_ROS_SKIP_LINT:-0}" != 1 ]; then
+  echo "== ruff"
+  ruff check .
+fi
 
 echo "== pytest"
 if [ "${FER_ROS_NO_UNSHARE:-0}" != 1 ] && [ "$(id -u)" = 0 ] && unshare -n true 2>/dev/null; then

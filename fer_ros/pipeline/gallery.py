@@ -1,0 +1,346 @@
+"""The gallery of enrolled people: load, match, edit and save, safely.
+
+Two file formats are read:
+
+* ours (``"format": "fer_ros.gallery"``, ``schema_version`` 1): several embeddings per
+  person, the embedding model's name (the embedding space), creation/update times;
+* the original system's ``face_embeddings_pytorch.json``: a JSON object of saved
+  embeddings with their labels, in any of the shapes ``{"name": [512 floats]}``,
+  ``{"name": [[512 floats], ...]}`` or ``{"embeddings": [[...]], "labels": [...]}``
+  (``names`` accepted for ``labels``). It carries no model name, so it is taken to be in
+  the space of ``legacy_model`` (the original system used facenet-pytorch's VGGFace2
+  weights).
+
+Only our format is written, atomically (temporary file in the same folder, fsync,
+rename) with mode 0600, because embeddings are biometric data. A gallery in another
+embedding space than the recogniser's is refused: cosine similarities across spaces
+are meaningless.
+
+Matching rule: a face's similarity to a person is the best cosine similarity over
+that person's embeddings. The face is named after the best person when that
+similarity is at least ``threshold`` *and* beats the best *other* person by at least
+``margin``; otherwise it is "unknown" (too far from everyone, or ambiguous).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "fer_ros.gallery"
+SCHEMA_VERSION = 1
+UNKNOWN = "unknown"
+LEGACY_MODEL = "facenet-pytorch-vggface2"
+MAX_NAME_LENGTH = 64
+
+
+class GalleryError(ValueError):
+    """A gallery file or edit is invalid; the message names the file and the problem."""
+
+
+@dataclass
+class Match:
+    name: str  # best person, or UNKNOWN
+    similarity: float  # cosine similarity to the best person (even when UNKNOWN)
+    best: str  # best person regardless of the threshold ("" for an empty gallery)
+    runner_up: float  # best similarity among the other people (-1 if none)
+
+
+@dataclass
+class Person:
+    name: str
+    embeddings: np.ndarray  # (K, D) float32, L2-normalised
+    added: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def validate_name(name: str) -> str:
+    """Return the cleaned name or raise GalleryError saying what is wrong with it."""
+    if not isinstance(name, str):
+        raise GalleryError(f"name must be a string, not {type(name).__name__}")
+    cleaned = name.strip()
+    if not cleaned:
+        raise GalleryError("name is empty")
+    if len(cleaned) > MAX_NAME_LENGTH:
+        raise GalleryError(f"name is {len(cleaned)} characters long; at most "
+                           f"{MAX_NAME_LENGTH} are allowed")
+    if not cleaned.isprintable():
+        raise GalleryError(f"name {cleaned!r} holds control characters")
+    if cleaned.lower() == UNKNOWN:
+        raise GalleryError(f"{UNKNOWN!r} is reserved for faces that match nobody")
+    return cleaned
+
+
+def _as_embeddings(values: object, dim: int | None, where: str) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise GalleryError(f"{where}: embeddings are not numbers ({exc})") from None
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[0] == 0:
+        raise GalleryError(f"{where}: expected a list of embeddings, got shape {arr.shape}")
+    if dim is not None and arr.shape[1] != dim:
+        raise GalleryError(f"{where}: embedding length {arr.shape[1]}, expected {dim}")
+    if not np.all(np.isfinite(arr)):
+        raise GalleryError(f"{where}: embeddings contain NaN or infinite values")
+    norms = np.linalg.norm(arr, axis=1, keepdims=True)
+    if np.any(norms < 1e-6):
+        raise GalleryError(f"{where}: an embedding is all zeros")
+    return (arr / norms).astype(np.float32)
+
+
+class Gallery:
+    """Enrolled people in one embedding space."""
+
+    def __init__(self, model: str, dim: int, path: Path | None = None) -> None:
+        self.model = model
+        self.dim = dim
+        self.path = path
+        self.people: dict[str, Person] = {}
+        self.created = _now()
+        self.updated = self.created
+        self.source_format = FORMAT
+        self._matrix: tuple[np.ndarray, np.ndarray, list[str]] | None = None
+
+    # ------------------------------------------------------------------ queries
+    def __len__(self) -> int:
+        return len(self.people)
+
+    def names(self) -> list[str]:
+        return sorted(self.people)
+
+    def num_embeddings(self, name: str) -> int:
+        person = self.people.get(name)
+        return 0 if person is None else len(person.embeddings)
+
+    def _stacked(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        if self._matrix is None:
+            names = sorted(self.people)
+            if names:
+                mats = [self.people[n].embeddings for n in names]
+                owner = np.concatenate([np.full(len(m), i) for i, m in enumerate(mats)])
+                self._matrix = (np.concatenate(mats), owner, names)
+            else:
+                self._matrix = (np.zeros((0, self.dim), np.float32), np.zeros(0, int), [])
+        return self._matrix
+
+    def similarities(self, embeddings: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """(N, P) best cosine similarity of each face to each person, and the names."""
+        matrix, owner, names = self._stacked()
+        emb = np.asarray(embeddings, np.float32).reshape(-1, self.dim)
+        sims = emb @ matrix.T  # (N, total embeddings); both sides L2-normalised
+        per_person = np.full((len(emb), len(names)), -1.0, np.float32)
+        for i in range(len(names)):
+            cols = sims[:, owner == i]
+            if cols.size:
+                per_person[:, i] = cols.max(axis=1)
+        return per_person, names
+
+    def match(self, embeddings: np.ndarray, threshold: float, margin: float = 0.0) -> list[Match]:
+        per_person, names = self.similarities(embeddings)
+        out: list[Match] = []
+        for row in per_person:
+            if not names:
+                out.append(Match(UNKNOWN, 0.0, "", -1.0))
+                continue
+            order = np.argsort(row)[::-1]
+            best_sim = float(row[order[0]])
+            runner_up = float(row[order[1]]) if len(order) > 1 else -1.0
+            accepted = best_sim >= threshold and best_sim - runner_up >= margin
+            out.append(Match(names[order[0]] if accepted else UNKNOWN, best_sim,
+                             names[order[0]], runner_up))
+        return out
+
+    # ------------------------------------------------------------------ edits
+    def add(self, name: str, embeddings: np.ndarray, sources: list[str] | None = None,
+            on_existing: str = "append") -> Person:
+        """Add embeddings for ``name``. on_existing: append | replace | refuse."""
+        name = validate_name(name)
+        if on_existing not in ("append", "replace", "refuse"):
+            raise GalleryError(f"unknown duplicate-name policy {on_existing!r}")
+        new = _as_embeddings(embeddings, self.dim, f"embeddings for {name!r}")
+        sources = list(sources or [""] * len(new))
+        stamp = _now()
+        existing = self.people.get(name)
+        if existing is not None and on_existing == "refuse":
+            raise GalleryError(f"{name!r} is already enrolled "
+                               f"({len(existing.embeddings)} embeddings); use append or replace")
+        if existing is None or on_existing == "replace":
+            person = Person(name, new, [stamp] * len(new), sources)
+        else:
+            person = Person(name, np.concatenate([existing.embeddings, new]),
+                            existing.added + [stamp] * len(new), existing.sources + sources)
+        self.people[name] = person
+        self.updated = stamp
+        self._matrix = None
+        return person
+
+    def remove(self, name: str) -> None:
+        if name not in self.people:
+            raise GalleryError(f"{name!r} is not in the gallery (enrolled: "
+                               f"{', '.join(self.names()) or 'nobody'})")
+        del self.people[name]
+        self.updated = _now()
+        self._matrix = None
+
+    def copy(self) -> Gallery:
+        other = Gallery(self.model, self.dim, self.path)
+        other.people = {n: Person(p.name, p.embeddings.copy(), list(p.added), list(p.sources))
+                        for n, p in self.people.items()}
+        other.created, other.updated = self.created, self.updated
+        return other
+
+    def check_model(self, model: str) -> None:
+        if self.model != model:
+            where = f"gallery {self.path}" if self.path else "the gallery"
+            raise GalleryError(
+                f"{where} holds embeddings of model {self.model!r}, but faces are embedded "
+                f"with {model!r}; mixing embedding spaces gives meaningless similarities. "
+                f"Re-enrol with `fer-ros enroll` using this model, or use the model the "
+                f"gallery was made with.")
+
+    # ------------------------------------------------------------------ files
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT,
+            "schema_version": SCHEMA_VERSION,
+            "model": self.model,
+            "embedding_dim": self.dim,
+            "created": self.created,
+            "updated": self.updated,
+            "people": {
+                name: {
+                    "embeddings": [[round(float(v), 7) for v in row] for row in p.embeddings],
+                    "added": p.added,
+                    "sources": p.sources,
+                }
+                for name, p in sorted(self.people.items())
+            },
+        }
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write atomically with mode 0600; the previous file stays intact on any failure."""
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise GalleryError("no path to save the gallery to")
+        target = target.expanduser()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        payload = json.dumps(self.to_json(), indent=1).encode()
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
+                                        dir=target.parent)
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp_name, target)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # make the rename itself durable
+        finally:
+            os.close(dir_fd)
+        self.path = target
+        return target
+
+    @classmethod
+    def load(cls, path: str | Path, legacy_model: str = LEGACY_MODEL) -> Gallery:
+        """Read a gallery; any problem raises GalleryError naming the file."""
+        path = Path(path).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise GalleryError(f"gallery {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise GalleryError(f"gallery {path} cannot be read: {exc}") from None
+        try:
+            data = json.loads(text, parse_constant=lambda c: math.nan)
+        except json.JSONDecodeError as exc:
+            raise GalleryError(f"gallery {path} is not valid JSON (truncated or corrupt?): "
+                               f"{exc}") from None
+        if not isinstance(data, dict):
+            raise GalleryError(f"gallery {path}: expected a JSON object at the top level")
+        try:
+            if data.get("format") == FORMAT:
+                gallery = cls._from_ours(data, path)
+            else:
+                gallery = cls._from_legacy(data, path, legacy_model)
+        except GalleryError as exc:
+            message = str(exc)
+            raise GalleryError(message if str(path) in message
+                               else f"gallery {path}: {message}") from None
+        gallery.path = path
+        return gallery
+
+    @classmethod
+    def _from_ours(cls, data: dict, path: Path) -> Gallery:
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise GalleryError(f"schema_version {version!r} is not supported "
+                               f"(this fer_ros reads {SCHEMA_VERSION})")
+        model, dim, people = data.get("model"), data.get("embedding_dim"), data.get("people")
+        if not isinstance(model, str) or not model:
+            raise GalleryError("no embedding model name")
+        if not isinstance(dim, int) or dim <= 0:
+            raise GalleryError(f"bad embedding_dim {dim!r}")
+        if not isinstance(people, dict):
+            raise GalleryError("'people' must be an object")
+        gallery = cls(model, dim, path)
+        gallery.created = str(data.get("created", gallery.created))
+        for name, entry in people.items():
+            if not isinstance(entry, dict) or "embeddings" not in entry:
+                raise GalleryError(f"person {name!r} has no embeddings")
+            person = gallery.add(name, np.asarray(_checked(entry["embeddings"], name)),
+                                 [str(s) for s in entry.get("sources", [])] or None)
+            added = entry.get("added")
+            if isinstance(added, list) and len(added) == len(person.embeddings):
+                person.added = [str(a) for a in added]
+        gallery.updated = str(data.get("updated", gallery.created))
+        return gallery
+
+    @classmethod
+    def _from_legacy(cls, data: dict, path: Path, legacy_model: str) -> Gallery:
+        if "embeddings" in data and ("labels" in data or "names" in data):
+            labels = data.get("labels", data.get("names"))
+            embeddings = _checked(data["embeddings"], "embeddings")
+            if not isinstance(labels, list) or len(labels) != len(embeddings):
+                raise GalleryError("'labels' must list one name per embedding")
+            grouped: dict[str, list] = {}
+            for label, emb in zip(labels, embeddings, strict=True):
+                grouped.setdefault(str(label), []).append(emb)
+        elif "format" in data or "schema_version" in data:
+            raise GalleryError(f"unknown gallery format {data.get('format')!r}")
+        else:
+            grouped = {str(name): _checked(value, name) for name, value in data.items()}
+        if not grouped:
+            raise GalleryError("holds no embeddings")
+        arrays = {name: _as_embeddings(v, None, f"person {name!r}") for name, v in grouped.items()}
+        dims = sorted({a.shape[1] for a in arrays.values()})
+        if len(dims) != 1:
+            raise GalleryError(f"embeddings of different lengths {dims}")
+        gallery = cls(legacy_model, dims[0], path)
+        gallery.source_format = "face_embeddings_pytorch.json"
+        for name, arr in arrays.items():
+            gallery.add(name, arr, [f"legacy:{path.name}"] * len(arr))
+        return gallery
+
+
+def _checked(values: object, name: str) -> list:
+    if not isinstance(values, list) or not values:
+        raise GalleryError(f"embeddings of {name!r} must be a non-empty list")
+    return values

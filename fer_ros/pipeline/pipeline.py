@@ -1,0 +1,248 @@
+"""FacePipeline: detect every face, track it, name it and classify its emotion.
+
+One call per frame: ``process(image, color="rgb"|"bgr", stamp=seconds)``. All faces
+of a frame go through the embedding and emotion models as one batch. With tracking
+on, a face is embedded only when its track is new, every ``reembed_interval``
+frames, or when it has grown markedly (a closer, better view); its name is the vote
+over the track's recent embeddings, and its emotion probabilities are smoothed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from fer_ros.pipeline.gallery import UNKNOWN, Gallery, GalleryError
+from fer_ros.pipeline.tracker import FaceTracker
+from fer_ros.pipeline.types import Detection, FaceResult
+
+
+def resolve_device(device: str) -> str:
+    """auto -> cuda when available, else cpu; cuda without a GPU is a clear error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available "
+                         f"(use 'auto' or 'cpu')")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda[:N], not {device!r}")
+    return device
+
+
+@dataclass
+class PipelineConfig:
+    device: str = "auto"
+    # detection
+    min_face_size: int = 40
+    detection_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    detection_min_score: float = 0.9
+    downscale: float = 1.0
+    # stages
+    recognition: bool = True
+    emotion: bool = True
+    # recognition
+    facenet_weights: str = ""  # "" = the converted CASIA-WebFace model from the cache
+    recognition_threshold: float = 0.55
+    recognition_margin: float = 0.05
+    # emotion
+    emotion_weights: str = ""  # "" = the converted FER2013 mini-Xception from the cache
+    emotion_smoothing: float = 0.5  # EMA weight of the past, 0 = per-frame only
+    # tracking
+    tracking: bool = True
+    iou_threshold: float = 0.3
+    track_max_age: float = 1.0  # seconds unseen before a track is dropped
+    reembed_interval: int = 10  # frames between embeddings of a tracked face
+    vote_window: int = 5  # embeddings a track's name is voted over
+
+
+@dataclass
+class StageTimes:
+    """Milliseconds spent in each stage for the last frame."""
+
+    detect: float = 0.0
+    embed: float = 0.0
+    emotion: float = 0.0
+    total: float = 0.0
+    faces: int = 0
+    embedded: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class FacePipeline:
+    def __init__(self, config: PipelineConfig | None = None, gallery: Gallery | None = None,
+                 models: tuple | None = None) -> None:
+        """Load the models once. ``models`` = (detector, embedder, classifier) to share them."""
+        self.config = config or PipelineConfig()
+        self.device = resolve_device(self.config.device)
+        if models is not None:
+            self.detector, self.embedder, self.classifier = models
+        else:
+            self.detector, self.embedder, self.classifier = self._load_models()
+        self._gallery: Gallery | None = None
+        self._lock = threading.Lock()  # guards tracker state between process() calls
+        self.tracker = FaceTracker(self.config.iou_threshold, self.config.track_max_age,
+                                   self.config.vote_window)
+        self.last_times = StageTimes()
+        if gallery is not None:
+            self.set_gallery(gallery)
+
+    def _load_models(self) -> tuple:
+        from fer_ros.pipeline.detector import FaceDetector
+
+        cfg = self.config
+        detector = FaceDetector(min_face_size=cfg.min_face_size,
+                                thresholds=tuple(cfg.detection_thresholds),
+                                downscale=cfg.downscale, device=self.device,
+                                min_score=cfg.detection_min_score)
+        embedder = classifier = None
+        if cfg.recognition:
+            from fer_ros.pipeline.facenet import FaceEmbedder
+
+            embedder = FaceEmbedder(cfg.facenet_weights or None, device=self.device)
+        if cfg.emotion:
+            from fer_ros.pipeline.emotion import EmotionClassifier
+
+            classifier = EmotionClassifier(cfg.emotion_weights or None, device=self.device)
+        return detector, embedder, classifier
+
+    # ------------------------------------------------------------------ gallery
+    @property
+    def model_name(self) -> str:
+        return self.embedder.model_name if self.embedder is not None else ""
+
+    @property
+    def emotion_labels(self) -> tuple[str, ...]:
+        return tuple(self.classifier.labels) if self.classifier is not None else ()
+
+    @property
+    def gallery(self) -> Gallery | None:
+        return self._gallery
+
+    def set_gallery(self, gallery: Gallery | None) -> None:
+        """Swap the gallery in one assignment, so a frame never sees half of an edit."""
+        if gallery is not None and self.embedder is not None:
+            gallery.check_model(self.embedder.model_name)
+            if gallery.dim != self.embedder.dim:
+                raise GalleryError(f"gallery embeddings have {gallery.dim} values, the model "
+                                   f"gives {self.embedder.dim}")
+        with self._lock:
+            self._gallery = gallery
+            # Names voted under the old gallery may be wrong now: vote afresh.
+            for track in self.tracker.tracks.values():
+                track.votes.clear()
+                track.frames_since_embedding = 1 << 30
+
+    def new_gallery(self) -> Gallery:
+        if self.embedder is None:
+            raise GalleryError("recognition is disabled: no embedding model")
+        return Gallery(self.embedder.model_name, self.embedder.dim)
+
+    # ------------------------------------------------------------------ frames
+    @staticmethod
+    def to_rgb(image: np.ndarray, color: str) -> np.ndarray:
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+            raise ValueError("image must be a numpy uint8 array")
+        if image.ndim == 2:
+            return np.repeat(image[:, :, None], 3, axis=2)
+        if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+            raise ValueError(f"image must be HxWx3 (or HxW gray), got shape {image.shape}")
+        if color == "rgb":
+            return image
+        if color == "bgr":
+            return np.ascontiguousarray(image[:, :, ::-1])
+        raise ValueError(f"color must be 'rgb' or 'bgr', not {color!r}")
+
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        return self.detector.detect(image_rgb)
+
+    def embed_largest_face(self, image: np.ndarray, color: str = "rgb",
+                           require_single: bool = False) -> tuple[Detection, np.ndarray]:
+        """Detect, then embed the largest face (enrolment). Raises ValueError if none."""
+        if self.embedder is None:
+            raise ValueError("recognition is disabled: no embedding model")
+        rgb = self.to_rgb(image, color)
+        detections = self.detector.detect(rgb)
+        if not detections:
+            raise ValueError("no face found")
+        if require_single and len(detections) > 1:
+            raise ValueError(f"{len(detections)} faces found, expected exactly one")
+        largest = max(detections, key=lambda d: d.area)
+        return largest, self.embedder.embed(rgb, largest.box[None, :])[0]
+
+    def process(self, image: np.ndarray, color: str = "rgb",
+                stamp: float | None = None) -> list[FaceResult]:
+        """All faces in one frame. ``stamp`` (seconds) drives track ageing."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        rgb = self.to_rgb(image, color)
+        detections = self.detector.detect(rgb)
+        t1 = time.perf_counter()
+        stamp = time.monotonic() if stamp is None else stamp
+        results = [FaceResult(detection=d) for d in detections]
+        gallery = self._gallery  # one read: a concurrent swap cannot tear this frame
+        times = StageTimes(faces=len(results))
+        with self._lock:
+            tracks = self.tracker.update(detections, stamp) if cfg.tracking else []
+            for result, track in zip(results, tracks, strict=False):
+                result.track_id = track.track_id
+            if self.embedder is not None and results:
+                self._recognise(rgb, results, tracks, gallery, times)
+            t2 = time.perf_counter()
+            if self.classifier is not None and results:
+                self._classify(rgb, results, tracks)
+        t3 = time.perf_counter()
+        times.detect = (t1 - t0) * 1e3
+        times.embed = (t2 - t1) * 1e3 if results else 0.0
+        times.emotion = (t3 - t2) * 1e3 if results else 0.0
+        times.total = (t3 - t0) * 1e3
+        self.last_times = times
+        return results
+
+    def _recognise(self, rgb: np.ndarray, results: list[FaceResult], tracks: list,
+                   gallery: Gallery | None, times: StageTimes) -> None:
+        cfg = self.config
+        if tracks:
+            todo = [i for i, (r, t) in enumerate(zip(results, tracks, strict=True))
+                    if t.frames == 1 or not t.votes
+                    or t.frames_since_embedding >= cfg.reembed_interval
+                    or r.detection.area > 1.5 * t.embedded_area]
+        else:
+            todo = list(range(len(results)))
+        if todo:
+            boxes = np.stack([results[i].box for i in todo])
+            embeddings = self.embedder.embed(rgb, boxes)
+            times.embedded = len(todo)
+            matches = (gallery.match(embeddings, cfg.recognition_threshold,
+                                     cfg.recognition_margin)
+                       if gallery is not None and len(gallery) else None)
+            for k, i in enumerate(todo):
+                results[i].embedding = embeddings[k]
+                name, sim = (matches[k].name, matches[k].similarity) if matches else (UNKNOWN, 0.0)
+                results[i].name, results[i].similarity = name, sim
+                if tracks:
+                    tracks[i].votes.append((name, sim))
+                    tracks[i].frames_since_embedding = 0
+                    tracks[i].embedded_area = results[i].detection.area
+        for i, result in enumerate(results):
+            if tracks:
+                if i not in todo:
+                    tracks[i].frames_since_embedding += 1
+                result.name, result.similarity = tracks[i].vote()
+
+    def _classify(self, rgb: np.ndarray, results: list[FaceResult], tracks: list) -> None:
+        labels = tuple(self.classifier.labels)
+        probs = self.classifier.predict(rgb, np.stack([r.box for r in results]))
+        for i, result in enumerate(results):
+            raw = probs[i].astype(np.float32)
+            smooth = (tracks[i].smooth_emotion(raw, self.config.emotion_smoothing)
+                      if tracks else raw)
+            best = int(np.argmax(smooth))
+            result.emotion_labels = labels
+            result.emotion_scores_raw = raw
+            result.emotion_scores = smooth
+            result.emotion = labels[best]
+            result.emotion_score = float(smooth[best])

@@ -1,0 +1,109 @@
+"""Face tracking across frames: stable track ids, name voting, emotion smoothing.
+
+Detections are matched to live tracks by box overlap (IoU) with an optimal
+assignment (Hungarian method, as hri_face_detect does). A track that goes unmatched
+for longer than ``max_age`` seconds is dropped. Tracks let the pipeline skip the
+expensive embedding on most frames (see FacePipeline) and let names and emotions be
+stable instead of flickering frame to frame.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from fer_ros.pipeline.gallery import UNKNOWN
+from fer_ros.pipeline.types import Detection
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise intersection-over-union of boxes (N,4) and (M,4), x1 y1 x2 y2."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+
+
+@dataclass
+class Track:
+    track_id: int
+    box: np.ndarray
+    last_seen: float
+    frames: int = 0
+    frames_since_embedding: int = 0
+    embedded_area: float = 0.0
+    votes: deque = field(default_factory=lambda: deque(maxlen=5))  # (name, similarity)
+    emotion: np.ndarray | None = None  # smoothed probabilities
+
+    def vote(self) -> tuple[str, float]:
+        """Majority name over the recent embeddings, with its mean similarity."""
+        if not self.votes:
+            return UNKNOWN, 0.0
+        counts = Counter(name for name, _ in self.votes)
+        top = max(counts.values())
+        # Ties go to the most recent of the tied names.
+        for name, _ in reversed(self.votes):
+            if counts[name] == top:
+                sims = [s for n, s in self.votes if n == name]
+                return name, float(np.mean(sims))
+        return UNKNOWN, 0.0  # unreachable: votes is not empty
+
+    def smooth_emotion(self, probs: np.ndarray, alpha: float) -> np.ndarray:
+        """Exponential moving average; alpha is the weight kept from the past (0 = none)."""
+        if self.emotion is None or alpha <= 0 or self.emotion.shape != probs.shape:
+            self.emotion = probs.astype(np.float32)
+        else:
+            self.emotion = (alpha * self.emotion + (1 - alpha) * probs).astype(np.float32)
+        return self.emotion
+
+
+class FaceTracker:
+    def __init__(self, iou_threshold: float = 0.3, max_age: float = 1.0,
+                 vote_window: int = 5) -> None:
+        self.iou_threshold = iou_threshold
+        self.max_age = max_age
+        self.vote_window = vote_window
+        self.tracks: dict[int, Track] = {}
+        self._next_id = 1
+
+    def reset(self) -> None:
+        self.tracks.clear()
+
+    def update(self, detections: list[Detection], stamp: float) -> list[Track]:
+        """Assign each detection a track (new or continued); returns them in order."""
+        # Time going backwards (a bag restarted, a new clip) starts afresh.
+        if any(stamp < t.last_seen for t in self.tracks.values()):
+            self.tracks.clear()
+        for tid in [tid for tid, t in self.tracks.items() if stamp - t.last_seen > self.max_age]:
+            del self.tracks[tid]
+        live = list(self.tracks.values())
+        assigned: list[Track | None] = [None] * len(detections)
+        if live and detections:
+            ious = iou_matrix(np.stack([d.box for d in detections]),
+                              np.stack([t.box for t in live]))
+            rows, cols = linear_sum_assignment(-ious)
+            for r, c in zip(rows, cols, strict=True):
+                if ious[r, c] >= self.iou_threshold:
+                    assigned[r] = live[c]
+        result: list[Track] = []
+        for det, track in zip(detections, assigned, strict=True):
+            if track is None:
+                track = Track(self._next_id, det.box.copy(), stamp,
+                              votes=deque(maxlen=self.vote_window))
+                self._next_id += 1
+                self.tracks[track.track_id] = track
+            track.box = det.box.copy()
+            track.last_seen = stamp
+            track.frames += 1
+            result.append(track)
+        return result

