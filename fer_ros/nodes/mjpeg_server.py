@@ -1,0 +1,156 @@
+"""A small MJPEG-over-HTTP viewer: an HTML page, a live stream and a snapshot.
+
+Robots are headless; people look at a browser. Binds to 127.0.0.1 unless told
+otherwise, serves only its own routes (no file system access at all), caps the
+number of concurrent stream clients, and drops clients that stop reading (send
+timeout) so a stalled browser never blocks the node or other viewers.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>fer_ros overlay</title>
+<style>body{{background:#111;color:#ddd;font-family:sans-serif;margin:1em}}
+img{{max-width:100%;border:1px solid #444}}</style></head>
+<body><h1>fer_ros: faces, names and emotions</h1>
+<img id="stream" src="/stream.mjpg" alt="annotated camera stream">
+<p id="stats">{title}</p>
+<script>
+async function poll() {{
+  try {{
+    const s = await (await fetch('/stats.json')).json();
+    document.getElementById('stats').textContent =
+      `frames ${{s.frames}} | faces ${{s.faces}} | ${{s.names.join(', ') || 'nobody named'}}`;
+  }} catch (e) {{}}
+  setTimeout(poll, 1000);
+}}
+poll();
+</script></body></html>
+"""
+
+
+class FrameHub:
+    """The latest JPEG and a condition that wakes every stream client when it changes."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.jpeg: bytes | None = None
+        self.seq = 0
+        self.stats: dict = {"frames": 0, "faces": 0, "names": []}
+
+    def publish(self, jpeg: bytes, stats: dict | None = None) -> None:
+        with self.cond:
+            self.jpeg = jpeg
+            self.seq += 1
+            if stats is not None:
+                self.stats = stats
+            self.cond.notify_all()
+
+
+class MjpegServer:
+    def __init__(self, hub: FrameHub, host: str = "127.0.0.1", port: int = 8080,
+                 max_clients: int = 4, send_timeout: float = 5.0, title: str = "") -> None:
+        self.hub = hub
+        self.max_clients = max_clients
+        self.send_timeout = send_timeout
+        self.clients = 0
+        self._clients_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self.page = PAGE.format(title=title).encode()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            timeout = send_timeout  # also bounds a client that never sends its request
+
+            def log_message(self, *_args) -> None:  # keep the node's log clean
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                route = self.path.split("?", 1)[0]
+                if route in ("/", "/index.html"):
+                    self._send(HTTPStatus.OK, "text/html; charset=utf-8", server.page)
+                elif route == "/snapshot.jpg":
+                    jpeg = server.hub.jpeg
+                    if jpeg is None:
+                        self._send(HTTPStatus.SERVICE_UNAVAILABLE, "text/plain", b"no frame yet")
+                    else:
+                        self._send(HTTPStatus.OK, "image/jpeg", jpeg)
+                elif route == "/stats.json":
+                    self._send(HTTPStatus.OK, "application/json",
+                               json.dumps(server.hub.stats).encode())
+                elif route == "/stream.mjpg":
+                    server._stream(self)
+                else:
+                    self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found")
+
+            def _send(self, status: HTTPStatus, ctype: str, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.host = host
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="mjpeg",
+                                        daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/"
+
+    def start(self) -> MjpegServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self.hub.cond:
+            self.hub.cond.notify_all()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def _stream(self, handler: BaseHTTPRequestHandler) -> None:
+        with self._clients_lock:
+            if self.clients >= self.max_clients:
+                handler._send(HTTPStatus.SERVICE_UNAVAILABLE, "text/plain",
+                              b"too many viewers")
+                return
+            self.clients += 1
+        try:
+            handler.connection.settimeout(self.send_timeout)
+            handler.send_response(HTTPStatus.OK)
+            handler.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            handler.send_header("Cache-Control", "no-store")
+            handler.send_header("Connection", "close")
+            handler.end_headers()
+            seen = -1
+            while not self._stopping.is_set():
+                with self.hub.cond:
+                    self.hub.cond.wait_for(lambda: self.hub.seq != seen
+                                           or self._stopping.is_set(), timeout=1.0)
+                    jpeg, seq = self.hub.jpeg, self.hub.seq
+                if jpeg is None or seq == seen:
+                    continue
+                seen = seq
+                handler.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n"
+                                    + f"Content-Length: {len(jpeg)}\r\n\r\n".encode()
+                                    + jpeg + b"\r\n")
+                handler.wfile.flush()
+        except (OSError, TimeoutError):
+            pass  # the client went away or stalled past send_timeout
+        finally:
+            handler.close_connection = True
+            with self._clients_lock:
+                self.clients -= 1
+            time.sleep(0)  # let the next waiting client in
