@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# Test helpers (rosutil.py) import as plain modules under --import-mode=importlib.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # DDS stays on this machine: shared memory only (scripts/local_dds.sh sets the same
 # for `make test`; repeated here so a bare `pytest` is just as safe).
