@@ -26,7 +26,8 @@ test: setup models testdata
 demo: setup models testdata
 	@$(LOCAL) $(FER) demo $(DEMO_ARGS)
 
-bench: setup models testdata
+bench: models testdata
+	@FER_ROS_BENCH=1 bash scripts/setup_venv.sh
 	@$(LOCAL) $(FER) bench $(BENCH_ARGS)
 
 lint: setup

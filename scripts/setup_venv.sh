@@ -16,7 +16,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 stamp="$VENV/.fer_ros_requirements"
-want=$(cat requirements/*.txt | sha256sum | cut -c1-16)
+want=$(cat requirements/ros-kilted.txt requirements/runtime.txt requirements/dev.txt requirements/nodeps.txt | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing pinned requirements into $VENV (first run: about 2 minutes)"
   "$VENV/bin/pip" install -q --disable-pip-version-check \
@@ -25,8 +25,16 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$VENV/bin/python" scripts/repair_ros_cmake.py "$VENV"
   echo "$want" > "$stamp"
 fi
+# The benchmark's peers (make bench) are installed only when asked for.
+if [ "${FER_ROS_BENCH:-0}" = 1 ] && [ ! -f "$VENV/.fer_ros_bench" ]; then
+  echo "setup: installing the benchmark's peer libraries"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements/bench.txt
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -r requirements/bench-nodeps.txt
+  touch "$VENV/.fer_ros_bench"
+fi
 
 command -v cmake >/dev/null || { echo "setup: cmake is required (apt-get install cmake)" >&2; exit 1; }
+mkdir -p "$BUILD_DIR"
 if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
   echo "setup: configuring the fer_ros package (messages + Python) into $VENV"
   cmake -S . -B "$BUILD_DIR" -Wno-dev \

