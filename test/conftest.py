@@ -22,7 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "SHM?sockets_size=16MB&max_msg_size=4MB")
 os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
 # A private domain per test session, so concurrent runs on one machine never mix.
-os.environ["ROS_DOMAIN_ID"] = os.environ.get("FER_ROS_TEST_DOMAIN", str(random.randint(1, 100)))
+# (setdefault: test modules import this file a second time as plain `conftest`.)
+os.environ.setdefault("FER_ROS_TEST_DOMAIN", str(random.randint(1, 100)))
+os.environ["ROS_DOMAIN_ID"] = os.environ["FER_ROS_TEST_DOMAIN"]
 os.environ.setdefault("ROS_LOG_DIR", str(REPO / "build" / "ros_log"))
 os.environ.setdefault("HOME", str(REPO / "build" / "home"))
 os.environ["PYTHONUNBUFFERED"] = "1"
@@ -67,7 +69,8 @@ class Proc:
                                       start_new_session=True)
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def interrupt(self, timeout: float = 20.0) -> int:

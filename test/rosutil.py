@@ -48,7 +48,7 @@ class TestNode:
     def _spin(self) -> None:
         try:
             self.executor.spin()
-        except Exception:  # noqa: BLE001 - shutdown races end the spin
+        except Exception:
             pass
 
     def call(self, client, request, timeout: float = 30.0):

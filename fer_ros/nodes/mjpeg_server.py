@@ -72,7 +72,7 @@ class MjpegServer:
             def log_message(self, *_args) -> None:  # keep the node's log clean
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 route = self.path.split("?", 1)[0]
                 if route in ("/", "/index.html"):
                     self._send(HTTPStatus.OK, "text/html; charset=utf-8", server.page)
@@ -137,7 +137,7 @@ class MjpegServer:
             seen = -1
             while not self._stopping.is_set():
                 with self.hub.cond:
-                    self.hub.cond.wait_for(lambda: self.hub.seq != seen
+                    self.hub.cond.wait_for(lambda seen=seen: self.hub.seq != seen
                                            or self._stopping.is_set(), timeout=1.0)
                     jpeg, seq = self.hub.jpeg, self.hub.seq
                 if jpeg is None or seq == seen:

@@ -1,0 +1,200 @@
+"""fer-ros bag: record live topics, play them back, and interoperate with rosbag2 bags."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from rclpy.serialization import serialize_message
+
+FER_ROS = str(Path(sys.prefix) / "bin" / "fer-ros")
+N = 8
+
+
+def make_image(i: int):
+    from sensor_msgs.msg import Image
+
+    msg = Image()
+    msg.header.stamp.sec, msg.header.frame_id = 1000 + i, "cam"
+    msg.height, msg.width, msg.encoding, msg.step = 3, 4, "rgb8", 12
+    msg.data = bytes([i] * 36)
+    return msg
+
+
+def make_faces(i: int):
+    from fer_ros.msg import FaceEmotion, FaceEmotionArray
+
+    msg = FaceEmotionArray()
+    msg.header.stamp.sec, msg.header.frame_id = 1000 + i, "cam"
+    msg.image_width, msg.image_height = 4, 3
+    face = FaceEmotion(track_id=i, name=f"person{i}", emotion="happy", emotion_score=0.5)
+    face.emotion_labels = ["happy", "sad"]
+    face.emotion_scores = [0.5, 0.5]
+    msg.faces = [face]
+    return msg
+
+
+class Graph:
+    """A test node with an executor, spun while waiting."""
+
+    def __init__(self, context) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.node = rclpy.create_node("bag_test", context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.received: dict[str, list[bytes]] = {}
+
+    def spin_until(self, predicate, timeout: float) -> bool:
+        # (conftest's wait_for is not importable under --import-mode=importlib)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.executor.spin_once(timeout_sec=0.02)
+            if predicate():
+                return True
+        return predicate()
+
+    def listen(self, topic: str, msg_type) -> None:
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        self.received[topic] = []
+        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.node.create_subscription(msg_type, topic, self.received[topic].append, qos,
+                                      raw=True)
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_record_then_play_round_trip(storage, spawn, tmp_path, rclpy_context) -> None:
+    from rosbags.highlevel import AnyReader
+    from sensor_msgs.msg import Image
+
+    from fer_ros.msg import FaceEmotionArray
+
+    graph = Graph(rclpy_context)
+    image_pub = graph.node.create_publisher(Image, "/rt/image", 50)
+    faces_pub = graph.node.create_publisher(FaceEmotionArray, "/rt/faces", 50)
+    bag = tmp_path / "bag"
+    args = [FER_ROS, "bag", "record", "-o", str(bag), "--storage", storage,
+            "/rt/image", "rt/faces"]
+    if storage == "mcap":
+        args += ["--max-messages", str(2 * N)]  # stops by itself
+    recorder = spawn(args, "record")
+    assert graph.spin_until(lambda: image_pub.get_subscription_count() > 0
+                            and faces_pub.get_subscription_count() > 0, 15), recorder.output()
+    images = [make_image(i) for i in range(N)]
+    faces = [make_faces(i) for i in range(N)]
+    for image, face in zip(images, faces, strict=True):
+        image_pub.publish(image)
+        faces_pub.publish(face)
+        time.sleep(0.02)
+    if storage == "mcap":
+        assert recorder.popen.wait(15) == 0, recorder.output()
+    else:
+        time.sleep(1.0)  # let reliable delivery finish, then Ctrl-C as a user would
+        assert recorder.interrupt() == 0, recorder.output()
+    # (Proc.interrupt closes the log, so read the file rather than Proc.output())
+    assert "Traceback" not in recorder.log_path.read_text()
+
+    # Readable by rosbags with the definitions we stored (custom type included).
+    with AnyReader([bag]) as reader:
+        topics = {c.topic: (c.msgtype, c.msgcount) for c in reader.connections}
+        assert topics == {"/rt/image": ("sensor_msgs/msg/Image", N),
+                          "/rt/faces": ("fer_ros/msg/FaceEmotionArray", N)}
+        decoded = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages()
+                   if c.topic == "/rt/faces"]
+        # The hash we store is the one ROS computes for the type (ros2 bag checks it).
+        ros_hash = graph.node.get_publishers_info_by_topic("/rt/faces")[0].topic_type_hash
+        assert next(c.digest for c in reader.connections if c.topic == "/rt/faces") == \
+            str(ros_hash)
+    assert [m.faces[0].name for m in decoded] == [f"person{i}" for i in range(N)]
+    assert list(decoded[3].faces[0].emotion_labels) == ["happy", "sad"]
+
+    # Play back to a subscriber, one topic remapped.
+    graph.node.destroy_publisher(image_pub)
+    graph.node.destroy_publisher(faces_pub)
+    graph.listen("/rt/image", Image)
+    graph.listen("/played/faces", FaceEmotionArray)
+    player = spawn([FER_ROS, "bag", "play", str(bag), "--rate", "2",
+                    "--remap", "/rt/faces:=/played/faces"], "play")
+    assert graph.spin_until(lambda: sum(map(len, graph.received.values())) >= 2 * N, 15), \
+        player.output()
+    assert player.popen.wait(10) == 0, player.output()
+    assert graph.received["/rt/image"] == [serialize_message(m) for m in images]
+    assert graph.received["/played/faces"] == [serialize_message(m) for m in faces]
+    assert "Traceback" not in player.output()
+
+
+def write_foreign_bag(path: Path) -> None:
+    """A bag as `ros2 bag record` (Kilted) would write it: version 9, standard types."""
+    from rosbags.interfaces import (
+        Qos,
+        QosDurability,
+        QosHistory,
+        QosLiveliness,
+        QosReliability,
+        QosTime,
+    )
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    String = store.types["std_msgs/msg/String"]
+    Int32 = store.types["std_msgs/msg/Int32"]
+    zero = QosTime(0, 0)
+    qos = Qos(QosHistory.KEEP_LAST, 5, QosReliability.RELIABLE, QosDurability.VOLATILE,
+              zero, zero, QosLiveliness.AUTOMATIC, zero, False)
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        text = writer.add_connection("/words", "std_msgs/msg/String", typestore=store,
+                                     offered_qos_profiles=[qos])
+        numbers = writer.add_connection("/numbers", "std_msgs/msg/Int32", typestore=store)
+        for i in range(5):
+            stamp = 1_700_000_000_000_000_000 + i * 200_000_000
+            writer.write(text, stamp, store.serialize_cdr(String(data=f"w{i}"), String.__msgtype__))
+            writer.write(numbers, stamp + 1, store.serialize_cdr(Int32(data=i), Int32.__msgtype__))
+
+
+def test_plays_a_rosbag2_bag_with_rate_and_topic_filter(spawn, tmp_path, rclpy_context) -> None:
+    from rclpy.serialization import deserialize_message
+    from std_msgs.msg import Int32, String
+
+    bag = tmp_path / "foreign"
+    write_foreign_bag(bag)
+    graph = Graph(rclpy_context)
+    graph.listen("/words", String)
+    graph.listen("/numbers", Int32)
+    times: list[float] = []
+    graph.node.create_subscription(String, "/words", lambda _: times.append(time.monotonic()),
+                                   10)
+    player = spawn([FER_ROS, "bag", "play", str(bag), "--topics", "/words", "--rate", "2"],
+                   "play")
+    assert graph.spin_until(lambda: len(graph.received["/words"]) >= 5, 15), \
+        (len(graph.received["/words"]), player.output())
+    assert player.popen.wait(10) == 0, player.output()
+    assert [deserialize_message(m, String).data for m in graph.received["/words"]] == \
+        [f"w{i}" for i in range(5)]
+    assert graph.received["/numbers"] == []  # filtered out
+    # 0.8 s of bag time at rate 2: 0.4 s (less if the first one came late)
+    assert times[-1] - times[0] >= 0.25
+
+
+def test_info_and_errors(tmp_path, spawn) -> None:
+    import subprocess
+
+    bag = tmp_path / "foreign"
+    write_foreign_bag(bag)
+    out = subprocess.run([FER_ROS, "bag", "info", str(bag)], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "Topic: /words | Type: std_msgs/msg/String | Count: 5" in out.stdout
+    assert "Messages:          10" in out.stdout
+
+    out = subprocess.run([FER_ROS, "bag", "play", str(tmp_path / "nope")],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1 and "no metadata.yaml" in out.stderr
+    assert "Traceback" not in out.stderr
+    out = subprocess.run([FER_ROS, "bag", "play", str(bag), "--topics", "/missing"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1 and "not in the bag: /missing" in out.stderr

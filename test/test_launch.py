@@ -1,0 +1,207 @@
+"""fer-ros launch: launch files run without ROS's launch (the stand-in modules)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+FER_ROS = str(Path(sys.prefix) / "bin" / "fer-ros")
+
+# A stand-in node: reports its command line and parameter files, exits 0 on SIGINT.
+FAKE_NODE = f"""#!{sys.executable}
+import signal, sys, time
+args = sys.argv[1:]
+files = [args[i + 1] for i, a in enumerate(args) if a == "--params-file"]
+print("argv:", " ".join(args))
+for f in files:
+    print("params:", open(f).read().replace("\\n", " | "))
+def stop(signum, frame):
+    print("got SIGINT")
+    sys.exit(0)
+signal.signal(signal.SIGINT, stop)
+lifetime = float(args[args.index("--lifetime") + 1]) if "--lifetime" in args else 1e9
+print("ready", flush=True)
+time.sleep(lifetime)
+print("done")
+"""
+
+
+@pytest.fixture
+def fake_prefix(tmp_path: Path) -> dict[str, str]:
+    """An install prefix holding package fake_pkg with executable fake_node."""
+    prefix = tmp_path / "prefix"
+    index = prefix / "share" / "ament_index" / "resource_index" / "packages"
+    index.mkdir(parents=True)
+    (index / "fake_pkg").write_text("")
+    exe = prefix / "lib" / "fake_pkg" / "fake_node"
+    exe.parent.mkdir(parents=True)
+    exe.write_text(FAKE_NODE)
+    exe.chmod(0o755)
+    path = os.pathsep.join(p for p in [str(prefix), os.environ.get("AMENT_PREFIX_PATH")] if p)
+    return {"AMENT_PREFIX_PATH": path}
+
+
+def write_launch(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "test.launch.py"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def wait_output(proc, text: str, count: int = 1, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.output().count(text) >= count:
+            return True
+        if proc.popen.poll() is not None:
+            break
+        time.sleep(0.05)
+    return proc.output().count(text) >= count
+
+
+TWO_NODES = """
+    from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument, LogInfo
+    from launch.conditions import IfCondition
+    from launch.substitutions import LaunchConfiguration, PythonExpression
+    from launch_ros.actions import Node
+
+    def generate_launch_description():
+        greeting = LaunchConfiguration("greeting")
+        return LaunchDescription([
+            DeclareLaunchArgument("greeting", default_value="hello", description="a word"),
+            DeclareLaunchArgument("second", default_value="false"),
+            LogInfo(msg=["greeting is ", greeting]),
+            Node(package="fake_pkg", executable="fake_node", name="one", namespace="ns",
+                 arguments=[greeting], parameters=[{"greeting": greeting, "count": "3"}],
+                 remappings=[("image", "/camera/image_raw")]),
+            Node(package="fake_pkg", executable="fake_node", name="two",
+                 condition=IfCondition(PythonExpression(["'", LaunchConfiguration("second"),
+                                                         "' == 'true'"]))),
+        ])
+"""
+
+
+def test_runs_nodes_substitutes_and_forwards_ctrl_c(tmp_path, spawn, fake_prefix) -> None:
+    launch_file = write_launch(tmp_path, TWO_NODES)
+    proc = spawn([FER_ROS, "launch", str(launch_file), "greeting:=hi", "second:=true"],
+                 "launch", env=fake_prefix)
+    assert wait_output(proc, "ready", 2), proc.output()
+    out = proc.output()
+    assert "greeting is hi" in out
+    assert "[one] argv: hi --ros-args -r __node:=one -r __ns:=/ns --params-file" in out
+    assert "-r image:=/camera/image_raw" in out
+    # Types as launch_ros gives them: substituted text read as YAML ('3' -> 3).
+    assert "[one] params: /**: |   ros__parameters: |     count: 3 |     greeting: hi" in out
+    assert "[two] argv: --ros-args -r __node:=two" in out
+    assert proc.interrupt() == 0
+    out = proc.log_path.read_text()  # (interrupt closes Proc's log handle)
+    assert "[one] got SIGINT" in out and "[two] got SIGINT" in out
+    assert "Traceback" not in out
+
+
+def test_condition_false_skips_node(tmp_path, spawn, fake_prefix) -> None:
+    launch_file = write_launch(tmp_path, TWO_NODES)
+    proc = spawn([FER_ROS, "launch", str(launch_file)], "launch", env=fake_prefix)
+    assert wait_output(proc, "[one] ready"), proc.output()
+    time.sleep(0.5)
+    assert "[two]" not in proc.output()
+    assert "greeting is hello" in proc.output()
+    assert proc.interrupt() == 0
+
+
+def test_required_node_exit_stops_the_rest(tmp_path, spawn, fake_prefix) -> None:
+    launch_file = write_launch(tmp_path, """
+        from launch import LaunchDescription
+        from launch.actions import Shutdown
+        from launch_ros.actions import Node
+
+        def generate_launch_description():
+            return LaunchDescription([
+                Node(package="fake_pkg", executable="fake_node", name="long"),
+                Node(package="fake_pkg", executable="fake_node", name="short",
+                     arguments=["--lifetime", "1.0"], on_exit=Shutdown()),
+            ])
+    """)
+    proc = spawn([FER_ROS, "launch", str(launch_file)], "launch", env=fake_prefix)
+    assert proc.popen.wait(20) == 0, proc.output()
+    out = proc.output()
+    assert "[short] done" in out and "[long] got SIGINT" in out
+    assert "required process short exited" in out
+    assert "Traceback" not in out
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([FER_ROS, "launch", *args], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **(env or {})})
+
+
+def test_unsupported_and_missing_things_fail_clearly(tmp_path, fake_prefix) -> None:
+    unsupported = write_launch(tmp_path, """
+        from launch import LaunchDescription
+        from launch.actions import TimerAction
+
+        def generate_launch_description():
+            return LaunchDescription([TimerAction(period=1.0, actions=[])])
+    """)
+    out = run_cli(str(unsupported))
+    assert out.returncode != 0
+    assert "fer-ros launch does not support launch.actions.TimerAction; install ROS 2 and " \
+           "use ros2 launch" in out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+
+    missing = tmp_path / "missing.launch.py"
+    missing.write_text(textwrap.dedent("""
+        from launch import LaunchDescription
+        from launch_ros.actions import Node
+
+        def generate_launch_description():
+            return LaunchDescription([Node(package="fake_pkg", executable="nope")])
+    """))
+    out = run_cli(str(missing), env=fake_prefix)
+    assert out.returncode == 1
+    assert "executable 'nope' not found in package 'fake_pkg'" in out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+
+    out = run_cli(str(missing), "bad-argument")
+    assert out.returncode == 1 and "name:=value" in out.stderr
+
+
+def test_show_args_of_the_package_launch_files() -> None:
+    out = run_cli("fer_ros", "webcam.launch.py", "--show-args")
+    assert out.returncode == 0, out.stderr
+    for name in ("source", "gallery", "device", "viewer", "viewer_port", "greeter",
+                 "loop", "namespace", "params_file"):
+        assert f"'{name}':" in out.stdout
+    assert "(default: '0')" in out.stdout
+    out = run_cli("fer_ros", "bag.launch.py", "--show-args")
+    assert out.returncode == 0 and "'image_topic':" in out.stdout
+    assert "(default: '/camera/image_raw')" in out.stdout
+
+
+def test_webcam_launch_plan(tmp_path) -> None:
+    """What webcam.launch.py would start, without starting it."""
+    from fer_ros.tools.launch_runner import Runner
+
+    share = Path(sys.prefix) / "share" / "fer_ros"
+    runner = Runner(share / "launch" / "webcam.launch.py",
+                    {"source": "0", "greeter": "true", "viewer": "false"})
+    context = runner.plan(tmp_path / "params")
+    specs = {spec.name: spec for spec in context.processes}
+    assert set(specs) == {"camera", "perception", "greeter"}
+    camera = specs["camera"]
+    assert camera.required and not specs["perception"].required
+    assert camera.cmd[0] == str(Path(sys.prefix) / "lib" / "fer_ros" / "camera_node")
+    assert "image_raw:=camera/image_raw" in camera.cmd
+    assert str(share / "config" / "camera.yaml") in camera.cmd
+    dict_params = Path(camera.cmd[camera.cmd.index(str(share / "config" / "camera.yaml")) + 2])
+    assert "source: '0'" in dict_params.read_text()  # a string, as camera_node declares it
+    assert "image:=camera/image_raw" in specs["perception"].cmd
+
+    with pytest.raises(Exception, match="viewer must be true or false"):
+        Runner(share / "launch" / "webcam.launch.py", {"viewer": "maybe"}).plan(tmp_path)
