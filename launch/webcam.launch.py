@@ -20,10 +20,12 @@ from launch_ros.substitutions import FindPackageShare
 ARGUMENTS = [
     ("source", "0", "camera index (0 = /dev/video0), device path, video file or image folder"),
     ("loop", "false", "replay a file or folder source forever (true/false)"),
+    ("fps", "", "camera frame rate; empty = config/camera.yaml's (a file's own rate)"),
     ("gallery", "", "gallery file (JSON) of enrolled people; empty = names are 'unknown'"),
     ("device", "auto", "inference device: auto, cpu or cuda[:N]"),
     ("viewer", "true", "start overlay_node, the MJPEG viewer (true/false)"),
     ("viewer_port", "8080", "HTTP port of the viewer (http://127.0.0.1:PORT/)"),
+    ("video_path", "", "also write the annotated video to this file; empty = no file"),
     ("greeter", "false", "start greeter_node, an example behaviour (true/false)"),
     ("namespace", "", "namespace of all nodes and topics"),
     ("params_file", "", "extra parameter file applied after config/*.yaml; empty = none"),
@@ -46,11 +48,14 @@ def launch_setup(context):
     extra = [override] if override else []
     namespace = LaunchConfiguration("namespace")
     text = ParameterValue  # value_type=str keeps e.g. source '0' a string, not the int 0
+    camera = {"source": text(LaunchConfiguration("source"), value_type=str),
+              "loop": flag(context, "loop")}
+    fps = LaunchConfiguration("fps").perform(context)
+    if fps:
+        camera["fps"] = float(fps)
     nodes = [
         Node(package="fer_ros", executable="camera_node", name="camera", namespace=namespace,
-             parameters=[config("camera.yaml"),
-                         {"source": text(LaunchConfiguration("source"), value_type=str),
-                          "loop": flag(context, "loop")}, *extra],
+             parameters=[config("camera.yaml"), camera, *extra],
              remappings=[("image_raw", "camera/image_raw"),
                          ("camera_info", "camera/camera_info")],
              output="screen", on_exit=Shutdown(reason="camera node ended")),
@@ -66,7 +71,9 @@ def launch_setup(context):
         nodes.append(Node(
             package="fer_ros", executable="overlay_node", name="overlay", namespace=namespace,
             parameters=[config("overlay.yaml"),
-                        {"port": int(LaunchConfiguration("viewer_port").perform(context))},
+                        {"port": int(LaunchConfiguration("viewer_port").perform(context)),
+                         "video_path": text(LaunchConfiguration("video_path"),
+                                            value_type=str)},
                         *extra],
             remappings=[("image", "camera/image_raw")], output="screen"))
     if flag(context, "greeter"):

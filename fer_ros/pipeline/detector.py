@@ -1,0 +1,168 @@
+"""Face detection with facenet-pytorch's MTCNN (every face, boxes and 5 landmarks).
+
+The MTCNN weights ship inside the facenet-pytorch wheel (``facenet_pytorch/data``);
+they are checked by SHA-256 before use, never downloaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from fer_ros.assets import AssetError, sha256_of
+from fer_ros.pipeline.types import Detection
+
+# facenet-pytorch==2.6.0, facenet_pytorch/data/*.pt
+MTCNN_WEIGHTS_SHA256 = {
+    "pnet.pt": "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
+    "rnet.pt": "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
+    "onet.pt": "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d",
+}
+# PNet's receptive field: MTCNN cannot see faces smaller than this in the image it is given.
+_PNET_MIN_FACE = 12
+
+
+def _weights_dir() -> Path:
+    # find_spec does not execute facenet_pytorch (whose import needs torchvision).
+    spec = importlib.util.find_spec("facenet_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        raise AssetError("facenet-pytorch is not installed (it carries the MTCNN weights); "
+                         "run `bash scripts/setup_venv.sh`")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def prepare_weights(force: bool = False) -> Path:
+    """Check the MTCNN weights shipped in the facenet-pytorch wheel; returns their folder.
+
+    Nothing is converted, so ``force`` only exists for the common ``prepare_weights``
+    signature: the files are hashed every time.
+    """
+    del force
+    folder = _weights_dir()
+    for name, expected in MTCNN_WEIGHTS_SHA256.items():
+        path = folder / name
+        if not path.is_file():
+            raise AssetError(f"MTCNN weights {path} are missing; reinstall facenet-pytorch==2.6.0 "
+                             "(`bash scripts/setup_venv.sh`)")
+        if sha256_of(path) != expected:
+            raise AssetError(f"MTCNN weights {path} do not match the facenet-pytorch 2.6.0 "
+                             "checksum; reinstall facenet-pytorch==2.6.0")
+    return folder
+
+
+class ChannelsLastMaxPool2d(nn.Module):
+    """The same max pool, computed in channels-last layout.
+
+    torch 2.13's CPU max_pool2d on NCHW batches is slow: on MTCNN's R/O-Net batches
+    (e.g. 158x28x22x22) it takes 4x longer than on the channels-last copy, and the pools
+    were about a third of a detection. Max is exact, so the results are identical.
+    """
+
+    def __init__(self, pool: nn.MaxPool2d) -> None:
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(x.contiguous(memory_format=torch.channels_last)).contiguous()
+
+
+def _speed_up_pools(net: nn.Module) -> int:
+    count = 0
+    for name, child in list(net.named_children()):
+        if isinstance(child, nn.MaxPool2d):
+            setattr(net, name, ChannelsLastMaxPool2d(child))
+            count += 1
+        else:
+            count += _speed_up_pools(child)
+    return count
+
+
+def check_image(image_rgb: np.ndarray) -> None:
+    """Raise ValueError unless ``image_rgb`` is a non-empty (H, W, 3) uint8 array."""
+    if not isinstance(image_rgb, np.ndarray):
+        raise ValueError(f"image must be a numpy array, got {type(image_rgb).__name__}")
+    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
+        raise ValueError(f"image must have shape (H, W, 3), got {image_rgb.shape}")
+    if image_rgb.dtype != np.uint8:
+        raise ValueError(f"image must be uint8, got {image_rgb.dtype}")
+    if image_rgb.shape[0] == 0 or image_rgb.shape[1] == 0:
+        raise ValueError(f"image is empty: shape {image_rgb.shape}")
+
+
+class FaceDetector:
+    """Find every face in an RGB image.
+
+    ``min_face_size`` is in pixels of the image passed to :meth:`detect`: it sets MTCNN's
+    image pyramid (smaller means slower), and faces whose box is smaller on both sides are
+    dropped, since MTCNN alone also returns some faces below it. ``downscale``
+    (0 < d <= 1) runs MTCNN on a copy resized by that factor, which cuts the time about
+    with its square; boxes and landmarks are mapped back to the original pixels. Faces
+    smaller than ``12 / downscale`` original pixels cannot be found then. ``thresholds``
+    are MTCNN's three stage thresholds; ``min_score`` drops final faces below it.
+    """
+
+    def __init__(self, min_face_size: int = 40,
+                 thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+                 downscale: float = 1.0, device: str = "cpu", min_score: float = 0.9) -> None:
+        if not 0.0 < downscale <= 1.0:
+            raise ValueError(f"downscale must be in (0, 1], got {downscale}")
+        if min_face_size < 1:
+            raise ValueError(f"min_face_size must be >= 1, got {min_face_size}")
+        if len(thresholds) != 3 or not all(0.0 <= t <= 1.0 for t in thresholds):
+            raise ValueError(f"thresholds must be three values in [0, 1], got {thresholds}")
+        prepare_weights()
+        from fer_ros.pipeline.tv_compat import import_facenet_pytorch
+
+        facenet_pytorch = import_facenet_pytorch()
+        self.min_face_size = int(min_face_size)
+        self.thresholds = tuple(float(t) for t in thresholds)
+        self.downscale = float(downscale)
+        self.min_score = float(min_score)
+        self.device = torch.device(device)
+        scaled_min = max(_PNET_MIN_FACE, round(self.min_face_size * self.downscale))
+        self._mtcnn = facenet_pytorch.MTCNN(
+            min_face_size=scaled_min, thresholds=list(self.thresholds), keep_all=True,
+            select_largest=False, post_process=False, device=self.device)
+        self._mtcnn.eval()
+        self.fast_pools = _speed_up_pools(self._mtcnn)
+
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        """Every face in ``image_rgb`` (H, W, 3 uint8 RGB), by falling score; [] if none."""
+        check_image(image_rgb)
+        height, width = image_rgb.shape[:2]
+        small = image_rgb
+        if self.downscale != 1.0:
+            size = (max(1, round(width * self.downscale)), max(1, round(height * self.downscale)))
+            small = cv2.resize(image_rgb, size, interpolation=cv2.INTER_AREA)
+        # Exact factors per axis: rounding the resized size makes them differ slightly.
+        sx = width / small.shape[1]
+        sy = height / small.shape[0]
+        with torch.inference_mode():
+            boxes, probs, points = self._mtcnn.detect(np.ascontiguousarray(small),
+                                                      landmarks=True)
+        if boxes is None or probs is None or len(boxes) == 0:
+            return []
+        # Under numpy 2 facenet-pytorch hands back dtype=object arrays.
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        probs = np.asarray(probs, dtype=np.float64).reshape(-1)
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 5, 2)
+        scale = np.array([sx, sy, sx, sy])
+        boxes = boxes * scale
+        points = points * scale[:2]
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+        detections = []
+        for i in np.argsort(-probs, kind="stable"):
+            box = boxes[i]
+            if probs[i] < self.min_score or box[2] <= box[0] or box[3] <= box[1]:
+                continue
+            if max(box[2] - box[0], box[3] - box[1]) < self.min_face_size:
+                continue
+            detections.append(Detection(box=box.astype(np.float32), score=float(probs[i]),
+                                        landmarks=points[i].astype(np.float32)))
+        return detections
