@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from fer_ros.pipeline.gallery import UNKNOWN, Gallery, GalleryError
-from fer_ros.pipeline.tracker import FaceTracker
+from fer_ros.pipeline.tracker import FaceTracker, thumbnail
 from fer_ros.pipeline.types import Detection, FaceResult
 
 
@@ -46,7 +46,7 @@ class PipelineConfig:
     emotion: bool = True
     # recognition
     facenet_weights: str = ""  # "" = the converted CASIA-WebFace model from the cache
-    recognition_threshold: float = 0.55
+    recognition_threshold: float = 0.5
     recognition_margin: float = 0.05
     # emotion
     emotion_weights: str = ""  # "" = the converted FER2013 mini-Xception from the cache
@@ -56,6 +56,11 @@ class PipelineConfig:
     iou_threshold: float = 0.3
     track_max_age: float = 1.0  # seconds unseen before a track is dropped
     reembed_interval: int = 10  # frames between embeddings of a tracked face
+    # Embed again, and forget the track's name votes, when the face's appearance
+    # changes this much (correlation of tiny grey patches; catches a cut or an
+    # identity switch that the box overlap misses) or after a gap in observations.
+    appearance_change: float = 0.6
+    reembed_gap: float = 0.5  # seconds
     vote_window: int = 5  # embeddings a track's name is voted over
 
 
@@ -206,10 +211,19 @@ class FacePipeline:
                    gallery: Gallery | None, times: StageTimes) -> None:
         cfg = self.config
         if tracks:
-            todo = [i for i, (r, t) in enumerate(zip(results, tracks, strict=True))
-                    if t.frames == 1 or not t.votes
-                    or t.frames_since_embedding >= cfg.reembed_interval
-                    or r.detection.area > 1.5 * t.embedded_area]
+            thumbs = [thumbnail(rgb, r.box) for r in results]
+            todo = []
+            for i, (r, t) in enumerate(zip(results, tracks, strict=True)):
+                changed = t.embedded_thumb is not None and (
+                    float(thumbs[i] @ t.embedded_thumb) < cfg.appearance_change
+                    or t.gap > cfg.reembed_gap)
+                if changed:  # probably someone else now: vote and smooth afresh
+                    t.votes.clear()
+                    t.emotion = None
+                if (changed or t.frames == 1 or not t.votes
+                        or t.frames_since_embedding >= cfg.reembed_interval
+                        or r.detection.area > 1.5 * t.embedded_area):
+                    todo.append(i)
         else:
             todo = list(range(len(results)))
         if todo:
@@ -227,6 +241,7 @@ class FacePipeline:
                     tracks[i].votes.append((name, sim))
                     tracks[i].frames_since_embedding = 0
                     tracks[i].embedded_area = results[i].detection.area
+                    tracks[i].embedded_thumb = thumbs[i]
         for i, result in enumerate(results):
             if tracks:
                 if i not in todo:

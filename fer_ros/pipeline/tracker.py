@@ -12,11 +12,24 @@ from __future__ import annotations
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from fer_ros.pipeline.gallery import UNKNOWN
 from fer_ros.pipeline.types import Detection
+
+
+def thumbnail(image_rgb: np.ndarray, box: np.ndarray, size: int = 16) -> np.ndarray:
+    """A tiny zero-mean, unit-norm grey patch of the face: a cheap appearance signature."""
+    h, w = image_rgb.shape[:2]
+    x1, y1, x2, y2 = (round(float(v)) for v in box)
+    x1, y1 = min(max(x1, 0), w - 1), min(max(y1, 0), h - 1)
+    x2, y2 = max(min(x2, w), x1 + 1), max(min(y2, h), y1 + 1)
+    patch = cv2.resize(image_rgb[y1:y2, x1:x2].mean(axis=2).astype(np.float32), (size, size),
+                       interpolation=cv2.INTER_AREA).ravel()
+    patch -= patch.mean()
+    return patch / max(float(np.linalg.norm(patch)), 1e-6)
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -42,6 +55,8 @@ class Track:
     frames: int = 0
     frames_since_embedding: int = 0
     embedded_area: float = 0.0
+    embedded_thumb: np.ndarray | None = None  # appearance when last embedded
+    gap: float = 0.0  # seconds between the last two observations
     votes: deque = field(default_factory=lambda: deque(maxlen=5))  # (name, similarity)
     emotion: np.ndarray | None = None  # smoothed probabilities
 
@@ -103,6 +118,7 @@ class FaceTracker:
                 self._next_id += 1
                 self.tracks[track.track_id] = track
             track.box = det.box.copy()
+            track.gap = stamp - track.last_seen
             track.last_seen = stamp
             track.frames += 1
             result.append(track)

@@ -1,0 +1,76 @@
+"""greeter_node: an example robot behaviour built on /faces/emotions.
+
+Greets each recognised person once per appearance (a track that comes back after
+``forget_after`` seconds away is a new appearance) and reacts when their emotion
+changes. Publishes what the robot would say on ``speech`` (std_msgs/String) and logs
+it. Copy this file to start your own behaviour.
+"""
+
+from __future__ import annotations
+
+import time
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from std_msgs.msg import String
+
+from fer_ros.msg import FaceEmotionArray
+from fer_ros.nodes.params import ParamSpec, declare_parameters
+
+REACTIONS = {
+    "happy": "you look happy!", "sad": "is everything all right?",
+    "angry": "let me know if I can help.", "surprise": "surprised?",
+    "fear": "no need to worry, I am a friendly robot.", "disgust": "something wrong?",
+}
+
+PARAMS = (
+    ParamSpec("forget_after", 10.0, "Seconds a person must be out of view before they are "
+              "greeted again.", (0.0, 86400.0)),
+    ParamSpec("min_emotion_score", 0.6, "React to an emotion only this confident.",
+              (0.0, 1.0)),
+)
+
+
+class GreeterNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("greeter", **kwargs)
+        self.p = declare_parameters(self, PARAMS)
+        self.last_seen: dict[str, float] = {}  # name -> monotonic time
+        self.last_emotion: dict[str, str] = {}
+        self.speech = self.create_publisher(String, "speech", 10)
+        self.create_subscription(FaceEmotionArray, "faces/emotions", self.on_faces, 10)
+
+    def on_faces(self, msg: FaceEmotionArray) -> None:
+        now = time.monotonic()
+        for face in msg.faces:
+            if not face.name or face.name == "unknown":
+                continue
+            if now - self.last_seen.get(face.name, -1e9) > self.p["forget_after"]:
+                self.say(f"Hello {face.name}!")
+                self.last_emotion.pop(face.name, None)
+            self.last_seen[face.name] = now
+            if (face.emotion in REACTIONS and face.emotion_score >= self.p["min_emotion_score"]
+                    and self.last_emotion.get(face.name) != face.emotion):
+                self.say(f"{face.name}, {REACTIONS[face.emotion]}")
+            if face.emotion_score >= self.p["min_emotion_score"]:
+                self.last_emotion[face.name] = face.emotion
+
+    def say(self, text: str) -> None:
+        self.get_logger().info(text)
+        self.speech.publish(String(data=text))
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = GreeterNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

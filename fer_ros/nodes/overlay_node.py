@@ -1,0 +1,174 @@
+"""overlay_node: draws faces, names and emotions on the video.
+
+Subscribes to ``image`` and ``faces/emotions`` and pairs them by header stamp (not
+"latest": a slow perception node still gets its boxes drawn on the image they were
+computed from). Publishes the annotated image on ``faces/overlay`` (for
+rqt_image_view and RViz), serves it as MJPEG with a small HTML page (default
+http://127.0.0.1:8080/), optionally writes it to a video file, and optionally shows
+a local window when a display and a GUI-capable OpenCV exist.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+
+import cv2
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from fer_ros.msg import FaceEmotionArray
+from fer_ros.nodes.draw import draw_faces
+from fer_ros.nodes.image_codec import ImageDecodeError, image_to_msg, msg_to_image
+from fer_ros.nodes.mjpeg_server import FrameHub, MjpegServer
+from fer_ros.nodes.params import ParamSpec, declare_parameters
+from fer_ros.nodes.qos import QOS_CHOICES, qos_profile
+
+PARAMS = (
+    ParamSpec("port", 8080, "HTTP port of the MJPEG viewer; 0 turns the viewer off.",
+              (0, 65535), read_only=True),
+    ParamSpec("bind_address", "127.0.0.1", "Address the viewer listens on. Keep 127.0.0.1 "
+              "unless the stream (faces of people) may be seen from the network.",
+              read_only=True),
+    ParamSpec("max_clients", 4, "Concurrent viewers of the stream.", (1, 64), read_only=True),
+    ParamSpec("jpeg_quality", 80, "JPEG quality of the stream.", (10, 100)),
+    ParamSpec("buffer_size", 30, "Images kept while waiting for their faces message.",
+              (1, 1000), read_only=True),
+    ParamSpec("qos", "sensor_data", f"Image subscription QoS: {', '.join(QOS_CHOICES)}.",
+              read_only=True, choices=QOS_CHOICES),
+    ParamSpec("video_path", "", "Also write the annotated video to this file (.mp4/.avi); "
+              "empty = no file.", read_only=True),
+    ParamSpec("video_fps", 15.0, "Frame rate written into video_path.", (1.0, 240.0),
+              read_only=True),
+    ParamSpec("show_window", False, "Show a local OpenCV window (needs a display and an "
+              "OpenCV built with GUI support).", read_only=True),
+)
+
+
+class OverlayNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("overlay", **kwargs)
+        self.p = declare_parameters(self, PARAMS)
+        self._images: OrderedDict[tuple[int, int], Image] = OrderedDict()
+        self._pending: OrderedDict[tuple[int, int], FaceEmotionArray] = OrderedDict()
+        self.frames = 0
+        self.names_seen: set[str] = set()
+        self._writer: cv2.VideoWriter | None = None
+        self._window = self.p["show_window"] and self._gui_available()
+        self.hub = FrameHub()
+        self.server: MjpegServer | None = None
+        if self.p["port"]:
+            try:
+                self.server = MjpegServer(self.hub, self.p["bind_address"], self.p["port"],
+                                          self.p["max_clients"]).start()
+                self.get_logger().info(f"viewer: open {self.server.url} in a browser")
+            except OSError as exc:
+                self.get_logger().error(f"viewer could not listen on {self.p['bind_address']}:"
+                                        f"{self.p['port']}: {exc}; continuing without it")
+        self.publisher = self.create_publisher(Image, "faces/overlay", 5)
+        self.create_subscription(Image, "image", self._on_image, qos_profile(self.p["qos"]))
+        self.create_subscription(FaceEmotionArray, "faces/emotions", self._on_faces, 10)
+
+    def _gui_available(self) -> bool:
+        if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+            self.get_logger().warning("show_window: no display; the window is off")
+            return False
+        try:
+            cv2.namedWindow("fer_ros")
+            return True
+        except cv2.error:
+            self.get_logger().warning("show_window: this OpenCV has no GUI support "
+                                      "(opencv-python-headless); the window is off")
+            return False
+
+    @staticmethod
+    def _key(header) -> tuple[int, int]:
+        return header.stamp.sec, header.stamp.nanosec
+
+    def _on_image(self, msg: Image) -> None:
+        key = self._key(msg.header)
+        faces = self._pending.pop(key, None)
+        if faces is not None:
+            self._render(msg, faces)
+            return
+        self._images[key] = msg
+        while len(self._images) > self.p["buffer_size"]:
+            self._images.popitem(last=False)
+
+    def _on_faces(self, faces: FaceEmotionArray) -> None:
+        key = self._key(faces.header)
+        image = self._images.pop(key, None)
+        if image is None:  # faces can overtake their image on another connection
+            self._pending[key] = faces
+            while len(self._pending) > self.p["buffer_size"]:
+                self._pending.popitem(last=False)
+            return
+        # Older unmatched images can no longer get faces (they come in order): drop them.
+        for old in [k for k in self._images if k < key]:
+            del self._images[old]
+        self._render(image, faces)
+
+    def _render(self, image: Image, faces: FaceEmotionArray) -> None:
+        try:
+            bgr = msg_to_image(image, "bgr8")
+        except ImageDecodeError as exc:
+            self.get_logger().warning(f"cannot draw on image: {exc}",
+                                      throttle_duration_sec=10.0)
+            return
+        annotated = draw_faces(bgr, faces.faces)
+        self.publisher.publish(image_to_msg(annotated, "bgr8", header=image.header))
+        self.frames += 1
+        self.names_seen.update(f.name for f in faces.faces if f.name and f.name != "unknown")
+        ok, jpeg = cv2.imencode(".jpg", annotated,
+                                [cv2.IMWRITE_JPEG_QUALITY, self.p["jpeg_quality"]])
+        if ok:
+            self.hub.publish(jpeg.tobytes(), {"frames": self.frames, "faces": len(faces.faces),
+                                              "names": sorted(self.names_seen)})
+        self._write_video(annotated)
+        if self._window:
+            cv2.imshow("fer_ros", annotated)
+            cv2.waitKey(1)
+
+    def _write_video(self, frame) -> None:
+        path = self.p["video_path"]
+        if not path:
+            return
+        if self._writer is None:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            fourcc = cv2.VideoWriter_fourcc(*("mp4v" if path.endswith(".mp4") else "MJPG"))
+            self._writer = cv2.VideoWriter(path, fourcc, self.p["video_fps"],
+                                           (frame.shape[1], frame.shape[0]))
+            if not self._writer.isOpened():
+                self.get_logger().error(f"cannot write video {path}; recording is off")
+                self.p["video_path"] = ""
+                return
+            self._video_size = (frame.shape[1], frame.shape[0])
+        if (frame.shape[1], frame.shape[0]) != self._video_size:
+            frame = cv2.resize(frame, self._video_size)
+        self._writer.write(frame)
+
+    def destroy_node(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+        if self._writer is not None:
+            self._writer.release()
+            self.get_logger().info(f"wrote {self.frames} annotated frames to "
+                                   f"{self.p['video_path']}")
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = OverlayNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

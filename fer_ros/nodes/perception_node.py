@@ -1,0 +1,410 @@
+"""perception_node: faces, names and emotions from an image topic.
+
+Subscribes to ``image`` (remap it to your camera, e.g. /camera/image_raw) and
+publishes fer_ros/msg/FaceEmotionArray on ``faces/emotions`` (/faces/emotions in the
+root namespace) with the source image's header, one message per processed image,
+also when it holds no face. Only the newest image is processed: images that arrive
+while inference runs replace the waiting one and are counted as dropped, so the
+queue never grows and latency stays bounded. Inference runs on its own thread so
+services, parameter changes and diagnostics stay responsive.
+
+Services: ``~/enroll`` (fer_ros/srv/EnrollFace: enrol the largest face of the latest
+image) and ``~/reload_gallery`` (std_srvs/srv/Trigger). The gallery file is also
+reloaded when it changes on disk.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point32
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_srvs.srv import Trigger
+
+from fer_ros.msg import FaceEmotion, FaceEmotionArray
+from fer_ros.nodes.image_codec import ImageDecodeError, msg_to_image
+from fer_ros.nodes.params import ParamSpec, declare_parameters
+from fer_ros.nodes.qos import QOS_CHOICES, qos_profile
+from fer_ros.srv import EnrollFace
+
+PARAMS = (
+    ParamSpec("gallery_path", "", "Gallery file (JSON) of enrolled people; empty = no gallery, "
+              "every face is 'unknown'. Created on the first enrolment."),
+    ParamSpec("persist_gallery", True, "Write run-time enrolments to gallery_path (atomically, "
+              "mode 0600). False keeps them in memory only."),
+    ParamSpec("recognition_threshold", 0.5, "Cosine similarity below which a face is "
+              "'unknown'.", (0.0, 1.0)),
+    ParamSpec("recognition_margin", 0.05, "How much the best person must beat the second "
+              "best; closer calls are 'unknown'.", (0.0, 1.0)),
+    ParamSpec("device", "auto", "auto (CUDA when present), cpu or cuda[:N].", read_only=True),
+    ParamSpec("min_face_size", 40, "Smallest face searched for, in pixels of the input image.",
+              (10, 2000), read_only=True),
+    ParamSpec("detection_thresholds", [0.6, 0.7, 0.7], "MTCNN P/R/O-Net stage thresholds.",
+              read_only=True),
+    ParamSpec("detection_min_score", 0.9, "Faces scored below this are dropped.", (0.0, 1.0)),
+    ParamSpec("downscale", 1.0, "Detect on the image scaled by this factor (faster; boxes "
+              "are mapped back to full resolution).", (0.1, 1.0), read_only=True),
+    ParamSpec("enable_recognition", True, "Compute embeddings and names.", read_only=True),
+    ParamSpec("enable_emotion", True, "Classify emotions.", read_only=True),
+    ParamSpec("enable_tracking", True, "Track faces across images (stable track_id, name "
+              "voting, emotion smoothing, fewer embeddings).", read_only=True),
+    ParamSpec("facenet_weights", "", "FaceNet weights (.pt); empty = the converted "
+              "CASIA-WebFace model from `fer-ros models fetch`.", read_only=True),
+    ParamSpec("emotion_weights", "", "Emotion model (.pt from `fer-ros train-emotion`); empty "
+              "= the FER2013 mini-Xception.", read_only=True),
+    ParamSpec("emotion_smoothing", 0.5, "Weight of the past in the per-track moving average "
+              "of emotion probabilities; 0 = this image only.", (0.0, 0.99)),
+    ParamSpec("reembed_interval", 10, "Images between two embeddings of a tracked face.",
+              (1, 1000)),
+    ParamSpec("vote_window", 5, "Embeddings a track's name is voted over.", (1, 100),
+              read_only=True),
+    ParamSpec("track_max_age", 1.0, "Seconds a face may go unseen before its track ends.",
+              (0.0, 60.0)),
+    ParamSpec("qos", "sensor_data", f"Image subscription QoS: {', '.join(QOS_CHOICES)}.",
+              read_only=True, choices=QOS_CHOICES),
+    ParamSpec("torch_threads", 0, "CPU threads for inference; 0 = PyTorch's default.",
+              (0, 256), read_only=True),
+    ParamSpec("gallery_watch_period", 1.0, "Seconds between checks of the gallery file for "
+              "changes; 0 = only reload on the service call.", (0.0, 3600.0)),
+    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.",
+              (0.1, 60.0)),
+    ParamSpec("latency_warn_ms", 250.0, "Mean latency (image stamp to publish) above which "
+              "diagnostics report WARN.", (1.0, 60000.0)),
+    ParamSpec("drop_warn_ratio", 0.5, "Fraction of dropped images above which diagnostics "
+              "report WARN.", (0.0, 1.0)),
+)
+
+# Parameters applied to the running pipeline when set at run time.
+_LIVE_CONFIG = {"recognition_threshold", "recognition_margin", "emotion_smoothing",
+                "reembed_interval", "track_max_age", "detection_min_score"}
+
+
+@dataclass
+class Frame:
+    msg: Image
+    received: float  # monotonic seconds
+
+
+class PerceptionNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("perception", **kwargs)
+        self.p = declare_parameters(self, PARAMS, on_change=self._on_parameters_changed)
+
+        self._slot: Frame | None = None  # the newest unprocessed image
+        self._slot_cv = threading.Condition()
+        self._stop = threading.Event()
+        self._latest_rgb: np.ndarray | None = None  # last processed image, for enrolment
+        self._gallery_lock = threading.Lock()  # serialises gallery edits and reloads
+        self._gallery_mtime: float | None = None
+        self._bad_encodings: set[str] = set()
+        self._stats = {"received": 0, "dropped": 0, "published": 0, "bad": 0}
+        self._window: deque = deque(maxlen=300)  # (publish time, latency, StageTimes)
+
+        start = time.monotonic()
+        self.pipeline = self._make_pipeline()
+        self.load_seconds = time.monotonic() - start
+        self.get_logger().info(
+            f"models loaded in {self.load_seconds:.1f} s on {self.pipeline.device}: "
+            f"detector MTCNN, embedder {self.pipeline.model_name or 'off'}, emotion "
+            f"{'/'.join(self.pipeline.emotion_labels) or 'off'}")
+        self._load_gallery(initial=True)
+
+        self.publisher = self.create_publisher(FaceEmotionArray, "faces/emotions", 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.subscription = self.create_subscription(
+            Image, "image", self._on_image, qos_profile(self.p["qos"]))
+        services = MutuallyExclusiveCallbackGroup()
+        self.create_service(EnrollFace, "~/enroll", self._on_enroll, callback_group=services)
+        self.create_service(Trigger, "~/reload_gallery", self._on_reload,
+                            callback_group=services)
+        self.create_timer(self.p["diagnostics_period"], self._publish_diagnostics)
+        if self.p["gallery_watch_period"] > 0:
+            self.create_timer(self.p["gallery_watch_period"], self._watch_gallery,
+                              callback_group=services)
+        self._worker = threading.Thread(target=self._run, name="inference", daemon=True)
+        self._worker.start()
+
+    # ------------------------------------------------------------------ set-up
+    def _make_pipeline(self):
+        import torch
+
+        from fer_ros.pipeline import FacePipeline, PipelineConfig
+
+        if self.p["torch_threads"] > 0:
+            torch.set_num_threads(self.p["torch_threads"])
+        config = PipelineConfig(
+            device=self.p["device"], min_face_size=self.p["min_face_size"],
+            detection_thresholds=tuple(self.p["detection_thresholds"]),
+            detection_min_score=self.p["detection_min_score"], downscale=self.p["downscale"],
+            recognition=self.p["enable_recognition"], emotion=self.p["enable_emotion"],
+            tracking=self.p["enable_tracking"], facenet_weights=self.p["facenet_weights"],
+            emotion_weights=self.p["emotion_weights"],
+            recognition_threshold=self.p["recognition_threshold"],
+            recognition_margin=self.p["recognition_margin"],
+            emotion_smoothing=self.p["emotion_smoothing"],
+            reembed_interval=self.p["reembed_interval"], vote_window=self.p["vote_window"],
+            track_max_age=self.p["track_max_age"])
+        return FacePipeline(config)
+
+    def _on_parameters_changed(self, params) -> None:
+        """Apply accepted run-time changes (types and ranges were checked already)."""
+        for param in params:
+            if param.name in _LIVE_CONFIG:
+                setattr(self.pipeline.config, param.name, param.value)
+            if param.name == "track_max_age":
+                self.pipeline.tracker.max_age = param.value
+            if param.name == "detection_min_score":
+                self.pipeline.detector.min_score = param.value
+        if any(p.name == "gallery_path" for p in params):
+            # Load after the set completes, so the new path is the one in self.p.
+            threading.Timer(0.0, self._load_gallery).start()
+
+    # ------------------------------------------------------------------ gallery
+    def _load_gallery(self, initial: bool = False) -> tuple[bool, str]:
+        """(Re)load gallery_path; on any problem keep the gallery in use and say why."""
+        from fer_ros.pipeline import GalleryError
+        from fer_ros.pipeline.gallery import Gallery
+
+        path_text = self.p["gallery_path"]
+        with self._gallery_lock:
+            if not path_text:
+                self.pipeline.set_gallery(None)
+                return True, "no gallery_path set: every face is 'unknown'"
+            path = Path(path_text).expanduser()
+            if not path.exists():
+                self._gallery_mtime = None
+                message = (f"gallery {path} does not exist yet; faces are 'unknown' until "
+                           f"someone is enrolled")
+                if initial:
+                    self.get_logger().warning(message)
+                return False, message
+            try:
+                mtime = path.stat().st_mtime
+                gallery = Gallery.load(path)
+                self.pipeline.set_gallery(gallery)
+            except (GalleryError, OSError) as exc:
+                self._gallery_mtime = path.stat().st_mtime if path.exists() else None
+                message = f"{exc}; keeping the previous gallery"
+                self.get_logger().error(message)
+                return False, message
+            self._gallery_mtime = mtime
+        message = f"gallery {path}: {len(gallery)} people ({', '.join(gallery.names())})"
+        self.get_logger().info(message)
+        return True, message
+
+    def _watch_gallery(self) -> None:
+        path_text = self.p["gallery_path"]
+        if not path_text:
+            return
+        try:
+            mtime = Path(path_text).expanduser().stat().st_mtime
+        except OSError:
+            return
+        if mtime != self._gallery_mtime:
+            self._load_gallery()
+
+    def _on_reload(self, _request, response):
+        response.success, response.message = self._load_gallery()
+        return response
+
+    def _on_enroll(self, request, response):
+        from fer_ros.pipeline import GalleryError
+        from fer_ros.pipeline.gallery import validate_name
+
+        response.success = False
+        try:
+            name = validate_name(request.name)
+        except GalleryError as exc:
+            response.message = f"refused: {exc}"
+            self.get_logger().warning(response.message)
+            return response
+        image = self._latest_rgb
+        if image is None:
+            response.message = "refused: no image received yet"
+            return response
+        try:
+            detection, embedding = self.pipeline.embed_largest_face(image)
+        except ValueError as exc:
+            response.message = f"refused: {exc} in the latest image"
+            self.get_logger().warning(response.message)
+            return response
+        with self._gallery_lock:
+            current = self.pipeline.gallery
+            gallery = current.copy() if current is not None else self.pipeline.new_gallery()
+            try:
+                person = gallery.add(name, embedding[None, :], ["enroll service"],
+                                     on_existing="append" if request.append else "refuse")
+                if self.p["persist_gallery"] and self.p["gallery_path"]:
+                    saved = gallery.save(Path(self.p["gallery_path"]).expanduser())
+                    self._gallery_mtime = saved.stat().st_mtime
+                self.pipeline.set_gallery(gallery)
+            except (GalleryError, OSError) as exc:
+                response.message = f"refused: {exc}"
+                self.get_logger().warning(response.message)
+                return response
+        response.success = True
+        response.num_embeddings = len(person.embeddings)
+        where = ("saved to " + self.p["gallery_path"]
+                 if self.p["persist_gallery"] and self.p["gallery_path"] else "in memory only")
+        response.message = (f"enrolled {name!r} from a {int(detection.width)}x"
+                            f"{int(detection.height)} px face ({response.num_embeddings} "
+                            f"embedding(s), {where})")
+        self.get_logger().info(response.message)
+        return response
+
+    # ------------------------------------------------------------------ images
+    def _on_image(self, msg: Image) -> None:
+        with self._slot_cv:
+            self._stats["received"] += 1
+            if self._slot is not None:
+                self._stats["dropped"] += 1  # superseded before inference got to it
+            self._slot = Frame(msg, time.monotonic())
+            self._slot_cv.notify()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._slot_cv:
+                while self._slot is None and not self._stop.is_set():
+                    self._slot_cv.wait(0.5)
+                frame, self._slot = self._slot, None
+            if frame is None:
+                continue
+            try:
+                self._process(frame)
+            except Exception as exc:
+                self._stats["bad"] += 1
+                self.get_logger().error(f"processing an image failed: {exc!r}",
+                                        throttle_duration_sec=5.0)
+
+    def _process(self, frame: Frame) -> None:
+        msg = frame.msg
+        try:
+            rgb = msg_to_image(msg, "rgb8")
+        except ImageDecodeError as exc:
+            self._stats["bad"] += 1
+            kind = f"{msg.encoding}:{exc.__class__.__name__}:{str(exc).split(':')[0]}"
+            if kind not in self._bad_encodings:  # one log line per kind of problem
+                self._bad_encodings.add(kind)
+                self.get_logger().error(f"dropping image: {exc}")
+            return
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        faces = self.pipeline.process(rgb, color="rgb", stamp=stamp)
+        self._latest_rgb = rgb
+        out = FaceEmotionArray()
+        out.header = msg.header
+        out.image_width, out.image_height = int(msg.width), int(msg.height)
+        out.faces = [self._to_msg(face) for face in faces]
+        self.publisher.publish(out)
+        now = time.monotonic()
+        self._stats["published"] += 1
+        ros_now = self.get_clock().now().nanoseconds * 1e-9
+        latency = ros_now - stamp if stamp > 0 else now - frame.received
+        self._window.append((now, latency, self.pipeline.last_times))
+
+    @staticmethod
+    def _to_msg(face) -> FaceEmotion:
+        m = FaceEmotion()
+        x1, y1, x2, y2 = (float(v) for v in face.box)
+        m.track_id = int(face.track_id)
+        m.box.x_offset, m.box.y_offset = max(round(x1), 0), max(round(y1), 0)
+        m.box.width = max(round(x2 - x1), 0)
+        m.box.height = max(round(y2 - y1), 0)
+        m.detection_score = float(face.score)
+        if face.detection.landmarks is not None:
+            m.landmarks = [Point32(x=float(x), y=float(y), z=0.0)
+                           for x, y in np.asarray(face.detection.landmarks).reshape(-1, 2)]
+        m.name = face.name
+        m.name_similarity = float(face.similarity)
+        m.emotion = face.emotion
+        m.emotion_score = float(face.emotion_score)
+        m.emotion_labels = list(face.emotion_labels)
+        m.emotion_scores = [float(v) for v in face.emotion_scores]
+        m.emotion_scores_raw = [float(v) for v in face.emotion_scores_raw]
+        return m
+
+    # ------------------------------------------------------------------ diagnostics
+    def _publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        recent = [w for w in self._window if now - w[0] <= 5.0]
+        span = (recent[-1][0] - recent[0][0]) if len(recent) > 1 else 0.0
+        out_rate = (len(recent) - 1) / span if span > 0 else 0.0
+        lat = np.array([w[1] for w in recent]) * 1e3 if recent else np.zeros(0)
+        stages = {k: np.mean([getattr(w[2], k) for w in recent]) if recent else 0.0
+                  for k in ("detect", "embed", "emotion", "total")}
+        s = self._stats
+        drop_ratio = s["dropped"] / s["received"] if s["received"] else 0.0
+        status = DiagnosticStatus(name="fer_ros: perception", hardware_id=self.pipeline.device)
+        status.level, status.message = DiagnosticStatus.OK, "ok"
+        if s["received"] == 0:
+            status.level, status.message = DiagnosticStatus.WARN, "no images received"
+        elif lat.size and lat.mean() > self.p["latency_warn_ms"]:
+            status.level = DiagnosticStatus.WARN
+            status.message = f"latency {lat.mean():.0f} ms above {self.p['latency_warn_ms']} ms"
+        elif drop_ratio > self.p["drop_warn_ratio"]:
+            status.level = DiagnosticStatus.WARN
+            status.message = f"{drop_ratio:.0%} of images dropped: inference is too slow"
+        if s["bad"] and s["published"] == 0:
+            status.level, status.message = DiagnosticStatus.ERROR, "every image was rejected"
+        gallery = self.pipeline.gallery
+        values = {
+            "images received": s["received"], "images dropped": s["dropped"],
+            "images rejected": s["bad"], "messages published": s["published"],
+            "output rate (Hz)": f"{out_rate:.2f}",
+            "latency mean (ms)": f"{lat.mean():.1f}" if lat.size else "",
+            "latency p95 (ms)": f"{np.percentile(lat, 95):.1f}" if lat.size else "",
+            **{f"{k} time (ms)": f"{v:.1f}" for k, v in stages.items()},
+            "device": self.pipeline.device, "embedding model": self.pipeline.model_name,
+            "emotion labels": ",".join(self.pipeline.emotion_labels),
+            "model load time (s)": f"{self.load_seconds:.1f}",
+            "gallery people": len(gallery) if gallery is not None else 0,
+        }
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        diag = DiagnosticArray()
+        diag.header.stamp = self.get_clock().now().to_msg()
+        diag.status = [status]
+        self.diag_pub.publish(diag)
+
+    def destroy_node(self) -> None:
+        self._stop.set()
+        with self._slot_cv:
+            self._slot_cv.notify_all()
+        if self._worker.is_alive():
+            self._worker.join(timeout=5.0)
+        s = self._stats
+        self.get_logger().info(f"received {s['received']}, published {s['published']}, "
+                               f"dropped {s['dropped']}, rejected {s['bad']}")
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = PerceptionNode()
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception as exc:
+        from fer_ros.assets import AssetError
+
+        if not isinstance(exc, (AssetError, ValueError)):
+            raise
+        (node.get_logger() if node else rclpy.logging.get_logger("perception")).fatal(str(exc))
+        return 1
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,245 @@
+"""perception_node end to end over DDS: outputs, names, bad input, services, parameters.
+
+One node process serves the whole module (loading models takes seconds); each test
+talks to it the way another ROS node would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import Proc, data_path, wait_for
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.msg import ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosutil import TestNode, frame_bgr
+from sensor_msgs.msg import Image
+from std_srvs.srv import Trigger
+
+from fer_ros.msg import FaceEmotionArray
+from fer_ros.nodes.image_codec import image_to_msg
+from fer_ros.srv import EnrollFace
+
+PERSON = "madonna"
+OTHER = "elton_john"
+
+
+def enroll(gallery: Path, name: str, images: list[Path]) -> None:
+    cmd = [sys.executable, "-m", "fer_ros.cli", "enroll", "--gallery", str(gallery),
+           "--name", name, "--device", "cpu", "--skip-bad", *map(str, images)]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+class Session:
+    def __init__(self, proc: Proc, gallery: Path) -> None:
+        self.proc = proc
+        self.gallery = gallery
+        self.client = TestNode("perception_test_client")
+        node = self.client.node
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.image_pub = node.create_publisher(Image, "/camera/image_raw", reliable)
+        self.outputs: list[FaceEmotionArray] = []
+        self.diagnostics: list[DiagnosticArray] = []
+        self.lock = threading.Lock()
+        node.create_subscription(FaceEmotionArray, "/faces/emotions", self._on_out, 50)
+        node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
+        self.enroll = node.create_client(EnrollFace, "/perception/enroll")
+        self.reload = node.create_client(Trigger, "/perception/reload_gallery")
+        self.set_params = node.create_client(SetParameters, "/perception/set_parameters")
+        self.sent = 0
+
+    def _on_out(self, msg: FaceEmotionArray) -> None:
+        with self.lock:
+            self.outputs.append(msg)
+
+    def send(self, msg: Image, expect_reply: bool = True, timeout: float = 30.0):
+        """Publish one image; wait for its FaceEmotionArray (matched by stamp)."""
+        self.sent += 1
+        msg.header.stamp.sec = 1000 + self.sent
+        msg.header.stamp.nanosec = 1234
+        msg.header.frame_id = msg.header.frame_id or "test_camera"
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        self.image_pub.publish(msg)
+        if not expect_reply:
+            return None
+
+        def answered():
+            with self.lock:
+                return [o for o in self.outputs
+                        if (o.header.stamp.sec, o.header.stamp.nanosec) == stamp]
+
+        assert wait_for(lambda: bool(answered()), timeout), (
+            f"no /faces/emotions for image {self.sent}; node log:\n{self.proc.output()[-3000:]}")
+        return answered()[0]
+
+    def set_param(self, name: str, value) -> tuple[bool, str]:
+        pv = ParameterValue()
+        if isinstance(value, float):
+            pv.type, pv.double_value = ParameterType.PARAMETER_DOUBLE, value
+        elif isinstance(value, str):
+            pv.type, pv.string_value = ParameterType.PARAMETER_STRING, value
+        else:
+            pv.type, pv.integer_value = ParameterType.PARAMETER_INTEGER, value
+        request = SetParameters.Request(parameters=[ParameterMsg(name=name, value=pv)])
+        result = self.client.call(self.set_params, request).results[0]
+        return result.successful, result.reason
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("perception")
+    gallery = tmp / "gallery.json"
+    train = data_path("celebrity", "train")
+    enroll(gallery, PERSON, sorted((train / PERSON).glob("*.jpg"))[:4])
+    log = tmp / "perception.log"
+    exe = str(Path(sys.prefix) / "lib" / "fer_ros" / "perception_node")
+    proc = Proc([exe, "--ros-args", "-r", "image:=/camera/image_raw",
+                 "-p", f"gallery_path:={gallery}", "-p", "qos:=reliable",
+                 "-p", "device:=cpu", "-p", "gallery_watch_period:=0.2",
+                 "-p", "diagnostics_period:=0.5"], log)
+    sess = Session(proc, gallery)
+    assert wait_for(lambda: "models loaded" in proc.output(), 120), proc.output()
+    assert wait_for(lambda: sess.image_pub.get_subscription_count() > 0, 20)
+    yield sess
+    sess.client.close()
+    code = proc.interrupt()
+    sess.exit_code = code
+    assert code == 0, proc.output()[-2000:]
+    assert "Traceback" not in proc.output()
+
+
+def face_msg(path: Path) -> Image:
+    return image_to_msg(frame_bgr(path), "bgr8")
+
+
+def test_header_copied_and_faces_named(session: Session) -> None:
+    val = data_path("celebrity", "val", PERSON)
+    image = sorted(val.glob("*.jpg"))[0]
+    msg = face_msg(image)
+    msg.header.frame_id = "front_camera"
+    out = session.send(msg)
+    assert out.header.frame_id == "front_camera"
+    assert (out.image_width, out.image_height) == (640, 480)
+    assert len(out.faces) == 1
+    face = out.faces[0]
+    assert face.name == PERSON, (face.name, face.name_similarity)
+    assert face.track_id > 0 and len(face.landmarks) == 5
+    assert face.box.width > 20 and face.box.height > 20
+    assert list(face.emotion_labels) == ["angry", "disgust", "fear", "happy", "sad",
+                                         "surprise", "neutral"]
+    assert face.emotion in face.emotion_labels
+    assert abs(sum(face.emotion_scores) - 1.0) < 1e-3
+    assert abs(sum(face.emotion_scores_raw) - 1.0) < 1e-3
+
+
+def test_stranger_is_unknown_and_empty_image_gives_empty_array(session: Session) -> None:
+    stranger = session.send(face_msg(data_path("astronaut", "astronaut.png")))
+    assert [f.name for f in stranger.faces] == ["unknown"]
+    empty = session.send(face_msg(data_path("pyfeat", "free-mountain-vector-01.jpg")))
+    assert empty.faces == []
+
+
+def test_bad_images_are_rejected_and_the_node_keeps_going(session: Session) -> None:
+    good = face_msg(data_path("celebrity", "val", PERSON,
+                              sorted(os.listdir(data_path("celebrity", "val", PERSON)))[0]))
+    bad: list[Image] = []
+    m = image_to_msg(np.zeros((8, 8, 3), np.uint8))
+    m.encoding = "yuv422"
+    bad.append(m)
+    m = image_to_msg(np.zeros((8, 8, 3), np.uint8))
+    m.encoding = "BGR8"  # misspelt
+    bad.append(m)
+    m = image_to_msg(np.zeros((8, 8, 3), np.uint8))
+    m.data = m.data[:-5]  # truncated
+    bad.append(m)
+    m = image_to_msg(np.zeros((8, 8, 3), np.uint8))
+    m.step = 8  # shorter than a row
+    bad.append(m)
+    m = Image(encoding="bgr8", width=0, height=0, step=0)
+    bad.append(m)
+    m = Image(encoding="bgr8", width=100000, height=100000, step=300000)
+    bad.append(m)
+    for _ in range(3):  # the same problem again must not log again
+        for msg in bad:
+            session.send(msg, expect_reply=False)
+            time.sleep(0.05)
+    out = session.send(good)
+    assert len(out.faces) == 1
+    log = session.proc.output()
+    assert log.count("yuv422") == 1, log[-3000:]
+    assert "dropping image" in log
+
+
+def test_enroll_service(session: Session) -> None:
+    def ask(name: str, append: bool = True):
+        return session.client.call(session.enroll, EnrollFace.Request(name=name, append=append))
+
+    for bad_name in ["", "   ", "unknown", "x" * 200]:
+        response = ask(bad_name)
+        assert not response.success and "refused" in response.message
+    session.send(face_msg(data_path("pyfeat", "free-mountain-vector-01.jpg")))
+    response = ask(OTHER)
+    assert not response.success and "no face" in response.message
+    before = session.gallery.read_bytes()
+    # Enrol the other person from three of their images (one service call per image).
+    other_val = sorted(data_path("celebrity", "val", OTHER).glob("*.jpg"))
+    for count, image in enumerate(sorted(data_path("celebrity", "train", OTHER).glob("*.jpg"))[:3],
+                                  start=1):
+        assert len(session.send(face_msg(image)).faces) == 1
+        response = ask(OTHER)
+        assert response.success, response.message
+        assert response.num_embeddings == count
+    assert session.gallery.read_bytes() != before
+    assert stat.S_IMODE(session.gallery.stat().st_mode) == 0o600
+    assert len(json.loads(session.gallery.read_text())["people"][OTHER]["embeddings"]) == 3
+    refused = ask(OTHER, append=False)
+    assert not refused.success and "already enrolled" in refused.message
+    names = [session.send(face_msg(p)).faces[0].name for p in other_val[:3]]
+    assert names.count(OTHER) >= 2, names
+
+
+def test_corrupt_gallery_keeps_the_previous_one(session: Session) -> None:
+    good = session.gallery.read_text()
+    session.gallery.write_text(good[: len(good) // 2])  # truncated on disk
+    assert wait_for(lambda: "not valid JSON" in session.proc.output(), 10)
+    response = session.client.call(session.reload, Trigger.Request())
+    assert not response.success and "keeping the previous gallery" in response.message
+    image = sorted(data_path("celebrity", "val", PERSON).glob("*.jpg"))[1]
+    assert session.send(face_msg(image)).faces[0].name == PERSON
+    session.gallery.write_text(good)
+    response = session.client.call(session.reload, Trigger.Request())
+    assert response.success
+
+
+def test_parameters_are_validated_at_run_time(session: Session) -> None:
+    ok, reason = session.set_param("recognition_threshold", 1.5)
+    assert not ok and "recognition_threshold" in reason
+    ok, reason = session.set_param("recognition_threshold", "high")
+    assert not ok
+    ok, reason = session.set_param("device", "cuda")
+    assert not ok  # read-only: needs a restart
+    ok, _ = session.set_param("recognition_threshold", 0.6)
+    assert ok
+
+
+def test_diagnostics(session: Session) -> None:
+    assert wait_for(lambda: len(session.diagnostics) > 0, 5)
+    status = session.diagnostics[-1].status[0]
+    keys = {kv.key for kv in status.values}
+    for key in ("images received", "images dropped", "output rate (Hz)", "latency p95 (ms)",
+                "detect time (ms)", "embed time (ms)", "emotion time (ms)", "device",
+                "embedding model", "model load time (s)"):
+        assert key in keys
+    assert status.hardware_id == "cpu"
