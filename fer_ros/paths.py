@@ -35,3 +35,19 @@ def share_dir() -> Path:
         return Path(get_package_share_directory("fer_ros"))
     except Exception:
         return Path(__file__).resolve().parent.parent
+
+
+def fer_ros_command() -> list[str]:
+    """How to run the `fer-ros` tool from a child process.
+
+    Not ``python -m fer_ros.cli``: run from a source checkout, that would import the
+    source folder (which has no generated messages) instead of the installed package.
+    """
+    import shutil
+    import sys
+
+    beside = Path(sys.executable).parent / "fer-ros"
+    if beside.is_file():
+        return [str(beside)]
+    found = shutil.which("fer-ros")
+    return [found] if found else [sys.executable, "-m", "fer_ros.cli"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -11,6 +12,8 @@ import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+
+from fer_ros.paths import fer_ros_command
 
 FRAME_SIZE = (640, 480)
 
@@ -65,3 +68,11 @@ class TestNode:
         self.node.destroy_node()
         self.context.try_shutdown()
         self._thread.join(timeout=5)
+
+
+def enroll(gallery: Path, name: str, images: list[Path]) -> None:
+    """Enrol with the real `fer-ros enroll` command."""
+    cmd = [*fer_ros_command(), "enroll", "--gallery", str(gallery),
+           "--name", name, "--device", "cpu", "--skip-bad", *map(str, images)]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
 import sys
 import threading
 import time
@@ -23,7 +22,7 @@ from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rosutil import TestNode, frame_bgr
+from rosutil import TestNode, enroll, frame_bgr
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
@@ -33,13 +32,6 @@ from fer_ros.srv import EnrollFace
 
 PERSON = "madonna"
 OTHER = "elton_john"
-
-
-def enroll(gallery: Path, name: str, images: list[Path]) -> None:
-    cmd = [sys.executable, "-m", "fer_ros.cli", "enroll", "--gallery", str(gallery),
-           "--name", name, "--device", "cpu", "--skip-bad", *map(str, images)]
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stderr
 
 
 class Session:

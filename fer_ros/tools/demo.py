@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -91,13 +90,14 @@ def build_clip(path: Path, fps: float, hold_seconds: float = 1.5,
 
 
 def enrol_people(gallery: Path, per_person: int, device: str) -> list[str]:
+    from fer_ros.paths import fer_ros_command
     from fer_ros.tools.data_cmd import dataset_dir
 
     train = dataset_dir("celebrity") / "train"
     names = []
     for person in sorted(p for p in train.iterdir() if p.is_dir()):
         images = [str(p) for p in sorted(person.glob("*.jpg"))[:per_person]]
-        cmd = [sys.executable, "-m", "fer_ros.cli", "enroll", "--gallery", str(gallery),
+        cmd = [*fer_ros_command(), "enroll", "--gallery", str(gallery),
                "--name", person.name, "--on-existing", "replace", "--skip-bad",
                "--device", device, *images]
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -157,7 +157,7 @@ class Summary:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fer_ros.paths import share_dir
+    from fer_ros.paths import fer_ros_command, share_dir
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
     launch_file = share_dir() / "launch" / "webcam.launch.py"
     video = out / "annotated.mp4"
-    cmd = [sys.executable, "-m", "fer_ros.cli", "launch", str(launch_file),
+    cmd = [*fer_ros_command(), "launch", str(launch_file),
            f"source:={source}", f"gallery:={gallery}", f"device:={args.device}",
            f"viewer_port:={args.port}", f"loop:={'false'}", f"fps:={args.fps:g}",
            f"video_path:={video}"]
