@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import time
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from std_msgs.msg import String
 
 from fer_ros.msg import FaceEmotionArray
 from fer_ros.nodes.params import ParamSpec, declare_parameters
+from fer_ros.nodes.run import run_node
 
 REACTIONS = {
     "happy": "you look happy!", "sad": "is everything all right?",
@@ -62,15 +61,4 @@ class GreeterNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = GreeterNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(GreeterNode, args, "greeter")

@@ -14,8 +14,6 @@ import os
 from collections import OrderedDict
 
 import cv2
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
@@ -25,6 +23,7 @@ from fer_ros.nodes.image_codec import ImageDecodeError, image_to_msg, msg_to_ima
 from fer_ros.nodes.mjpeg_server import FrameHub, MjpegServer
 from fer_ros.nodes.params import ParamSpec, declare_parameters
 from fer_ros.nodes.qos import QOS_CHOICES, qos_profile
+from fer_ros.nodes.run import log_final, run_node
 
 PARAMS = (
     ParamSpec("port", 8080, "HTTP port of the MJPEG viewer; 0 turns the viewer off.",
@@ -154,21 +153,9 @@ class OverlayNode(Node):
             self.server.stop()
         if self._writer is not None:
             self._writer.release()
-            self.get_logger().info(f"wrote {self.frames} annotated frames to "
-                                   f"{self.p['video_path']}")
+            log_final(self, f"wrote {self.frames} annotated frames to {self.p['video_path']}")
         super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = OverlayNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(OverlayNode, args, "overlay")

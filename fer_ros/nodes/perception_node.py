@@ -22,11 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point32
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
@@ -35,6 +33,7 @@ from fer_ros.msg import FaceEmotion, FaceEmotionArray
 from fer_ros.nodes.image_codec import ImageDecodeError, msg_to_image
 from fer_ros.nodes.params import ParamSpec, declare_parameters
 from fer_ros.nodes.qos import QOS_CHOICES, qos_profile
+from fer_ros.nodes.run import log_final, run_node
 from fer_ros.srv import EnrollFace
 
 PARAMS = (
@@ -64,7 +63,7 @@ PARAMS = (
               "= the FER2013 mini-Xception.", read_only=True),
     ParamSpec("emotion_smoothing", 0.5, "Weight of the past in the per-track moving average "
               "of emotion probabilities; 0 = this image only.", (0.0, 0.99)),
-    ParamSpec("reembed_interval", 10, "Images between two embeddings of a tracked face.",
+    ParamSpec("reembed_interval", 10, "A tracked face is embedded again every N images.",
               (1, 1000)),
     ParamSpec("vote_window", 5, "Embeddings a track's name is voted over.", (1, 100),
               read_only=True),
@@ -381,30 +380,10 @@ class PerceptionNode(Node):
         if self._worker.is_alive():
             self._worker.join(timeout=5.0)
         s = self._stats
-        self.get_logger().info(f"received {s['received']}, published {s['published']}, "
-                               f"dropped {s['dropped']}, rejected {s['bad']}")
+        log_final(self, f"received {s['received']}, published {s['published']}, "
+                        f"dropped {s['dropped']}, rejected {s['bad']}")
         super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = PerceptionNode()
-        executor = MultiThreadedExecutor(num_threads=2)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception as exc:
-        from fer_ros.assets import AssetError
-
-        if not isinstance(exc, (AssetError, ValueError)):
-            raise
-        (node.get_logger() if node else rclpy.logging.get_logger("perception")).fatal(str(exc))
-        return 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(PerceptionNode, args, "perception", threads=2)

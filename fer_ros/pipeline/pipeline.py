@@ -55,10 +55,9 @@ class PipelineConfig:
     tracking: bool = True
     iou_threshold: float = 0.3
     track_max_age: float = 1.0  # seconds unseen before a track is dropped
-    reembed_interval: int = 10  # frames between embeddings of a tracked face
-    # Embed again, and forget the track's name votes, when the face's appearance
-    # changes this much (correlation of tiny grey patches; catches a cut or an
-    # identity switch that the box overlap misses) or after a gap in observations.
+    reembed_interval: int = 10  # a tracked face is embedded again every N frames
+    # Start a new track when the face's appearance changes this much (correlation of
+    # tiny grey patches) or after a gap in observations: see _split_changed_tracks.
     appearance_change: float = 0.6
     reembed_gap: float = 0.5  # seconds
     vote_window: int = 5  # embeddings a track's name is voted over
@@ -192,10 +191,9 @@ class FacePipeline:
         times = StageTimes(faces=len(results))
         with self._lock:
             tracks = self.tracker.update(detections, stamp) if cfg.tracking else []
-            for result, track in zip(results, tracks, strict=False):
-                result.track_id = track.track_id
+            thumbs = self._split_changed_tracks(rgb, results, tracks)
             if self.embedder is not None and results:
-                self._recognise(rgb, results, tracks, gallery, times)
+                self._recognise(rgb, results, tracks, thumbs, gallery, times)
             t2 = time.perf_counter()
             if self.classifier is not None and results:
                 self._classify(rgb, results, tracks)
@@ -207,20 +205,36 @@ class FacePipeline:
         self.last_times = times
         return results
 
+    def _split_changed_tracks(self, rgb: np.ndarray, results: list[FaceResult],
+                              tracks: list) -> list[np.ndarray]:
+        """Give a track a new id when its face looks like someone else now.
+
+        Box overlap alone keeps the id across a cut or when one person steps in
+        front of another; a tiny grey patch compared with the track's reference
+        catches that. The reference is refreshed at each embedding (or every frame
+        without recognition), so slow changes of pose and light do not split tracks.
+        """
+        cfg = self.config
+        thumbs = [thumbnail(rgb, r.box) for r in results] if tracks else []
+        for result, track, thumb in zip(results, tracks, thumbs, strict=False):
+            if track.ref_thumb is not None and (
+                    float(thumb @ track.ref_thumb) < cfg.appearance_change
+                    or track.gap > cfg.reembed_gap):
+                self.tracker.restart(track)
+            result.track_id = track.track_id
+            if self.embedder is None:
+                track.ref_thumb = thumb
+        return thumbs
+
     def _recognise(self, rgb: np.ndarray, results: list[FaceResult], tracks: list,
-                   gallery: Gallery | None, times: StageTimes) -> None:
+                   thumbs: list[np.ndarray], gallery: Gallery | None,
+                   times: StageTimes) -> None:
         cfg = self.config
         if tracks:
-            thumbs = [thumbnail(rgb, r.box) for r in results]
             todo = []
             for i, (r, t) in enumerate(zip(results, tracks, strict=True)):
-                changed = t.embedded_thumb is not None and (
-                    float(thumbs[i] @ t.embedded_thumb) < cfg.appearance_change
-                    or t.gap > cfg.reembed_gap)
-                if changed:  # probably someone else now: vote and smooth afresh
-                    t.votes.clear()
-                    t.emotion = None
-                if (changed or t.frames == 1 or not t.votes
+                t.frames_since_embedding += 1
+                if (t.frames == 1 or not t.votes
                         or t.frames_since_embedding >= cfg.reembed_interval
                         or r.detection.area > 1.5 * t.embedded_area):
                     todo.append(i)
@@ -241,12 +255,9 @@ class FacePipeline:
                     tracks[i].votes.append((name, sim))
                     tracks[i].frames_since_embedding = 0
                     tracks[i].embedded_area = results[i].detection.area
-                    tracks[i].embedded_thumb = thumbs[i]
-        for i, result in enumerate(results):
-            if tracks:
-                if i not in todo:
-                    tracks[i].frames_since_embedding += 1
-                result.name, result.similarity = tracks[i].vote()
+                    tracks[i].ref_thumb = thumbs[i]
+        for result, track in zip(results, tracks, strict=False):
+            result.name, result.similarity = track.vote()
 
     def _classify(self, rgb: np.ndarray, results: list[FaceResult], tracks: list) -> None:
         labels = tuple(self.classifier.labels)

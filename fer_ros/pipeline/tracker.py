@@ -55,7 +55,7 @@ class Track:
     frames: int = 0
     frames_since_embedding: int = 0
     embedded_area: float = 0.0
-    embedded_thumb: np.ndarray | None = None  # appearance when last embedded
+    ref_thumb: np.ndarray | None = None  # appearance reference (see FacePipeline)
     gap: float = 0.0  # seconds between the last two observations
     votes: deque = field(default_factory=lambda: deque(maxlen=5))  # (name, similarity)
     emotion: np.ndarray | None = None  # smoothed probabilities
@@ -93,6 +93,17 @@ class FaceTracker:
 
     def reset(self) -> None:
         self.tracks.clear()
+
+    def restart(self, track: Track) -> None:
+        """The face under this track is someone else now: give it a new id and history."""
+        del self.tracks[track.track_id]
+        track.track_id = self._next_id
+        self._next_id += 1
+        track.frames = 1
+        track.votes.clear()
+        track.emotion = None
+        track.ref_thumb = None
+        self.tracks[track.track_id] = track
 
     def update(self, detections: list[Detection], stamp: float) -> list[Track]:
         """Assign each detection a track (new or continued); returns them in order."""

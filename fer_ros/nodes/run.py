@@ -1,0 +1,59 @@
+"""The shared main() of the fer_ros nodes: init, spin, clean shutdown, start-up errors.
+
+Ctrl-C ends a node with exit code 0 and no traceback. SIGINT is left to Python (a
+KeyboardInterrupt) rather than rclpy's handler, which would shut the context down
+first so that the summary a node logs on its way out could no longer reach rosout.
+A bad parameter or a missing model at start-up is one FATAL line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable
+
+import rclpy
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.logging import get_logger
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+from fer_ros.assets import AssetError
+from fer_ros.nodes.params import ParameterError
+
+
+def log_final(node: Node, text: str) -> None:
+    """Log on the way out: to rosout while the context lives, else to stderr."""
+    if node.context.ok():
+        node.get_logger().info(text)
+    else:
+        print(f"[INFO] [{node.get_name()}]: {text}", file=sys.stderr, flush=True)
+
+
+def run_node(make_node: Callable[[], Node], args: list[str] | None, name: str,
+             threads: int = 1) -> int:
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.SIGTERM)
+    # A shell starts background jobs with SIGINT ignored; Ctrl-C from a launcher must
+    # still stop the node.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    node = None
+    code = 0
+    try:
+        node = make_node()
+        if threads > 1:
+            executor = MultiThreadedExecutor(num_threads=threads)
+            executor.add_node(node)
+            executor.spin()
+        else:
+            rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (AssetError, ParameterError, ParameterException, ValueError) as exc:
+        get_logger(name).fatal(f"cannot start: {exc}")
+        code = 2
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
