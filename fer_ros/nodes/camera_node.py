@@ -20,30 +20,25 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import threading
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.duration import Duration
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
-from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from fer_ros.nodes.image_codec import image_to_msg
-from fer_ros.nodes.params import coerce_numbers, declare, descriptor
+from fer_ros.nodes.params import ParameterError, coerce_numbers, declare, descriptor
 from fer_ros.nodes.qos import QOS_CHOICES, qos_profile
+from fer_ros.nodes.run import log_final, run_node
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 ENCODINGS = ("bgr8", "rgb8")
@@ -53,7 +48,7 @@ FALLBACK_FPS = 30.0
 REMINDER_PERIOD_S = 30.0
 
 
-class ConfigError(ValueError):
+class ConfigError(ParameterError):
     """A parameter value the node cannot work with."""
 
 
@@ -498,6 +493,10 @@ class CameraNode(Node):
             pub.wait_for_all_acked(Duration(seconds=2))
         self.done.set_result(0)
 
+    def destroy_node(self) -> None:
+        self.close()
+        super().destroy_node()
+
     def close(self) -> None:
         """Stop the capture thread and the source; log what was published."""
         self._stop.set()
@@ -507,8 +506,8 @@ class CameraNode(Node):
             self._source.close()
             self._source = None
         elapsed = time.monotonic() - self._started
-        self.get_logger().info(
-            f"published {self.published} frames in {elapsed:.1f} s"
+        log_final(
+            self, f"published {self.published} frames in {elapsed:.1f} s"
             f" ({self.published / elapsed if elapsed > 0 else 0.0:.1f} fps average),"
             f" {self.skipped} unreadable images skipped, {self._outages} source outages")
 
@@ -516,30 +515,7 @@ class CameraNode(Node):
 def main(args: list[str] | None = None) -> int:
     # OpenCV's own warnings (a missing device at every retry) would bypass our throttling.
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    # SIGINT stays Python's KeyboardInterrupt (rclpy's own handler would shut the context
-    # down first, and the summary logged on the way out could no longer reach rosout).
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.SIGTERM)
-    # A shell starts background jobs with SIGINT ignored; Ctrl-C from a launcher must still
-    # stop the node.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    node = None
-    code = 0
-    try:
-        node = CameraNode()
-        rclpy.spin_until_future_complete(node, node.done)
-        if node.done.done():
-            code = node.done.result()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ConfigError, ParameterException) as error:
-        get_logger("camera").fatal(f"invalid parameters: {error}")
-        code = 2
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    return run_node(CameraNode, args, "camera")
 
 
 if __name__ == "__main__":

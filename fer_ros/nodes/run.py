@@ -4,6 +4,8 @@ Ctrl-C ends a node with exit code 0 and no traceback. SIGINT is left to Python (
 KeyboardInterrupt) rather than rclpy's handler, which would shut the context down
 first so that the summary a node logs on its way out could no longer reach rosout.
 A bad parameter or a missing model at start-up is one FATAL line and exit code 2.
+A node that ends by itself (a camera at the end of its file) sets ``node.done``, an
+rclpy Future whose result is the exit code.
 """
 
 from __future__ import annotations
@@ -14,10 +16,15 @@ from collections.abc import Callable
 
 import rclpy
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import (
+    ExternalShutdownException,
+    MultiThreadedExecutor,
+    SingleThreadedExecutor,
+)
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
+from rclpy.task import Future
 
 from fer_ros.assets import AssetError
 from fer_ros.nodes.params import ParameterError
@@ -41,15 +48,21 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None, name: str,
     code = 0
     try:
         node = make_node()
-        if threads > 1:
-            executor = MultiThreadedExecutor(num_threads=threads)
-            executor.add_node(node)
-            executor.spin()
+        executor = (MultiThreadedExecutor(num_threads=threads) if threads > 1
+                    else SingleThreadedExecutor())
+        executor.add_node(node)
+        done = getattr(node, "done", None)
+        if isinstance(done, Future):
+            executor.spin_until_future_complete(done)
+            code = int(done.result()) if done.done() else 0
         else:
-            rclpy.spin(node)
+            executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (AssetError, ParameterError, ParameterException, ValueError) as exc:
+    except (ParameterError, ParameterException) as exc:
+        get_logger(name).fatal(f"invalid parameters: {exc}")
+        code = 2
+    except (AssetError, ValueError) as exc:
         get_logger(name).fatal(f"cannot start: {exc}")
         code = 2
     finally:

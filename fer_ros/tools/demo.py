@@ -51,8 +51,12 @@ def letterbox(image: np.ndarray, size: tuple[int, int] = FRAME_SIZE) -> np.ndarr
 
 
 def build_clip(path: Path, fps: float, hold_seconds: float = 1.5,
-               stranger_seconds: float = 6.0) -> int:
-    """Write the sample clip; returns its frame count."""
+               stranger_seconds: float = 6.0, lead_in_seconds: float = 4.0) -> int:
+    """Write the sample clip; returns its frame count.
+
+    It opens with a few seconds of title card: the camera starts publishing while the
+    perception node is still loading its models, and those frames go unprocessed.
+    """
     from fer_ros.tools.data_cmd import dataset_dir
 
     val = dataset_dir("celebrity") / "val"
@@ -62,7 +66,15 @@ def build_clip(path: Path, fps: float, hold_seconds: float = 1.5,
         raise FileNotFoundError("sample faces are missing: run `fer-ros data fetch`")
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, FRAME_SIZE)
+    title = np.full((FRAME_SIZE[1], FRAME_SIZE[0], 3), 30, np.uint8)
+    cv2.putText(title, "fer_ros demo", (170, 230), cv2.FONT_HERSHEY_SIMPLEX, 1.4,
+                (220, 220, 220), 2, cv2.LINE_AA)
+    cv2.putText(title, "5 enrolled people, then a stranger", (130, 280),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.8, (180, 180, 180), 1, cv2.LINE_AA)
     frames = 0
+    for _ in range(int(lead_in_seconds * fps)):
+        writer.write(title)
+        frames += 1
     for person in people:
         for image_path in sorted(person.glob("*.jpg"))[:2]:
             image = cv2.imread(str(image_path))
