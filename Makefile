@@ -12,6 +12,7 @@ SHELL := /bin/bash
 .PHONY: setup models testdata test demo bench lint clean
 
 setup:
+	@bash scripts/setup_system.sh
 	@bash scripts/setup_venv.sh
 
 models: setup

@@ -33,7 +33,7 @@ if [ "${FER_ROS_BENCH:-0}" = 1 ] && [ ! -f "$VENV/.fer_ros_bench" ]; then
   touch "$VENV/.fer_ros_bench"
 fi
 
-command -v cmake >/dev/null || { echo "setup: cmake is required (apt-get install cmake)" >&2; exit 1; }
+command -v cmake >/dev/null || { echo "setup: cmake is required (scripts/setup_system.sh)" >&2; exit 1; }
 mkdir -p "$BUILD_DIR"
 if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
   echo "setup: configuring the fer_ros package (messages + Python) into $VENV"

@@ -1,0 +1,99 @@
+"""webcam.launch.py end to end, as a user sees it: camera -> perception -> overlay,
+the viewer page in a real headless Chromium, and Ctrl-C stopping everything cleanly."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import Proc, data_path, wait_for
+from rosutil import enroll, frame_bgr
+
+from fer_ros.paths import fer_ros_command
+
+PERSON = "mindy_kaling"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--window-size=1000,800"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.fail("Chromium is needed to test the viewer page: run `make setup` as root "
+                    "(scripts/setup_system.sh installs it) or `apt-get install chromium`")
+    return path
+
+
+def browse(url: str, *args: str) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                               *args, url], capture_output=True, text=True, timeout=90,
+                              check=False)
+
+
+def test_webcam_launch_viewer_in_chromium_and_ctrl_c(tmp_path: Path) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, image in enumerate(sorted(data_path("celebrity", "val", PERSON).glob("*.jpg"))[:3]):
+        cv2.imwrite(str(frames / f"{i:03d}.png"), frame_bgr(image))
+    gallery = tmp_path / "gallery.json"
+    enroll(gallery, PERSON, sorted(data_path("celebrity", "train", PERSON).glob("*.jpg"))[:5])
+    port = free_port()
+    launch_file = Path(sys.prefix) / "share" / "fer_ros" / "launch" / "webcam.launch.py"
+    launch = Proc([*fer_ros_command(), "launch", str(launch_file), f"source:={frames}",
+                   "loop:=true", "fps:=4", f"gallery:={gallery}", "device:=cpu",
+                   f"viewer_port:={port}", "greeter:=true"], tmp_path / "launch.log")
+    url = f"http://127.0.0.1:{port}/"
+
+    def stats() -> str:
+        try:
+            with urllib.request.urlopen(url + "stats.json", timeout=2) as response:
+                return response.read().decode()
+        except OSError:
+            return ""
+
+    assert wait_for(lambda: PERSON in stats(), 120), launch.output()[-3000:]
+
+    # The page, rendered by a real browser: the stream shows, the stats line fills in.
+    shot = tmp_path / "viewer.png"
+    result = browse(url, "--timeout=5000", f"--screenshot={shot}")
+    assert shot.exists(), result.stderr[-2000:]
+    screenshot = cv2.imread(str(shot))
+    stream_area = screenshot[100:700, 20:980]
+    assert stream_area.std() > 20, "the stream area of the page is blank"
+    dom = browse(url, "--virtual-time-budget=4000", "--dump-dom").stdout
+    assert 'src="/stream.mjpg"' in dom
+    assert re.search(r"frames \d+ \| faces 1 \| " + PERSON, dom), dom[-1500:]
+
+    # The overlay draws on the frames: the snapshot differs from the raw frame.
+    with urllib.request.urlopen(url + "snapshot.jpg", timeout=5) as response:
+        snapshot = cv2.imdecode(np.frombuffer(response.read(), np.uint8), cv2.IMREAD_COLOR)
+    assert snapshot.shape == (480, 640, 3)
+
+    # The example behaviour greeted the enrolled person.
+    assert wait_for(lambda: f"Hello {PERSON}!" in launch.output(), 20), launch.output()[-2000:]
+
+    time.sleep(0.5)
+    code = launch.interrupt(timeout=30)
+    log = launch.output()
+    assert code == 0, log[-3000:]
+    assert "Traceback" not in log
+    for node in ("camera", "perception", "overlay", "greeter"):
+        assert re.search(rf"\[{node}-\d+\]: process has finished cleanly", log), node
