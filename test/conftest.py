@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -59,7 +60,13 @@ def rclpy_context() -> Iterator[object]:
 
 
 class Proc:
-    """A child process we started (and only ours are ever signalled, by PID)."""
+    """A child process we started (and only ours are ever signalled, by PID).
+
+    Every Proc still running when the test session ends is stopped, so a failed
+    assertion between start and stop never leaves a node behind.
+    """
+
+    live: ClassVar[list[Proc]] = []
 
     def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
         self.log_path = log
@@ -67,6 +74,7 @@ class Proc:
         self.popen = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
                                       env={**os.environ, **(env or {})},
                                       start_new_session=True)
+        Proc.live.append(self)
 
     def output(self) -> str:
         if not self._log.closed:
@@ -84,9 +92,21 @@ class Proc:
 
     def stop(self) -> None:
         if self.popen.poll() is None:
-            self.popen.kill()
-            self.popen.wait(10)
+            # Ctrl-C first: a launcher stops its own children on it; then SIGKILL.
+            self.popen.send_signal(signal.SIGINT)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(10)
         self._log.close()
+        if self in Proc.live:
+            Proc.live.remove(self)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    for proc in list(Proc.live):
+        proc.stop()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import Proc, data_path, wait_for
+from conftest import data_path, wait_for
 from rosutil import enroll, frame_bgr
 
 from fer_ros.paths import fer_ros_command
@@ -48,7 +48,7 @@ def browse(url: str, *args: str) -> subprocess.CompletedProcess:
                               check=False)
 
 
-def test_webcam_launch_viewer_in_chromium_and_ctrl_c(tmp_path: Path) -> None:
+def test_webcam_launch_viewer_in_chromium_and_ctrl_c(tmp_path: Path, spawn) -> None:
     frames = tmp_path / "frames"
     frames.mkdir()
     for i, image in enumerate(sorted(data_path("celebrity", "val", PERSON).glob("*.jpg"))[:3]):
@@ -57,9 +57,9 @@ def test_webcam_launch_viewer_in_chromium_and_ctrl_c(tmp_path: Path) -> None:
     enroll(gallery, PERSON, sorted(data_path("celebrity", "train", PERSON).glob("*.jpg"))[:5])
     port = free_port()
     launch_file = Path(sys.prefix) / "share" / "fer_ros" / "launch" / "webcam.launch.py"
-    launch = Proc([*fer_ros_command(), "launch", str(launch_file), f"source:={frames}",
+    launch = spawn([*fer_ros_command(), "launch", str(launch_file), f"source:={frames}",
                    "loop:=true", "fps:=4", f"gallery:={gallery}", "device:=cpu",
-                   f"viewer_port:={port}", "greeter:=true"], tmp_path / "launch.log")
+                   f"viewer_port:={port}", "greeter:=true"], "launch")
     url = f"http://127.0.0.1:{port}/"
 
     def stats() -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from conftest import Proc, data_path, wait_for
+from conftest import data_path, wait_for
 from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
@@ -74,19 +74,17 @@ def read_outputs(bag: Path) -> list[FaceEmotionArray]:
                 for _, _, raw in reader.messages()]
 
 
-def test_bag_replay_through_the_launch_file(tmp_path: Path) -> None:
+def test_bag_replay_through_the_launch_file(tmp_path: Path, spawn) -> None:
     in_bag, out_bag, gallery = tmp_path / "input", tmp_path / "output", tmp_path / "g.json"
     expected = build_input_bag(in_bag)
     enroll(gallery, PERSON, sorted(data_path("celebrity", "train", PERSON).glob("*.jpg"))[:5])
     launch_file = Path(sys.prefix) / "share" / "fer_ros" / "launch" / "bag.launch.py"
-    launch = Proc([*FER_ROS, "launch", str(launch_file), f"gallery:={gallery}",
-                   "device:=cpu"], tmp_path / "launch.log")
+    launch = spawn([*FER_ROS, "launch", str(launch_file), f"gallery:={gallery}",
+                   "device:=cpu"], "launch")
     assert wait_for(lambda: "models loaded" in launch.output(), 120), launch.output()
-    recorder = Proc([*FER_ROS, "bag", "record", "-o", str(out_bag), "/faces/emotions"],
-                    tmp_path / "record.log")
+    recorder = spawn([*FER_ROS, "bag", "record", "-o", str(out_bag), "/faces/emotions"], "record")
     assert wait_for(lambda: "ecording" in recorder.output(), 30), recorder.output()
-    player = Proc([*FER_ROS, "bag", "play", str(in_bag), "--start-delay", "3"],
-                  tmp_path / "play.log")
+    player = spawn([*FER_ROS, "bag", "play", str(in_bag), "--start-delay", "3"], "play")
     assert player.popen.wait(120) == 0, player.output()
     answered = len([e for e in expected if e["faces"] is not None])
     time.sleep(3.0)  # the last frames may still be in inference; then Ctrl-C both
