@@ -51,3 +51,20 @@ def fer_ros_command() -> list[str]:
         return [str(beside)]
     found = shutil.which("fer-ros")
     return [found] if found else [sys.executable, "-m", "fer_ros.cli"]
+
+
+def package_prefix() -> Path:
+    """The install prefix of fer_ros: colcon's install/fer_ros, or the venv."""
+    try:
+        from ament_index_python.packages import get_package_prefix
+
+        return Path(get_package_prefix("fer_ros"))
+    except Exception:  # noqa: BLE001 - no ament index: fall back to this interpreter's prefix
+        import sys
+
+        return Path(sys.prefix)
+
+
+def node_executable(name: str) -> Path:
+    """An installed node, as `ros2 run fer_ros NAME` finds it."""
+    return package_prefix() / "lib" / "fer_ros" / name

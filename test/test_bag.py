@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from rclpy.serialization import serialize_message
 
-FER_ROS = str(Path(sys.prefix) / "bin" / "fer-ros")
+from fer_ros.paths import fer_ros_command
+
+FER_ROS = fer_ros_command()[0]
 N = 8
 
 

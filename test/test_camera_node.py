@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import shutil
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -20,8 +19,9 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from fer_ros.nodes.image_codec import msg_to_image
 from fer_ros.nodes.qos import qos_profile
+from fer_ros.paths import node_executable
 
-CAMERA_NODE = str(Path(sys.prefix) / "lib" / "fer_ros" / "camera_node")
+CAMERA_NODE = str(node_executable("camera_node"))
 # Six colours far apart in BGR, one per frame, so the order can be read back.
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255)]
 

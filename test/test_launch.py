@@ -11,11 +11,15 @@ from pathlib import Path
 
 import pytest
 
-FER_ROS = str(Path(sys.prefix) / "bin" / "fer-ros")
+from fer_ros.paths import fer_ros_command, node_executable, share_dir
+
+FER_ROS = fer_ros_command()[0]
 
 # A stand-in node: reports its command line and parameter files, exits 0 on SIGINT.
 FAKE_NODE = f"""#!{sys.executable}
 import signal, sys, time
+
+from fer_ros.paths import fer_ros_command, node_executable, share_dir
 args = sys.argv[1:]
 files = [args[i + 1] for i, a in enumerate(args) if a == "--params-file"]
 print("argv:", " ".join(args))
@@ -188,7 +192,7 @@ def test_webcam_launch_plan(tmp_path) -> None:
     """What webcam.launch.py would start, without starting it."""
     from fer_ros.tools.launch_runner import Runner
 
-    share = Path(sys.prefix) / "share" / "fer_ros"
+    share = share_dir()
     runner = Runner(share / "launch" / "webcam.launch.py",
                     {"source": "0", "greeter": "true", "viewer": "false"})
     context = runner.plan(tmp_path / "params")
@@ -196,7 +200,7 @@ def test_webcam_launch_plan(tmp_path) -> None:
     assert set(specs) == {"camera", "perception", "greeter"}
     camera = specs["camera"]
     assert camera.required and not specs["perception"].required
-    assert camera.cmd[0] == str(Path(sys.prefix) / "lib" / "fer_ros" / "camera_node")
+    assert camera.cmd[0] == str(node_executable("camera_node"))
     assert "image_raw:=camera/image_raw" in camera.cmd
     assert str(share / "config" / "camera.yaml") in camera.cmd
     dict_params = Path(camera.cmd[camera.cmd.index(str(share / "config" / "camera.yaml")) + 2])

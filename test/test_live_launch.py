@@ -7,7 +7,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -19,7 +18,7 @@ import pytest
 from conftest import data_path, wait_for
 from rosutil import enroll, frame_bgr
 
-from fer_ros.paths import fer_ros_command
+from fer_ros.paths import fer_ros_command, share_dir
 
 PERSON = "mindy_kaling"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -56,7 +55,7 @@ def test_webcam_launch_viewer_in_chromium_and_ctrl_c(tmp_path: Path, spawn) -> N
     gallery = tmp_path / "gallery.json"
     enroll(gallery, PERSON, sorted(data_path("celebrity", "train", PERSON).glob("*.jpg"))[:5])
     port = free_port()
-    launch_file = Path(sys.prefix) / "share" / "fer_ros" / "launch" / "webcam.launch.py"
+    launch_file = share_dir() / "launch" / "webcam.launch.py"
     launch = spawn([*fer_ros_command(), "launch", str(launch_file), f"source:={frames}",
                    "loop:=true", "fps:=4", f"gallery:={gallery}", "device:=cpu",
                    f"viewer_port:={port}", "greeter:=true"], "launch")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import sys
 import threading
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from std_srvs.srv import Trigger
 
 from fer_ros.msg import FaceEmotionArray
 from fer_ros.nodes.image_codec import image_to_msg
+from fer_ros.paths import node_executable
 from fer_ros.srv import EnrollFace
 
 PERSON = "madonna"
@@ -96,7 +96,7 @@ def session(tmp_path_factory):
     train = data_path("celebrity", "train")
     enroll(gallery, PERSON, sorted((train / PERSON).glob("*.jpg"))[:4])
     log = tmp / "perception.log"
-    exe = str(Path(sys.prefix) / "lib" / "fer_ros" / "perception_node")
+    exe = str(node_executable("perception_node"))
     proc = Proc([exe, "--ros-args", "-r", "image:=/camera/image_raw",
                  "-p", f"gallery_path:={gallery}", "-p", "qos:=reliable",
                  "-p", "device:=cpu", "-p", "gallery_watch_period:=0.2",

@@ -7,7 +7,6 @@ perception node started by the launch file, records /faces/emotions with
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from rosutil import enroll, frame_bgr
 
 from fer_ros.msg import FaceEmotionArray
 from fer_ros.nodes.image_codec import image_to_msg
-from fer_ros.paths import fer_ros_command
+from fer_ros.paths import fer_ros_command, share_dir
 
 PERSON = "jerry_seinfeld"
 FER_ROS = fer_ros_command()
@@ -78,7 +77,7 @@ def test_bag_replay_through_the_launch_file(tmp_path: Path, spawn) -> None:
     in_bag, out_bag, gallery = tmp_path / "input", tmp_path / "output", tmp_path / "g.json"
     expected = build_input_bag(in_bag)
     enroll(gallery, PERSON, sorted(data_path("celebrity", "train", PERSON).glob("*.jpg"))[:5])
-    launch_file = Path(sys.prefix) / "share" / "fer_ros" / "launch" / "bag.launch.py"
+    launch_file = share_dir() / "launch" / "bag.launch.py"
     launch = spawn([*FER_ROS, "launch", str(launch_file), f"gallery:={gallery}",
                    "device:=cpu"], "launch")
     assert wait_for(lambda: "models loaded" in launch.output(), 120), launch.output()

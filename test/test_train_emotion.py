@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 import threading
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import torch
 from conftest import data_path
 
 from fer_ros import cli
-from fer_ros.paths import models_dir
+from fer_ros.paths import models_dir, node_executable
 from fer_ros.pipeline import emotion
 from fer_ros.pipeline.emotion import (
     FER2013_LABELS,
@@ -361,7 +360,7 @@ def test_perception_node_publishes_the_models_labels(csv_run: Path, tmp_path: Pa
     from fer_ros.msg import FaceEmotionArray
     from fer_ros.nodes.image_codec import image_to_msg
 
-    exe = str(Path(sys.prefix) / "lib" / "fer_ros" / "perception_node")
+    exe = str(node_executable("perception_node"))
     proc = Proc([exe, "--ros-args", "-r", "__node:=trained_perception",
                  "-r", "image:=/trained/image_raw", "-r", "faces/emotions:=/trained/emotions",
                  "-p", f"emotion_weights:={csv_run / 'model.pt'}", "-p", "qos:=reliable",
