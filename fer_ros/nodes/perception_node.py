@@ -15,6 +15,7 @@ reloaded when it changes on disk.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import deque
@@ -65,13 +66,18 @@ PARAMS = (
               "of emotion probabilities; 0 = this image only.", (0.0, 0.99)),
     ParamSpec("reembed_interval", 10, "A tracked face is embedded again every N images.",
               (1, 1000)),
+    ParamSpec("async_reembed", True, "Re-embed already named faces on a background "
+              "thread, so images never wait for a periodic re-embedding (new faces are "
+              "still named before their image is published).", read_only=True),
     ParamSpec("vote_window", 5, "Embeddings a track's name is voted over.", (1, 100),
               read_only=True),
     ParamSpec("track_max_age", 1.0, "Seconds a face may go unseen before its track ends.",
               (0.0, 60.0)),
     ParamSpec("qos", "sensor_data", f"Image subscription QoS: {', '.join(QOS_CHOICES)}.",
               read_only=True, choices=QOS_CHOICES),
-    ParamSpec("torch_threads", 0, "CPU threads for inference; 0 = PyTorch's default.",
+    ParamSpec("torch_threads", 1, "CPU threads for inference; 0 = PyTorch's default (one "
+              "per core). 1 leaves the other cores to the camera, DDS and other nodes; on "
+              "2 cores it is also faster than 2 threads competing with them.",
               (0, 256), read_only=True),
     ParamSpec("gallery_watch_period", 1.0, "Seconds between checks of the gallery file for "
               "changes; 0 = only reload on the service call.", (0.0, 3600.0)),
@@ -82,6 +88,9 @@ PARAMS = (
     ParamSpec("drop_warn_ratio", 0.5, "Fraction of dropped images above which diagnostics "
               "report WARN.", (0.0, 1.0)),
 )
+
+_DIGITS = re.compile(r"\d+")
+_MAX_BAD_KINDS = 32
 
 # Parameters applied to the running pipeline when set at run time.
 _LIVE_CONFIG = {"recognition_threshold", "recognition_margin", "emotion_smoothing",
@@ -102,7 +111,9 @@ class PerceptionNode(Node):
         self._slot: Frame | None = None  # the newest unprocessed image
         self._slot_cv = threading.Condition()
         self._stop = threading.Event()
-        self._latest_rgb: np.ndarray | None = None  # last processed image, for enrolment
+        # The last processed image and its number of faces, for enrolment (one tuple, so
+        # the service never pairs an image with another image's count).
+        self._latest: tuple[np.ndarray, int] | None = None
         self._gallery_lock = threading.Lock()  # serialises gallery edits and reloads
         self._gallery_mtime: float | None = None
         self._bad_encodings: set[str] = set()
@@ -135,12 +146,15 @@ class PerceptionNode(Node):
 
     # ------------------------------------------------------------------ set-up
     def _make_pipeline(self):
+        import cv2
         import torch
 
         from fer_ros.pipeline import FacePipeline, PipelineConfig
 
         if self.p["torch_threads"] > 0:
             torch.set_num_threads(self.p["torch_threads"])
+            # OpenCV's resizes are small here: its thread pool only competes for the cores.
+            cv2.setNumThreads(self.p["torch_threads"])
         config = PipelineConfig(
             device=self.p["device"], min_face_size=self.p["min_face_size"],
             detection_thresholds=tuple(self.p["detection_thresholds"]),
@@ -152,6 +166,7 @@ class PerceptionNode(Node):
             recognition_margin=self.p["recognition_margin"],
             emotion_smoothing=self.p["emotion_smoothing"],
             reembed_interval=self.p["reembed_interval"], vote_window=self.p["vote_window"],
+            async_reembed=self.p["async_reembed"],
             track_max_age=self.p["track_max_age"])
         return FacePipeline(config)
 
@@ -191,9 +206,14 @@ class PerceptionNode(Node):
                 mtime = path.stat().st_mtime
                 gallery = Gallery.load(path)
                 self.pipeline.set_gallery(gallery)
-            except (GalleryError, OSError) as exc:
+            except Exception as exc:
+                # A file from outside must never stop the node, whatever it holds
+                # (GalleryError is the expected case; anything else is named too).
                 self._gallery_mtime = path.stat().st_mtime if path.exists() else None
-                message = f"{exc}; keeping the previous gallery"
+                text = str(exc) if isinstance(exc, GalleryError) else f"{exc!r}"
+                if str(path) not in text:
+                    text = f"gallery {path}: {text}"
+                message = f"{text}; keeping the previous gallery"
                 self.get_logger().error(message)
                 return False, message
             self._gallery_mtime = mtime
@@ -227,10 +247,11 @@ class PerceptionNode(Node):
             response.message = f"refused: {exc}"
             self.get_logger().warning(response.message)
             return response
-        image = self._latest_rgb
-        if image is None:
+        latest = self._latest
+        if latest is None:
             response.message = "refused: no image received yet"
             return response
+        image, faces_seen = latest
         try:
             detection, embedding = self.pipeline.embed_largest_face(image)
         except ValueError as exc:
@@ -255,8 +276,10 @@ class PerceptionNode(Node):
         response.num_embeddings = len(person.embeddings)
         where = ("saved to " + self.p["gallery_path"]
                  if self.p["persist_gallery"] and self.p["gallery_path"] else "in memory only")
-        response.message = (f"enrolled {name!r} from a {int(detection.width)}x"
-                            f"{int(detection.height)} px face ({response.num_embeddings} "
+        which = (f"the largest of {faces_seen} faces, {int(detection.width)}x"
+                 f"{int(detection.height)} px" if faces_seen > 1 else
+                 f"a {int(detection.width)}x{int(detection.height)} px face")
+        response.message = (f"enrolled {name!r} from {which} ({response.num_embeddings} "
                             f"embedding(s), {where})")
         self.get_logger().info(response.message)
         return response
@@ -291,14 +314,20 @@ class PerceptionNode(Node):
             rgb = msg_to_image(msg, "rgb8")
         except ImageDecodeError as exc:
             self._stats["bad"] += 1
-            kind = f"{msg.encoding}:{exc.__class__.__name__}:{str(exc).split(':')[0]}"
-            if kind not in self._bad_encodings:  # one log line per kind of problem
+            # One log line per kind of problem: the same fault with other sizes (a
+            # truncation by 5 or by 7 bytes) is the same kind. The set is capped so that
+            # a publisher sending ever new garbage cannot grow it without end.
+            kind = _DIGITS.sub("#", str(exc))
+            if kind not in self._bad_encodings and len(self._bad_encodings) < _MAX_BAD_KINDS:
                 self._bad_encodings.add(kind)
-                self.get_logger().error(f"dropping image: {exc}")
+                more = (" (further kinds of bad images are not logged; see diagnostics "
+                        "'images rejected')" if len(self._bad_encodings) == _MAX_BAD_KINDS
+                        else "")
+                self.get_logger().error(f"dropping image: {exc}{more}")
             return
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         faces = self.pipeline.process(rgb, color="rgb", stamp=stamp)
-        self._latest_rgb = rgb
+        self._latest = (rgb, len(faces))
         out = FaceEmotionArray()
         out.header = msg.header
         out.image_width, out.image_height = int(msg.width), int(msg.height)

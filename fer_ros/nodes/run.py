@@ -63,6 +63,9 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None, name: str,
         get_logger(name).fatal(f"invalid parameters: {exc}")
         code = 2
     except (AssetError, ValueError) as exc:
+        if node is not None:
+            # Raised while running, not while starting: a bug; keep its traceback.
+            raise
         get_logger(name).fatal(f"cannot start: {exc}")
         code = 2
     finally:

