@@ -185,3 +185,24 @@ def test_channels_last_pools_change_nothing(multi_rgb: np.ndarray) -> None:
     for a, b in zip(fast, plain, strict=True):
         np.testing.assert_array_equal(a.box, b.box)
         np.testing.assert_array_equal(a.landmarks, b.landmarks)
+
+
+def test_refine_follows_tracked_faces_without_a_full_search() -> None:
+    """Between full detections only known boxes are refined: same faces, moved boxes."""
+    from fer_ros.pipeline.tracker import iou_matrix
+
+    detector = FaceDetector()
+    image = cv2.cvtColor(cv2.imread(str(data_path("pyfeat", "multi_face.jpg"))),
+                         cv2.COLOR_BGR2RGB)
+    first = detector.detect(image)
+    moved = np.ascontiguousarray(np.roll(image, 6, axis=1))
+    refined = detector.refine(moved, np.stack([d.box for d in first]))
+    assert len(refined) == len(first) == 5
+    expected = np.stack([d.box for d in detector.detect(moved)])
+    overlap = iou_matrix(np.stack([d.box for d in refined]), expected)
+    assert (overlap.max(axis=1) > 0.7).all()
+    for det in refined:
+        assert det.score >= detector.min_score and det.landmarks.shape == (5, 2)
+    # A box where no face is (the sky) gives nothing; no boxes give nothing.
+    assert detector.refine(moved, np.array([[5.0, 5.0, 60.0, 60.0]])) == []
+    assert detector.refine(moved, np.zeros((0, 4))) == []

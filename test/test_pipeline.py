@@ -156,3 +156,18 @@ def test_enroll_and_identify_commands(tmp_path: Path) -> None:
         assert len(line["box"]) == 4
     result = run_cli("gallery", "remove", str(gallery), "nobody")
     assert result.returncode == 1 and "not in the gallery" in result.stderr
+
+
+def test_full_detection_every_n_frames_and_refinement_between(pipeline: FacePipeline) -> None:
+    pipe = FacePipeline(PipelineConfig(device="cpu", full_detection_interval=3),
+                        models=(pipeline.detector, pipeline.embedder, pipeline.classifier))
+    group = frame_bgr(data_path("pyfeat", "multi_face.jpg"))
+    full, ids = [], []
+    for i in range(7):
+        faces = pipe.process(np.ascontiguousarray(np.roll(group, 2 * i, axis=1)), "bgr",
+                             stamp=i / 30)
+        full.append(pipe.last_times.extra["full_detection"])
+        ids.append(sorted(f.track_id for f in faces))
+    assert full == [True, False, False, True, False, False, True]
+    assert all(len(frame_ids) == 5 for frame_ids in ids)
+    assert all(frame_ids == ids[0] for frame_ids in ids)  # the same five tracks throughout

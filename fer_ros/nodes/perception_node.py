@@ -64,6 +64,9 @@ PARAMS = (
               "= the FER2013 mini-Xception.", read_only=True),
     ParamSpec("emotion_smoothing", 0.5, "Weight of the past in the per-track moving average "
               "of emotion probabilities; 0 = this image only.", (0.0, 0.99)),
+    ParamSpec("full_detection_interval", 5, "Search the whole image every N images; in "
+              "between, only the tracked faces are re-located (much cheaper). New faces "
+              "appear within N images. 1 = search every image.", (1, 100)),
     ParamSpec("reembed_interval", 10, "A tracked face is embedded again every N images.",
               (1, 1000)),
     ParamSpec("async_reembed", True, "Re-embed already named faces on a background "
@@ -94,6 +97,7 @@ _MAX_BAD_KINDS = 32
 
 # Parameters applied to the running pipeline when set at run time.
 _LIVE_CONFIG = {"recognition_threshold", "recognition_margin", "emotion_smoothing",
+                "full_detection_interval",
                 "reembed_interval", "track_max_age", "detection_min_score"}
 
 
@@ -167,6 +171,7 @@ class PerceptionNode(Node):
             emotion_smoothing=self.p["emotion_smoothing"],
             reembed_interval=self.p["reembed_interval"], vote_window=self.p["vote_window"],
             async_reembed=self.p["async_reembed"],
+            full_detection_interval=self.p["full_detection_interval"],
             track_max_age=self.p["track_max_age"])
         return FacePipeline(config)
 

@@ -217,22 +217,35 @@ def detect_faces_fast(image: np.ndarray, min_size: float, pnet: nn.Module, rnet:
     pick = _nms(boxes[:, :4], boxes[:, 4], 0.7)
     boxes = _square(_regress(boxes[pick], reg[pick]))
 
+    return onet_stage(image, boxes, onet, thresholds[2])
+
+
+def _onet(image: np.ndarray, boxes: np.ndarray,
+          onet: nn.Module) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """O-Net on square candidate boxes (N, >=4): for the boxes with pixels (the mask),
+    regressed boxes (M, 4), scores (M,) and landmarks (M, 5, 2)."""
     data, valid = _crops(image, boxes, 48)
-    boxes = boxes[valid]
+    boxes = boxes[valid, :4]
     if len(boxes) == 0:
-        return empty
+        return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2)), valid
     reg, points, probs = onet(torch.from_numpy(data))
-    score = probs[:, 1].numpy()
-    keep = score > thresholds[2]
-    boxes = np.concatenate([boxes[keep, :4], score[keep, None]], axis=1)
-    reg, points = reg.numpy()[keep], points.numpy()[keep]
+    reg, points, score = reg.numpy(), points.numpy(), probs[:, 1].numpy()
     w = boxes[:, 2] - boxes[:, 0] + 1
     h = boxes[:, 3] - boxes[:, 1] + 1
     landmarks = np.stack([w[:, None] * points[:, :5] + boxes[:, 0:1] - 1,
                           h[:, None] * points[:, 5:10] + boxes[:, 1:2] - 1], axis=2)
-    boxes = _regress(boxes, reg)
-    pick = _nms(boxes[:, :4], boxes[:, 4], 0.7, mode="min")
-    return boxes[pick, :4], boxes[pick, 4], landmarks[pick]
+    return _regress(boxes, reg), score, landmarks, valid
+
+
+def onet_stage(image: np.ndarray, boxes: np.ndarray, onet: nn.Module,
+               threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MTCNN's last stage on square candidate boxes: refined boxes (N, 4), scores (N,)
+    and landmarks (N, 5, 2) above ``threshold``, after its final NMS."""
+    boxes, score, landmarks, _ = _onet(image, boxes, onet)
+    keep = score > threshold
+    boxes, score, landmarks = boxes[keep], score[keep], landmarks[keep]
+    pick = _nms(boxes, score, 0.7, mode="min")
+    return boxes[pick], score[pick], landmarks[pick]
 
 
 class FaceDetector:
@@ -288,11 +301,54 @@ class FaceDetector:
             boxes, probs, points = detect_faces_fast(
                 np.ascontiguousarray(small), mtcnn.min_face_size, mtcnn.pnet, mtcnn.rnet,
                 mtcnn.onet, self.thresholds, mtcnn.factor)
+        return self._detections(boxes * np.array([sx, sy, sx, sy]), probs,
+                                points * np.array([sx, sy]), width, height)
+
+    def refine(self, image_rgb: np.ndarray, boxes: np.ndarray) -> list[Detection]:
+        """Faces near known ``boxes`` (N, 4) only: for tracked faces between full detections.
+
+        First MTCNN's last stage alone on each box made square (O-Net re-scores it and
+        regresses it onto the face as it is now, about a millisecond a face). Where
+        that is not confident (the face moved or turned more than a regression
+        follows), the whole MTCNN runs on a small region around the box instead. A face
+        that has gone is dropped; new faces need :meth:`detect`.
+        """
+        check_image(image_rgb)
+        height, width = image_rgb.shape[:2]
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         if len(boxes) == 0:
             return []
-        scale = np.array([sx, sy, sx, sy])
-        boxes = boxes * scale
-        points = points * scale[:2]
+        image = np.ascontiguousarray(image_rgb)
+        mtcnn = self._mtcnn
+        with torch.inference_mode():
+            found, probs, points, valid = _onet(image, _square(boxes), mtcnn.onet)
+            retry = boxes[valid][probs < self.min_score]
+            keep = probs >= self.min_score
+            found, probs, points = [found[keep]], [probs[keep]], [points[keep]]
+            for box in np.concatenate([retry, boxes[~valid]]):
+                side = max(box[2] - box[0], box[3] - box[1])
+                cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+                x1, y1 = int(max(0, cx - 0.8 * side)), int(max(0, cy - 0.8 * side))
+                x2, y2 = int(min(width, cx + 0.8 * side)), int(min(height, cy + 0.8 * side))
+                if x2 - x1 < 12 or y2 - y1 < 12:
+                    continue
+                b, p, pts = detect_faces_fast(
+                    np.ascontiguousarray(image[y1:y2, x1:x2]), max(12.0, 0.6 * side),
+                    mtcnn.pnet, mtcnn.rnet, mtcnn.onet, self.thresholds, mtcnn.factor)
+                found.append(b + np.array([x1, y1, x1, y1]))
+                probs.append(p)
+                points.append(pts + np.array([x1, y1]))
+        found, probs, points = np.concatenate(found), np.concatenate(probs), \
+            np.concatenate(points)
+        pick = _nms(found, probs, 0.7, mode="min")  # two tracks on one face become one
+        return self._detections(found[pick], probs[pick], points[pick], width, height)
+
+    def _detections(self, boxes: np.ndarray, probs: np.ndarray, points: np.ndarray,
+                    width: int, height: int) -> list[Detection]:
+        """Clip to the image, drop weak, empty and too-small faces, by falling score."""
+        if len(boxes) == 0:
+            return []
+        boxes = boxes.copy()
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
         detections = []

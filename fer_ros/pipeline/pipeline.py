@@ -53,6 +53,9 @@ class PipelineConfig:
     emotion_smoothing: float = 0.5  # EMA weight of the past, 0 = per-frame only
     # tracking
     tracking: bool = True
+    # Search the whole image every N frames; in between only refine the tracked faces
+    # (see FacePipeline._detect). 1 = search every frame.
+    full_detection_interval: int = 1
     iou_threshold: float = 0.3
     track_max_age: float = 1.0  # seconds unseen before a track is dropped
     reembed_interval: int = 10  # a tracked face is embedded again every N frames
@@ -95,6 +98,7 @@ class FacePipeline:
         self.tracker = FaceTracker(self.config.iou_threshold, self.config.track_max_age,
                                    self.config.vote_window)
         self.last_times = StageTimes()
+        self._frames_since_full = 0
         self._reembed_pool = None  # ThreadPoolExecutor(1), made on first use
         self._reembed_job = None  # the Future of the re-embedding in flight
         self.reembed_errors = 0
@@ -170,6 +174,24 @@ class FacePipeline:
     def detect(self, image_rgb: np.ndarray) -> list[Detection]:
         return self.detector.detect(image_rgb)
 
+    def _detect(self, rgb: np.ndarray, stamp: float) -> tuple[list[Detection], bool]:
+        """A full detection, or, between full ones, only the tracked faces refined.
+
+        The whole-image search (MTCNN's pyramid) is most of a frame's cost; tracked
+        faces are followed in between by MTCNN's last stage alone. New faces are found
+        at the next full detection, at most ``full_detection_interval`` frames later.
+        """
+        cfg = self.config
+        with self._lock:
+            live = [t.box for t in self.tracker.tracks.values()
+                    if 0.0 <= stamp - t.last_seen <= cfg.track_max_age]
+            full = (not cfg.tracking or not live
+                    or self._frames_since_full + 1 >= cfg.full_detection_interval)
+            self._frames_since_full = 0 if full else self._frames_since_full + 1
+        if full:
+            return self.detector.detect(rgb), True
+        return self.detector.refine(rgb, np.stack(live)), False
+
     def embed_largest_face(self, image: np.ndarray, color: str = "rgb",
                            require_single: bool = False) -> tuple[Detection, np.ndarray]:
         """Detect, then embed the largest face (enrolment). Raises ValueError if none."""
@@ -190,12 +212,13 @@ class FacePipeline:
         cfg = self.config
         t0 = time.perf_counter()
         rgb = self.to_rgb(image, color)
-        detections = self.detector.detect(rgb)
-        t1 = time.perf_counter()
         stamp = time.monotonic() if stamp is None else stamp
+        detections, full = self._detect(rgb, stamp)
+        t1 = time.perf_counter()
         results = [FaceResult(detection=d) for d in detections]
         gallery = self._gallery  # one read: a concurrent swap cannot tear this frame
         times = StageTimes(faces=len(results))
+        times.extra["full_detection"] = full
         with self._lock:
             tracks = self.tracker.update(detections, stamp) if cfg.tracking else []
             thumbs = self._split_changed_tracks(rgb, results, tracks)
