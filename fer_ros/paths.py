@@ -59,7 +59,7 @@ def package_prefix() -> Path:
         from ament_index_python.packages import get_package_prefix
 
         return Path(get_package_prefix("fer_ros"))
-    except Exception:  # noqa: BLE001 - no ament index: fall back to this interpreter's prefix
+    except Exception:
         import sys
 
         return Path(sys.prefix)

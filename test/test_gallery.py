@@ -86,6 +86,8 @@ def test_mixing_embedding_spaces_is_refused(tmp_path: Path) -> None:
     ('{"ada": [NaN, 1.0, 2.0]}', "NaN or infinite"),
     ('{"ada": [Infinity, 1.0, 2.0]}', "NaN or infinite"),
     ('{"ada": [1.0, 2.0], "bob": [1.0, 2.0, 3.0]}', "different lengths"),
+    ('{"format": "fer_ros.gallery", "schema_version": 1, "model": "m", "embedding_dim": 2, '
+     '"people": {"ada": {"embeddings": [[1, 2], [1]]}}}', "embeddings are not numbers"),
     ('{"ada": "abc"}', "non-empty list"),
     ("", "not valid JSON"),
 ])

@@ -164,7 +164,7 @@ class Gallery:
         return out
 
     # ------------------------------------------------------------------ edits
-    def add(self, name: str, embeddings: np.ndarray, sources: list[str] | None = None,
+    def add(self, name: str, embeddings: np.ndarray | list, sources: list[str] | None = None,
             on_existing: str = "append") -> Person:
         """Add embeddings for ``name``. on_existing: append | replace | refuse."""
         name = validate_name(name)
@@ -305,7 +305,7 @@ class Gallery:
         for name, entry in people.items():
             if not isinstance(entry, dict) or "embeddings" not in entry:
                 raise GalleryError(f"person {name!r} has no embeddings")
-            person = gallery.add(name, np.asarray(_checked(entry["embeddings"], name)),
+            person = gallery.add(name, _checked(entry["embeddings"], name),
                                  [str(s) for s in entry.get("sources", [])] or None)
             added = entry.get("added")
             if isinstance(added, list) and len(added) == len(person.embeddings):

@@ -99,6 +99,7 @@ class FacePipeline:
                                    self.config.vote_window)
         self.last_times = StageTimes()
         self._frames_since_full = 0
+        self._last_stamp: float | None = None
         self._reembed_pool = None  # ThreadPoolExecutor(1), made on first use
         self._reembed_job = None  # the Future of the re-embedding in flight
         self.reembed_errors = 0
@@ -177,20 +178,28 @@ class FacePipeline:
     def _detect(self, rgb: np.ndarray, stamp: float) -> tuple[list[Detection], bool]:
         """A full detection, or, between full ones, only the tracked faces refined.
 
-        The whole-image search (MTCNN's pyramid) is most of a frame's cost; tracked
-        faces are followed in between by MTCNN's last stage alone. New faces are found
-        at the next full detection, at most ``full_detection_interval`` frames later.
+        The whole-image search (MTCNN's pyramid) is most of a frame's cost; faces seen
+        in the previous frame are followed in between by refining their boxes. New
+        faces are found at the next full detection, at most ``full_detection_interval``
+        frames later. A gap in time (tracking cannot bridge it) or a tracked face that
+        refinement loses (it left, or the scene cut) triggers a full detection at once.
         """
         cfg = self.config
         with self._lock:
-            live = [t.box for t in self.tracker.tracks.values()
-                    if 0.0 <= stamp - t.last_seen <= cfg.track_max_age]
-            full = (not cfg.tracking or not live
+            previous = self._last_stamp
+            self._last_stamp = stamp
+            recent = [t.box for t in self.tracker.tracks.values() if t.last_seen == previous]
+            full = (not cfg.tracking or not recent or previous is None
+                    or not 0.0 <= stamp - previous <= cfg.reembed_gap
                     or self._frames_since_full + 1 >= cfg.full_detection_interval)
             self._frames_since_full = 0 if full else self._frames_since_full + 1
-        if full:
-            return self.detector.detect(rgb), True
-        return self.detector.refine(rgb, np.stack(live)), False
+        if not full:
+            refined = self.detector.refine(rgb, np.stack(recent))
+            if len(refined) >= len(recent):
+                return refined, False
+            with self._lock:
+                self._frames_since_full = 0
+        return self.detector.detect(rgb), True
 
     def embed_largest_face(self, image: np.ndarray, color: str = "rgb",
                            require_single: bool = False) -> tuple[Detection, np.ndarray]:
