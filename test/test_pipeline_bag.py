@@ -16,7 +16,7 @@ from conftest import data_path, wait_for
 from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
-from rosutil import enroll, frame_bgr
+from rosutil import TestNode, enroll, frame_bgr
 
 from fer_ros.msg import FaceEmotionArray
 from fer_ros.nodes.image_codec import image_to_msg
@@ -82,7 +82,14 @@ def test_bag_replay_through_the_launch_file(tmp_path: Path, spawn) -> None:
                    "device:=cpu"], "launch")
     assert wait_for(lambda: "models loaded" in launch.output(), 120), launch.output()
     recorder = spawn([*FER_ROS, "bag", "record", "-o", str(out_bag), "/faces/emotions"], "record")
-    assert wait_for(lambda: "ecording" in recorder.output(), 30), recorder.output()
+    assert wait_for(lambda: "Subscribed to topic" in recorder.output(), 30), recorder.output()
+    # The recorder subscribed; wait until that is discovered on the graph too, or the
+    # first outputs could be published before the subscription matched.
+    observer = TestNode("bag_test_observer")
+    try:
+        assert wait_for(lambda: observer.node.count_subscribers("/faces/emotions") >= 1, 20)
+    finally:
+        observer.close()
     player = spawn([*FER_ROS, "bag", "play", str(in_bag), "--start-delay", "3"], "play")
     assert player.popen.wait(120) == 0, player.output()
     answered = len([e for e in expected if e["faces"] is not None])

@@ -119,10 +119,16 @@ def run(args: argparse.Namespace) -> int:
 
     from fer_ros.pipeline import FacePipeline, PipelineConfig
 
+    # The node's settings, but re-embedding in the frame's own time (in-process rows
+    # time each frame's own work; a background thread would hide some of it).
     ours = FacePipeline(PipelineConfig(
         device="cpu", min_face_size=_node_default("min_face_size"),
         downscale=_node_default("downscale"),
-        reembed_interval=_node_default("reembed_interval")))
+        reembed_interval=_node_default("reembed_interval"),
+        full_detection_interval=_node_default("full_detection_interval"),
+        async_reembed=False))
+    report["stages_ms"] = bench_peers.stage_times(ours, bags)
+    _log(args, f"stages alone (ms, median): {report['stages_ms']}")
     _log(args, "identity: ours (enrol 5-celebrity train, identify val)")
     identity = {"ours": bench_peers.identity_accuracy(
         lambda rgb: bench_peers.Ours(ours).embed_largest(rgb), args.id_limit)}

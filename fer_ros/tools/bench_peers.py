@@ -217,3 +217,38 @@ def ours_named_accuracy(pipeline, limit: int = 0) -> dict:
     total = correct + unknown + wrong
     return {"named_correct": round(correct / total, 3) if total else 0.0,
             "unknown": unknown, "wrong_name": wrong, "total": total, "gallery": gallery}
+
+
+def stage_times(pipeline, frames_bgr: dict[str, list[np.ndarray]], repeats: int = 10) -> dict:
+    """Median milliseconds of each stage alone: full detection and refinement per frame,
+    embedding and emotion per face (one face alone, and per face in a batch of all the
+    frame's faces)."""
+    out: dict[str, float] = {}
+
+    def median_ms(call, *args) -> float:
+        call(*args)  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call(*args)
+            times.append((time.perf_counter() - start) * 1e3)
+        return round(float(np.median(times)), 1)
+
+    for name, frames in frames_bgr.items():
+        rgb = cv2.cvtColor(frames[0], cv2.COLOR_BGR2RGB)
+        faces = pipeline.detector.detect(rgb)
+        if not faces:
+            continue
+        boxes = np.stack([f.box for f in faces])
+        n = len(boxes)
+        out[f"detect_full_{name}_per_frame"] = median_ms(pipeline.detector.detect, rgb)
+        out[f"detect_refine_{name}_per_frame"] = median_ms(pipeline.detector.refine, rgb, boxes)
+        stages = (("embed", pipeline.embedder and pipeline.embedder.embed),
+                  ("emotion", pipeline.classifier and pipeline.classifier.predict))
+        for stage, call in stages:
+            if call is None:
+                continue
+            out[f"{stage}_per_face_batch1"] = median_ms(call, rgb, boxes[:1])
+            if n > 1:
+                out[f"{stage}_per_face_batch{n}"] = round(median_ms(call, rgb, boxes) / n, 1)
+    return out
