@@ -488,7 +488,7 @@ def test_overload_drops_stale_frames_with_bounded_latency_and_memory(tmp_path: P
         code = proc.interrupt()
     assert code == 0, proc.output()[-2000:]
     assert rate > 80, f"the test could only publish {rate:.0f} Hz"
-    assert 5 <= len(arrivals) < sent / 5, (len(arrivals), sent)
+    assert 5 <= len(arrivals) < sent / 2, (len(arrivals), sent)
     assert int(diag["images dropped"]) > sent / 2, diag
     latency = [(t - start, t - (m.header.stamp.sec + m.header.stamp.nanosec * 1e-9))
                for t, m in arrivals]

@@ -427,4 +427,4 @@ def main(args: list[str] | None = None) -> int:
     # frame can wait that long. Measured on 2 cores, 640x480 images at 120 Hz: 11 outputs
     # in 6 s at 5 ms, 66 at 0.5 ms (at 30 Hz: 40 and 76).
     sys.setswitchinterval(0.0005)
-    return run_node(PerceptionNode, args, "perception", threads=2)
+    return run_node(PerceptionNode, args, "perception")

@@ -60,9 +60,11 @@ class PipelineConfig:
     track_max_age: float = 1.0  # seconds unseen before a track is dropped
     reembed_interval: int = 10  # a tracked face is embedded again every N frames
     # Start a new track when the face's appearance changes this much (correlation of
-    # tiny grey patches) or after a gap in observations: see _split_changed_tracks.
+    # tiny grey patches): see _split_changed_tracks.
     appearance_change: float = 0.6
-    reembed_gap: float = 0.5  # seconds
+    # Frames further apart than this (seconds) are searched in full: too far apart for
+    # tracked boxes to be trusted.
+    max_refine_gap: float = 0.5
     vote_window: int = 5  # embeddings a track's name is voted over
     # Periodic re-embeddings of tracks that already have a name run on a background
     # thread, so no frame waits for one (an embedding costs more than a detection on a
@@ -190,7 +192,7 @@ class FacePipeline:
             self._last_stamp = stamp
             recent = [t.box for t in self.tracker.tracks.values() if t.last_seen == previous]
             full = (not cfg.tracking or not recent or previous is None
-                    or not 0.0 <= stamp - previous <= cfg.reembed_gap
+                    or not 0.0 <= stamp - previous <= cfg.max_refine_gap
                     or self._frames_since_full + 1 >= cfg.full_detection_interval)
             self._frames_since_full = 0 if full else self._frames_since_full + 1
         if not full:
@@ -256,9 +258,8 @@ class FacePipeline:
         cfg = self.config
         thumbs = [thumbnail(rgb, r.box) for r in results] if tracks else []
         for result, track, thumb in zip(results, tracks, thumbs, strict=False):
-            if track.ref_thumb is not None and (
-                    float(thumb @ track.ref_thumb) < cfg.appearance_change
-                    or track.gap > cfg.reembed_gap):
+            if (track.ref_thumb is not None
+                    and float(thumb @ track.ref_thumb) < cfg.appearance_change):
                 self.tracker.restart(track)
             result.track_id = track.track_id
             if self.embedder is None:

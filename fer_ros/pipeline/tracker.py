@@ -56,7 +56,6 @@ class Track:
     frames_since_embedding: int = 0
     embedded_area: float = 0.0
     ref_thumb: np.ndarray | None = None  # appearance reference (see FacePipeline)
-    gap: float = 0.0  # seconds between the last two observations
     votes: deque = field(default_factory=lambda: deque(maxlen=5))  # (name, similarity)
     emotion: np.ndarray | None = None  # smoothed probabilities
 
@@ -129,7 +128,6 @@ class FaceTracker:
                 self._next_id += 1
                 self.tracks[track.track_id] = track
             track.box = det.box.copy()
-            track.gap = stamp - track.last_seen
             track.last_seen = stamp
             track.frames += 1
             result.append(track)
