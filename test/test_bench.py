@@ -15,8 +15,8 @@ from conftest import data_path
 
 from fer_ros.paths import fer_ros_command
 from fer_ros.tools.bench import _floors, _ratios
-from fer_ros.tools.bench_data import letterbox
 from fer_ros.tools.bench_live import summarise
+from fer_ros.tools.common import letterbox
 
 
 def bench(tmp_path, *extra: str, timeout: float = 400) -> dict:

@@ -14,7 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-FRAME_SIZE = (640, 480)
+from fer_ros.tools.common import letterbox
+
 RATE_HZ = 30.0
 TOPIC = "/bench/image_raw"
 BAGS = ("1face", "5faces")
@@ -37,27 +38,6 @@ def machine_info() -> dict:
             "torch_threads": torch.get_num_threads(), "opencv": cv2.__version__,
             "cuda": bool(torch.cuda.is_available()),
             "load_average": [round(v, 2) for v in load]}
-
-
-def letterbox(image: np.ndarray, size: tuple[int, int] = FRAME_SIZE,
-              shift: tuple[int, int] = (0, 0)) -> np.ndarray:
-    """Fit a BGR image into ``size`` (aspect kept, dark border), moved by ``shift`` px."""
-    w, h = size
-    scale = min(w / image.shape[1], h / image.shape[0])
-    resized = cv2.resize(image, (max(1, int(image.shape[1] * scale)),
-                                 max(1, int(image.shape[0] * scale))),
-                         interpolation=cv2.INTER_AREA)
-    canvas = np.full((h, w, 3), 30, np.uint8)
-    y0 = (h - resized.shape[0]) // 2 + shift[1]
-    x0 = (w - resized.shape[1]) // 2 + shift[0]
-    # Clip the pasted image to the canvas (a shift can push it partly outside).
-    sx0, sy0 = max(0, -x0), max(0, -y0)
-    dx0, dy0 = max(0, x0), max(0, y0)
-    cw = min(w - dx0, resized.shape[1] - sx0)
-    ch = min(h - dy0, resized.shape[0] - sy0)
-    if cw > 0 and ch > 0:
-        canvas[dy0:dy0 + ch, dx0:dx0 + cw] = resized[sy0:sy0 + ch, sx0:sx0 + cw]
-    return canvas
 
 
 def _video_frames(path: Path, count: int) -> list[np.ndarray]:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_ros.nodes.background import BackgroundNode
+
 IMAGE_TOPIC = "/bench/image_raw"
 
 
@@ -74,23 +76,18 @@ class NodeProcess:
         return code
 
 
-class Client:
+class Client(BackgroundNode):
     """The bench's own ROS node: camera-like publisher, result and diagnostics listener."""
 
     def __init__(self) -> None:
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.node import Node
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
 
         from fer_ros.msg import FaceEmotionArray
         from fer_ros.nodes.qos import qos_profile
 
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = Node("fer_ros_bench", context=self.context)
+        super().__init__("fer_ros_bench")
         self.pub = self.node.create_publisher(Image, IMAGE_TOPIC, qos_profile("sensor_data"))
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self.lock = threading.Lock()
@@ -99,16 +96,6 @@ class Client:
         self.node.create_subscription(FaceEmotionArray, "/faces/emotions", self._on_out,
                                       reliable)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:
-            pass
 
     def _on_out(self, msg) -> None:
         now = time.time()
@@ -130,11 +117,6 @@ class Client:
             time.sleep(0.05)
         return False
 
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        self.context.try_shutdown()
-        self._thread.join(timeout=5)
 
 
 def _image_msgs(frames: list[np.ndarray]) -> list:

@@ -60,3 +60,27 @@ def read_image_rgb(path: Path) -> np.ndarray:
     if image is None:
         raise ValueError(f"{path}: not a readable image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+FRAME_SIZE = (640, 480)
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int] = FRAME_SIZE,
+              shift: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Fit a BGR image into ``size`` (aspect kept, dark border), moved by ``shift`` px."""
+    w, h = size
+    scale = min(w / image.shape[1], h / image.shape[0])
+    resized = cv2.resize(image, (max(1, int(image.shape[1] * scale)),
+                                 max(1, int(image.shape[0] * scale))),
+                         interpolation=cv2.INTER_AREA)
+    canvas = np.full((h, w, 3), 30, np.uint8)
+    y0 = (h - resized.shape[0]) // 2 + shift[1]
+    x0 = (w - resized.shape[1]) // 2 + shift[0]
+    # Clip the pasted image to the canvas (a shift can push it partly outside).
+    sx0, sy0 = max(0, -x0), max(0, -y0)
+    dx0, dy0 = max(0, x0), max(0, y0)
+    cw = min(w - dx0, resized.shape[1] - sx0)
+    ch = min(h - dy0, resized.shape[0] - sy0)
+    if cw > 0 and ch > 0:
+        canvas[dy0:dy0 + ch, dx0:dx0 + cw] = resized[sy0:sy0 + ch, sx0:sx0 + cw]
+    return canvas

@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-FRAME_SIZE = (640, 480)
+from fer_ros.tools.common import FRAME_SIZE, letterbox
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,18 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-person", type=int, default=5,
                         help="training images enrolled per person (default 5)")
     parser.add_argument("--device", default="auto")
-
-
-def letterbox(image: np.ndarray, size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:
-    """Fit ``image`` (BGR) into ``size`` keeping its aspect ratio, on a dark background."""
-    w, h = size
-    scale = min(w / image.shape[1], h / image.shape[0])
-    resized = cv2.resize(image, (max(1, int(image.shape[1] * scale)),
-                                 max(1, int(image.shape[0] * scale))))
-    canvas = np.full((h, w, 3), 30, np.uint8)
-    y0, x0 = (h - resized.shape[0]) // 2, (w - resized.shape[1]) // 2
-    canvas[y0:y0 + resized.shape[0], x0:x0 + resized.shape[1]] = resized
-    return canvas
 
 
 def build_clip(path: Path, fps: float, hold_seconds: float = 1.5,
@@ -123,24 +111,16 @@ class Summary:
     """Counts what arrives on /faces/emotions while the launch runs."""
 
     def __init__(self) -> None:
-        import rclpy
-        from rclpy.node import Node
-
         from fer_ros.msg import FaceEmotionArray
+        from fer_ros.nodes.background import BackgroundNode
 
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = Node("demo_summary", context=self.context)
+        self.ros = BackgroundNode("demo_summary")
         self.messages = 0
         self.faces = 0
         self.names: Counter = Counter()
         self.emotions: Counter = Counter()
         self.first = self.last = None
-        self.node.create_subscription(FaceEmotionArray, "/faces/emotions", self._on_msg, 50)
-        from rclpy.executors import SingleThreadedExecutor
-
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        self.ros.node.create_subscription(FaceEmotionArray, "/faces/emotions", self._on_msg, 50)
 
     def _on_msg(self, msg) -> None:
         now = time.monotonic()
@@ -152,10 +132,6 @@ class Summary:
             self.names[face.name] += 1
             self.emotions[face.emotion] += 1
 
-    def spin_while(self, proc: subprocess.Popen) -> None:
-        while proc.poll() is None:
-            self.executor.spin_once(timeout_sec=0.1)
-
     def report(self) -> dict:
         span = (self.last - self.first) if self.first and self.last else 0.0
         return {"frames": self.messages, "faces": self.faces,
@@ -164,8 +140,7 @@ class Summary:
                 "emotions": dict(self.emotions.most_common())}
 
     def close(self) -> None:
-        self.node.destroy_node()
-        self.context.try_shutdown()
+        self.ros.close()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -201,8 +176,8 @@ def run(args: argparse.Namespace) -> int:
     summary = Summary()
     proc = subprocess.Popen(cmd, env={**os.environ})
     try:
-        summary.spin_while(proc)
-    except KeyboardInterrupt:
+        proc.wait()
+    except KeyboardInterrupt:  # the launcher got the Ctrl-C too and stops the nodes
         proc.wait(30)
     finally:
         report = summary.report()
