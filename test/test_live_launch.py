@@ -18,7 +18,7 @@ import pytest
 from conftest import data_path, wait_for
 from rosutil import enroll, frame_bgr
 
-from fer_ros.paths import fer_ros_command, share_dir
+from fer_ros.paths import fer_ros_command, node_executable, share_dir
 
 PERSON = "mindy_kaling"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -96,3 +96,16 @@ def test_webcam_launch_viewer_in_chromium_and_ctrl_c(tmp_path: Path, spawn) -> N
     assert "Traceback" not in log
     for node in ("camera", "perception", "overlay", "greeter"):
         assert re.search(rf"\[{node}-\d+\]: process has finished cleanly", log), node
+
+
+@pytest.mark.parametrize("node, args", [("overlay_node", ["-p", "port:=0"]),
+                                        ("greeter_node", [])])
+def test_idle_nodes_stop_on_ctrl_c(spawn, node: str, args: list[str]) -> None:
+    """A node with no timers that receives nothing still notices Ctrl-C at once."""
+    proc = spawn([str(node_executable(node)), "--ros-args", *args], node)
+    time.sleep(2.0)
+    assert proc.popen.poll() is None, proc.output()
+    start = time.monotonic()
+    assert proc.interrupt(timeout=5) == 0, proc.output()
+    assert time.monotonic() - start < 3.0
+    assert "Traceback" not in proc.output()

@@ -52,11 +52,13 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None, name: str,
                     else SingleThreadedExecutor())
         executor.add_node(node)
         done = getattr(node, "done", None)
-        if isinstance(done, Future):
-            executor.spin_until_future_complete(done)
-            code = int(done.result()) if done.done() else 0
-        else:
-            executor.spin()
+        if not isinstance(done, Future):
+            done = Future()  # never completes: spin until Ctrl-C or shutdown
+        # Short waits, not one endless one: Python runs the Ctrl-C handler only between
+        # waits, and a node with no timers and no incoming messages would never notice.
+        while node.context.ok() and not done.done():
+            executor.spin_until_future_complete(done, timeout_sec=0.25)
+        code = int(done.result()) if done.done() else 0
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (ParameterError, ParameterException) as exc:
