@@ -48,6 +48,12 @@ FALLBACK_FPS = 30.0
 REMINDER_PERIOD_S = 30.0
 
 
+def _capture_fps(cap: cv2.VideoCapture | None) -> float:
+    """The rate OpenCV reports for a capture; 0 when it does not know (or reports nonsense)."""
+    fps = cap.get(cv2.CAP_PROP_FPS) if cap is not None else 0.0
+    return fps if math.isfinite(fps) and 0.0 < fps <= 1000.0 else 0.0
+
+
 class ConfigError(ParameterError):
     """A parameter value the node cannot work with."""
 
@@ -129,8 +135,7 @@ class _VideoFile:
 
     @property
     def fps(self) -> float:
-        fps = self._cap.get(cv2.CAP_PROP_FPS) if self._cap is not None else 0.0
-        return fps if math.isfinite(fps) and 0.0 < fps <= 1000.0 else 0.0
+        return _capture_fps(self._cap)
 
     def describe(self) -> str:
         frames = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)) if self._cap else 0
@@ -180,8 +185,7 @@ class _Device:
 
     @property
     def fps(self) -> float:
-        fps = self._cap.get(cv2.CAP_PROP_FPS) if self._cap is not None else 0.0
-        return fps if math.isfinite(fps) and 0.0 < fps <= 1000.0 else 0.0
+        return _capture_fps(self._cap)
 
     def describe(self) -> str:
         w = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH))
