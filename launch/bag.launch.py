@@ -13,7 +13,6 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction, Shutdown
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 ARGUMENTS = [
@@ -21,10 +20,10 @@ ARGUMENTS = [
     ("bag", "", "rosbag2 bag to play (fer-ros bag play); empty = play it yourself"),
     ("rate", "1.0", "playback speed of `bag`"),
     ("use_sim_time", "false", "use the bag's /clock as ROS time (true/false)"),
-    ("gallery", "", "gallery file (JSON) of enrolled people; empty = names are 'unknown'"),
-    ("device", "auto", "inference device: auto, cpu or cuda[:N]"),
+    ("gallery", "", "gallery file (JSON) of enrolled people; empty = config/perception.yaml's"),
+    ("device", "", "inference device: auto, cpu or cuda[:N]; empty = config/perception.yaml's"),
     ("viewer", "false", "start overlay_node, the MJPEG viewer (true/false)"),
-    ("viewer_port", "8080", "HTTP port of the viewer (http://127.0.0.1:PORT/)"),
+    ("viewer_port", "", "HTTP port of the viewer; empty = config/overlay.yaml's (8080)"),
     ("namespace", "", "namespace of all nodes and topics"),
     ("params_file", "", "extra parameter file applied after config/*.yaml; empty = none"),
 ]
@@ -37,6 +36,13 @@ def flag(context, name):
     return value == "true"
 
 
+def given(context, name, key, cast=str):
+    """{key: value} for a launch argument that was set, {} for an empty one, so that an
+    argument left alone does not override the value in config/*.yaml."""
+    value = LaunchConfiguration(name).perform(context)
+    return {key: cast(value)} if value else {}
+
+
 def config(name):
     return PathJoinSubstitution([FindPackageShare("fer_ros"), "config", name])
 
@@ -47,13 +53,12 @@ def launch_setup(context):
     namespace = LaunchConfiguration("namespace")
     image_topic = LaunchConfiguration("image_topic")
     sim_time = flag(context, "use_sim_time")
-    text = ParameterValue  # value_type=str keeps strings strings
     actions = [
         Node(package="fer_ros", executable="perception_node", name="perception",
              namespace=namespace,
              parameters=[config("perception.yaml"),
-                         {"gallery_path": text(LaunchConfiguration("gallery"), value_type=str),
-                          "device": text(LaunchConfiguration("device"), value_type=str),
+                         {**given(context, "gallery", "gallery_path"),
+                          **given(context, "device", "device"),
                           "use_sim_time": sim_time}, *extra],
              remappings=[("image", image_topic)], output="screen"),
     ]
@@ -61,7 +66,7 @@ def launch_setup(context):
         actions.append(Node(
             package="fer_ros", executable="overlay_node", name="overlay", namespace=namespace,
             parameters=[config("overlay.yaml"),
-                        {"port": int(LaunchConfiguration("viewer_port").perform(context)),
+                        {**given(context, "viewer_port", "port", int),
                          "use_sim_time": sim_time}, *extra],
             remappings=[("image", image_topic)], output="screen"))
     bag = LaunchConfiguration("bag").perform(context)

@@ -21,11 +21,12 @@ ARGUMENTS = [
     ("source", "0", "camera index (0 = /dev/video0), device path, video file or image folder"),
     ("loop", "false", "replay a file or folder source forever (true/false)"),
     ("fps", "", "camera frame rate; empty = config/camera.yaml's (a file's own rate)"),
-    ("gallery", "", "gallery file (JSON) of enrolled people; empty = names are 'unknown'"),
-    ("device", "auto", "inference device: auto, cpu or cuda[:N]"),
+    ("gallery", "", "gallery file (JSON) of enrolled people; empty = config/perception.yaml's"),
+    ("device", "", "inference device: auto, cpu or cuda[:N]; empty = config/perception.yaml's"),
     ("viewer", "true", "start overlay_node, the MJPEG viewer (true/false)"),
-    ("viewer_port", "8080", "HTTP port of the viewer (http://127.0.0.1:PORT/)"),
-    ("video_path", "", "also write the annotated video to this file; empty = no file"),
+    ("viewer_port", "", "HTTP port of the viewer; empty = config/overlay.yaml's (8080)"),
+    ("video_path", "", "also write the annotated video to this file; empty = "
+     "config/overlay.yaml's (none)"),
     ("greeter", "false", "start greeter_node, an example behaviour (true/false)"),
     ("namespace", "", "namespace of all nodes and topics"),
     ("params_file", "", "extra parameter file applied after config/*.yaml; empty = none"),
@@ -37,6 +38,13 @@ def flag(context, name):
     if value not in ("true", "false"):
         raise ValueError(f"launch argument {name} must be true or false, got {value!r}")
     return value == "true"
+
+
+def given(context, name, key, cast=str):
+    """{key: value} for a launch argument that was set, {} for an empty one, so that an
+    argument left alone does not override the value in config/*.yaml."""
+    value = LaunchConfiguration(name).perform(context)
+    return {key: cast(value)} if value else {}
 
 
 def config(name):
@@ -62,8 +70,8 @@ def launch_setup(context):
         Node(package="fer_ros", executable="perception_node", name="perception",
              namespace=namespace,
              parameters=[config("perception.yaml"),
-                         {"gallery_path": text(LaunchConfiguration("gallery"), value_type=str),
-                          "device": text(LaunchConfiguration("device"), value_type=str)},
+                         {**given(context, "gallery", "gallery_path"),
+                          **given(context, "device", "device")},
                          *extra],
              remappings=[("image", "camera/image_raw")], output="screen"),
     ]
@@ -71,9 +79,8 @@ def launch_setup(context):
         nodes.append(Node(
             package="fer_ros", executable="overlay_node", name="overlay", namespace=namespace,
             parameters=[config("overlay.yaml"),
-                        {"port": int(LaunchConfiguration("viewer_port").perform(context)),
-                         "video_path": text(LaunchConfiguration("video_path"),
-                                            value_type=str)},
+                        {**given(context, "viewer_port", "port", int),
+                         **given(context, "video_path", "video_path")},
                         *extra],
             remappings=[("image", "camera/image_raw")], output="screen"))
     if flag(context, "greeter"):

@@ -235,3 +235,17 @@ def test_diagnostics(session: Session) -> None:
                 "embedding model", "model load time (s)"):
         assert key in keys
     assert status.hardware_id == "cpu"
+
+
+def test_deleting_the_gallery_unloads_it(session: Session) -> None:
+    saved = session.gallery.read_bytes()
+    image = sorted(data_path("celebrity", "val", PERSON).glob("*.jpg"))[0]
+    session.gallery.unlink()
+    try:
+        assert wait_for(lambda: "does not exist" in session.proc.output(), 10)
+        assert session.send(face_msg(image)).faces[0].name == "unknown"
+    finally:
+        session.gallery.write_bytes(saved)
+    response = session.client.call(session.reload, Trigger.Request())
+    assert response.success
+    assert session.send(face_msg(image)).faces[0].name == PERSON

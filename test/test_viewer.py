@@ -108,3 +108,17 @@ def test_stream_caps_clients_and_survives_stalled_ones(server: MjpegServer) -> N
     assert read_frames(fresh, 2) >= 2
     fresh.close()
     stalled.close()
+
+
+def test_a_viewer_waiting_for_the_first_frame_does_not_spin() -> None:
+    srv = MjpegServer(FrameHub(), "127.0.0.1", 0).start()
+    try:
+        sock = stream_socket(srv)
+        time.sleep(0.2)
+        before = time.process_time()
+        time.sleep(1.0)
+        used = time.process_time() - before
+        sock.close()
+    finally:
+        srv.stop()
+    assert used < 0.3, f"{used:.2f} s of CPU in 1 s while waiting for a frame"

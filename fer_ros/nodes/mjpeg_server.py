@@ -134,7 +134,7 @@ class MjpegServer:
             handler.send_header("Cache-Control", "no-store")
             handler.send_header("Connection", "close")
             handler.end_headers()
-            seen = -1
+            seen = 0  # hub.seq of the last frame sent; 0 = none yet (no frame is 0)
             while not self._stopping.is_set():
                 with self.hub.cond:
                     self.hub.cond.wait_for(lambda seen=seen: self.hub.seq != seen

@@ -141,6 +141,8 @@ class OverlayNode(Node):
                                            (frame.shape[1], frame.shape[0]))
             if not self._writer.isOpened():
                 self.get_logger().error(f"cannot write video {path}; recording is off")
+                self._writer.release()
+                self._writer = None
                 self.p["video_path"] = ""
                 return
             self._video_size = (frame.shape[1], frame.shape[0])

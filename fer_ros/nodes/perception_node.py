@@ -84,9 +84,9 @@ PARAMS = (
               "2 cores it is also faster than 2 threads competing with them.",
               (0, 256), read_only=True),
     ParamSpec("gallery_watch_period", 1.0, "Seconds between checks of the gallery file for "
-              "changes; 0 = only reload on the service call.", (0.0, 3600.0)),
+              "changes; 0 = only reload on the service call.", (0.0, 3600.0), read_only=True),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.",
-              (0.1, 60.0)),
+              (0.1, 60.0), read_only=True),
     ParamSpec("latency_warn_ms", 250.0, "Mean latency (image stamp to publish) above which "
               "diagnostics report WARN.", (1.0, 60000.0)),
     ParamSpec("drop_warn_ratio", 0.5, "Fraction of dropped images above which diagnostics "
@@ -124,6 +124,8 @@ class PerceptionNode(Node):
         self._bad_encodings: set[str] = set()
         self._stats = {"received": 0, "dropped": 0, "published": 0, "bad": 0}
         self._window: deque = deque(maxlen=300)  # (publish time, latency, StageTimes)
+        self._diag_last: dict[str, int] = {}  # counters at the previous diagnostics
+        self._last_received: float | None = None  # monotonic time of the last image
 
         start = time.monotonic()
         self.pipeline = self._make_pipeline()
@@ -202,11 +204,13 @@ class PerceptionNode(Node):
                 return True, "no gallery_path set: every face is 'unknown'"
             path = Path(path_text).expanduser()
             if not path.exists():
+                # Deleted (or a new path): nobody is enrolled any more. Keeping the old
+                # people would also write them back at the next enrolment.
                 self._gallery_mtime = None
-                message = (f"gallery {path} does not exist yet; faces are 'unknown' until "
+                self.pipeline.set_gallery(None)
+                message = (f"gallery {path} does not exist (yet); faces are 'unknown' until "
                            f"someone is enrolled")
-                if initial:
-                    self.get_logger().warning(message)
+                self.get_logger().warning(message)
                 return False, message
             try:
                 mtime = path.stat().st_mtime
@@ -234,7 +238,7 @@ class PerceptionNode(Node):
         try:
             mtime = Path(path_text).expanduser().stat().st_mtime
         except OSError:
-            return
+            mtime = None  # gone: unload it once
         if mtime != self._gallery_mtime:
             self._load_gallery()
 
@@ -264,6 +268,10 @@ class PerceptionNode(Node):
             response.message = f"refused: {exc} in the latest image"
             self.get_logger().warning(response.message)
             return response
+        except Exception as exc:  # a model failure (e.g. out of GPU memory) must not kill us
+            response.message = f"failed: {exc!r}"
+            self.get_logger().error(response.message)
+            return response
         with self._gallery_lock:
             current = self.pipeline.gallery
             gallery = current.copy() if current is not None else self.pipeline.new_gallery()
@@ -292,6 +300,7 @@ class PerceptionNode(Node):
 
     # ------------------------------------------------------------------ images
     def _on_image(self, msg: Image) -> None:
+        self._last_received = time.monotonic()
         with self._slot_cv:
             self._stats["received"] += 1
             if self._slot is not None:
@@ -332,7 +341,9 @@ class PerceptionNode(Node):
                 self.get_logger().error(f"dropping image: {exc}{more}")
             return
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        faces = self.pipeline.process(rgb, color="rgb", stamp=stamp)
+        # Unstamped images (stamp 0) still need time to move on, or tracks never age.
+        faces = self.pipeline.process(rgb, color="rgb",
+                                      stamp=stamp if stamp > 0 else frame.received)
         self._latest = (rgb, len(faces))
         out = FaceEmotionArray()
         out.header = msg.header
@@ -369,30 +380,39 @@ class PerceptionNode(Node):
     # ------------------------------------------------------------------ diagnostics
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
-        recent = [w for w in self._window if now - w[0] <= 5.0]
+        # list(): one copy taken at once, as the inference thread appends meanwhile.
+        recent = [w for w in list(self._window) if now - w[0] <= 5.0]
         span = (recent[-1][0] - recent[0][0]) if len(recent) > 1 else 0.0
         out_rate = (len(recent) - 1) / span if span > 0 else 0.0
         lat = np.array([w[1] for w in recent]) * 1e3 if recent else np.zeros(0)
         stages = {k: np.mean([getattr(w[2], k) for w in recent]) if recent else 0.0
                   for k in ("detect", "embed", "emotion", "total")}
-        s = self._stats
-        drop_ratio = s["dropped"] / s["received"] if s["received"] else 0.0
+        s = dict(self._stats)
+        # Ratios over the last period, not since start-up: the state now is what matters.
+        delta = {k: s[k] - self._diag_last.get(k, 0) for k in s}
+        self._diag_last = s
+        drop_ratio = delta["dropped"] / delta["received"] if delta["received"] else 0.0
+        silent = now - self._last_received if self._last_received is not None else None
         status = DiagnosticStatus(name="fer_ros: perception", hardware_id=self.pipeline.device)
         status.level, status.message = DiagnosticStatus.OK, "ok"
-        if s["received"] == 0:
+        if silent is None:
             status.level, status.message = DiagnosticStatus.WARN, "no images received"
+        elif silent > max(5.0, 2 * self.p["diagnostics_period"]):
+            status.level, status.message = (DiagnosticStatus.WARN,
+                                            f"no images for {silent:.0f} s")
         elif lat.size and lat.mean() > self.p["latency_warn_ms"]:
             status.level = DiagnosticStatus.WARN
             status.message = f"latency {lat.mean():.0f} ms above {self.p['latency_warn_ms']} ms"
         elif drop_ratio > self.p["drop_warn_ratio"]:
             status.level = DiagnosticStatus.WARN
             status.message = f"{drop_ratio:.0%} of images dropped: inference is too slow"
-        if s["bad"] and s["published"] == 0:
+        if delta["bad"] and delta["published"] == 0:
             status.level, status.message = DiagnosticStatus.ERROR, "every image was rejected"
         gallery = self.pipeline.gallery
         values = {
             "images received": s["received"], "images dropped": s["dropped"],
             "images rejected": s["bad"], "messages published": s["published"],
+            "background re-embedding errors": self.pipeline.reembed_errors,
             "output rate (Hz)": f"{out_rate:.2f}",
             "latency mean (ms)": f"{lat.mean():.1f}" if lat.size else "",
             "latency p95 (ms)": f"{np.percentile(lat, 95):.1f}" if lat.size else "",

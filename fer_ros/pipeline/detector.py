@@ -172,6 +172,7 @@ def detect_faces_fast(image: np.ndarray, min_size: float, pnet: nn.Module, rnet:
     unchanged. Returns boxes (N, 4), scores (N,), landmarks (N, 5, 2) in pixels.
     """
     empty = (np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2)))
+    device = next(pnet.parameters()).device  # inputs go to the nets' device, results back
     height, width = image.shape[:2]
     scale = 12.0 / min_size
     min_side = min(height, width) * scale
@@ -185,7 +186,8 @@ def detect_faces_fast(image: np.ndarray, min_size: float, pnet: nn.Module, rnet:
         level = cv2.resize(image, (int(width * scale + 1), int(height * scale + 1)),
                            interpolation=cv2.INTER_AREA).astype(np.float32)
         level = (level - 127.5) * 0.0078125
-        reg, probs = pnet(torch.from_numpy(level.transpose(2, 0, 1)[None].copy()))
+        reg, probs = pnet(torch.from_numpy(level.transpose(2, 0, 1)[None].copy()).to(device))
+        reg, probs = reg.cpu(), probs.cpu()
         prob = probs[0, 1].numpy()
         ys, xs = np.nonzero(prob >= thresholds[0])
         if ys.size == 0:
@@ -209,7 +211,8 @@ def detect_faces_fast(image: np.ndarray, min_size: float, pnet: nn.Module, rnet:
     boxes = boxes[valid]
     if len(boxes) == 0:
         return empty
-    reg, probs = rnet(torch.from_numpy(data))
+    reg, probs = rnet(torch.from_numpy(data).to(device))
+    reg, probs = reg.cpu(), probs.cpu()
     score = probs[:, 1].numpy()
     keep = score > thresholds[1]
     boxes = np.concatenate([boxes[keep, :4], score[keep, None]], axis=1)
@@ -228,7 +231,8 @@ def _onet(image: np.ndarray, boxes: np.ndarray,
     boxes = boxes[valid, :4]
     if len(boxes) == 0:
         return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2)), valid
-    reg, points, probs = onet(torch.from_numpy(data))
+    device = next(onet.parameters()).device
+    reg, points, probs = (t.cpu() for t in onet(torch.from_numpy(data).to(device)))
     reg, points, score = reg.numpy(), points.numpy(), probs[:, 1].numpy()
     w = boxes[:, 2] - boxes[:, 0] + 1
     h = boxes[:, 3] - boxes[:, 1] + 1

@@ -305,8 +305,12 @@ class Gallery:
         for name, entry in people.items():
             if not isinstance(entry, dict) or "embeddings" not in entry:
                 raise GalleryError(f"person {name!r} has no embeddings")
-            person = gallery.add(name, _checked(entry["embeddings"], name),
-                                 [str(s) for s in entry.get("sources", [])] or None)
+            embeddings = _checked(entry["embeddings"], name)
+            sources = entry.get("sources")
+            if not isinstance(sources, list) or len(sources) != len(embeddings):
+                sources = None  # optional bookkeeping: unusable, so left out
+            person = gallery.add(name, embeddings,
+                                 [str(s) for s in sources] if sources else None)
             added = entry.get("added")
             if isinstance(added, list) and len(added) == len(person.embeddings):
                 person.added = [str(a) for a in added]

@@ -227,10 +227,12 @@ class FacePipeline:
         detections, full = self._detect(rgb, stamp)
         t1 = time.perf_counter()
         results = [FaceResult(detection=d) for d in detections]
-        gallery = self._gallery  # one read: a concurrent swap cannot tear this frame
         times = StageTimes(faces=len(results))
         times.extra["full_detection"] = full
         with self._lock:
+            # Read under the lock that set_gallery takes: votes cast with one gallery
+            # never land in tracks just reset for another.
+            gallery = self._gallery
             tracks = self.tracker.update(detections, stamp) if cfg.tracking else []
             thumbs = self._split_changed_tracks(rgb, results, tracks)
             if self.embedder is not None and results:
