@@ -31,10 +31,6 @@ os.environ.setdefault("HOME", str(REPO / "build" / "home"))
 os.environ["PYTHONUNBUFFERED"] = "1"
 
 
-def venv_prefix() -> Path:
-    return Path(sys.prefix)
-
-
 def data_path(dataset: str, *parts: str) -> Path:
     """A cached test file; fails (never skips) with the command that fetches it."""
     from fer_ros.paths import data_dir

@@ -174,9 +174,6 @@ class FacePipeline:
             return np.ascontiguousarray(image[:, :, ::-1])
         raise ValueError(f"color must be 'rgb' or 'bgr', not {color!r}")
 
-    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
-        return self.detector.detect(image_rgb)
-
     def _detect(self, rgb: np.ndarray, stamp: float) -> tuple[list[Detection], bool]:
         """A full detection, or, between full ones, only the tracked faces refined.
 
@@ -346,12 +343,6 @@ class FacePipeline:
                 track.frames_since_embedding = 0
                 track.embedded_area = area
                 track.ref_thumb = thumb
-
-    def wait_background(self, timeout: float | None = None) -> None:
-        """Wait for a background re-embedding in flight (tests, clean shutdown)."""
-        job = self._reembed_job
-        if job is not None:
-            job.result(timeout)
 
     def _classify(self, rgb: np.ndarray, results: list[FaceResult], tracks: list) -> None:
         labels = tuple(self.classifier.labels)
