@@ -14,9 +14,9 @@ import pytest
 from conftest import data_path
 
 from fer_ros.paths import fer_ros_command
-from fer_ros.tools.bench import _floors, _ratios
-from fer_ros.tools.bench_live import summarise
-from fer_ros.tools.common import letterbox
+from fer_ros.bench.run import _floors, _ratios
+from fer_ros.bench.live import summarise
+from fer_ros.pipeline.images import letterbox
 
 
 def bench(tmp_path, *extra: str, timeout: float = 400) -> dict:

@@ -17,8 +17,8 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
-from fer_ros.nodes.image_codec import msg_to_image
-from fer_ros.nodes.qos import qos_profile
+from fer_ros.ros.image_codec import msg_to_image
+from fer_ros.ros.qos import qos_profile
 from fer_ros.paths import node_executable
 
 CAMERA_NODE = str(node_executable("camera_node"))

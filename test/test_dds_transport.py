@@ -13,8 +13,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from fer_ros.msg import FaceEmotionArray
-from fer_ros.nodes.image_codec import msg_to_image
-from fer_ros.nodes.qos import qos_profile
+from fer_ros.ros.image_codec import msg_to_image
+from fer_ros.ros.qos import qos_profile
 
 COUNT = 100
 RATE_HZ = 30.0
@@ -33,8 +33,8 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from fer_ros.msg import FaceEmotion, FaceEmotionArray
-from fer_ros.nodes.image_codec import image_to_msg
-from fer_ros.nodes.qos import qos_profile
+from fer_ros.ros.image_codec import image_to_msg
+from fer_ros.ros.qos import qos_profile
 
 count, rate = int(sys.argv[1]), float(sys.argv[2])
 rclpy.init()

@@ -10,8 +10,8 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from fer_ros.nodes.image_codec import MAX_SIDE, ImageDecodeError, image_to_msg, msg_to_image
-from fer_ros.nodes.qos import qos_profile
+from fer_ros.ros.image_codec import MAX_SIDE, ImageDecodeError, image_to_msg, msg_to_image
+from fer_ros.ros.qos import qos_profile
 
 
 def sample_bgr(height: int = 6, width: int = 5) -> np.ndarray:

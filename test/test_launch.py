@@ -190,7 +190,7 @@ def test_show_args_of_the_package_launch_files() -> None:
 
 def test_webcam_launch_plan(tmp_path) -> None:
     """What webcam.launch.py would start, without starting it."""
-    from fer_ros.tools.launch_runner import Runner
+    from fer_ros.rosless.launch_runner import Runner
 
     share = share_dir()
     runner = Runner(share / "launch" / "webcam.launch.py",

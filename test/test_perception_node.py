@@ -26,7 +26,7 @@ from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
 from fer_ros.msg import FaceEmotionArray
-from fer_ros.nodes.image_codec import image_to_msg
+from fer_ros.ros.image_codec import image_to_msg
 from fer_ros.paths import node_executable
 from fer_ros.srv import EnrollFace
 

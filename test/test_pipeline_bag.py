@@ -19,7 +19,7 @@ from rosbags.typesys import Stores, get_typestore
 from rosutil import TestNode, enroll, frame_bgr
 
 from fer_ros.msg import FaceEmotionArray
-from fer_ros.nodes.image_codec import image_to_msg
+from fer_ros.ros.image_codec import image_to_msg
 from fer_ros.paths import fer_ros_command, share_dir
 
 PERSON = "jerry_seinfeld"

@@ -27,7 +27,7 @@ from rosutil import TestNode, enroll, frame_bgr, letterbox
 from sensor_msgs.msg import Image
 
 from fer_ros.msg import FaceEmotionArray
-from fer_ros.nodes.image_codec import image_to_msg
+from fer_ros.ros.image_codec import image_to_msg
 from fer_ros.pipeline.gallery import Gallery
 from fer_ros.srv import EnrollFace
 

@@ -358,7 +358,7 @@ def test_perception_node_publishes_the_models_labels(csv_run: Path, tmp_path: Pa
     from sensor_msgs.msg import Image
 
     from fer_ros.msg import FaceEmotionArray
-    from fer_ros.nodes.image_codec import image_to_msg
+    from fer_ros.ros.image_codec import image_to_msg
 
     exe = str(node_executable("perception_node"))
     proc = Proc([exe, "--ros-args", "-r", "__node:=trained_perception",

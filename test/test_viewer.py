@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_ros.nodes.mjpeg_server import FrameHub, MjpegServer
+from fer_ros.viewer.mjpeg_server import FrameHub, MjpegServer
 
 
 def jpeg(value: int) -> bytes:

@@ -35,10 +35,10 @@ from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from fer_ros.nodes.image_codec import image_to_msg
-from fer_ros.nodes.params import ParameterError, coerce_numbers, declare, descriptor
-from fer_ros.nodes.qos import QOS_CHOICES, qos_profile
-from fer_ros.nodes.run import log_final, run_node
+from fer_ros.ros.image_codec import image_to_msg
+from fer_ros.ros.params import ParameterError, coerce_numbers, declare, descriptor
+from fer_ros.ros.qos import QOS_CHOICES, qos_profile
+from fer_ros.ros.run import log_final, run_node
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 ENCODINGS = ("bgr8", "rgb8")

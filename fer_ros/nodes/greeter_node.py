@@ -14,8 +14,8 @@ from rclpy.node import Node
 from std_msgs.msg import String
 
 from fer_ros.msg import FaceEmotionArray
-from fer_ros.nodes.params import ParamSpec, declare_parameters
-from fer_ros.nodes.run import run_node
+from fer_ros.ros.params import ParamSpec, declare_parameters
+from fer_ros.ros.run import run_node
 
 REACTIONS = {
     "happy": "you look happy!", "sad": "is everything all right?",

@@ -32,10 +32,10 @@ from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
 from fer_ros.msg import FaceEmotion, FaceEmotionArray
-from fer_ros.nodes.image_codec import ImageDecodeError, msg_to_image
-from fer_ros.nodes.params import ParamSpec, declare_parameters
-from fer_ros.nodes.qos import QOS_CHOICES, qos_profile
-from fer_ros.nodes.run import log_final, run_node
+from fer_ros.ros.image_codec import ImageDecodeError, msg_to_image
+from fer_ros.ros.params import ParamSpec, declare_parameters
+from fer_ros.ros.qos import QOS_CHOICES, qos_profile
+from fer_ros.ros.run import log_final, run_node
 from fer_ros.srv import EnrollFace
 
 PARAMS = (

@@ -13,12 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_ros.tools.common import (
-    add_pipeline_arguments,
-    expand_images,
-    pipeline_from_args,
-    read_image_rgb,
-)
+from fer_ros.cli.common import add_pipeline_arguments, pipeline_from_args
+from fer_ros.pipeline.images import expand_images, read_image_rgb
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

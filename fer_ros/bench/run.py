@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from fer_ros.tools.bench_data import BAGS, RATE_HZ
+from fer_ros.bench.data import BAGS, RATE_HZ
 
 # The floors on a 2-core CPU: (min fps, max p95 latency ms or None).
 FLOORS = {"1face": (15.0, 150.0), "5faces": (8.0, None)}
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     import cv2
     import torch
 
-    from fer_ros.tools import bench_data, bench_live, bench_peers
+    from fer_ros.bench import data as bench_data, live as bench_live, peers as bench_peers
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_ros.tools.common import FRAME_SIZE, letterbox
+from fer_ros.pipeline.images import FRAME_SIZE, letterbox
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +45,7 @@ def build_clip(path: Path, fps: float, hold_seconds: float = 1.5,
     It opens with a few seconds of title card: the camera starts publishing while the
     perception node is still loading its models, and those frames go unprocessed.
     """
-    from fer_ros.tools.data_cmd import dataset_dir
+    from fer_ros.cli.data import dataset_dir
 
     val = dataset_dir("celebrity") / "val"
     stranger = dataset_dir("pyfeat") / "WolfgangLanger_Pexels.mp4"
@@ -91,7 +91,7 @@ def build_clip(path: Path, fps: float, hold_seconds: float = 1.5,
 
 def enrol_people(gallery: Path, per_person: int, device: str) -> list[str]:
     from fer_ros.paths import fer_ros_command
-    from fer_ros.tools.data_cmd import dataset_dir
+    from fer_ros.cli.data import dataset_dir
 
     train = dataset_dir("celebrity") / "train"
     names = []
@@ -112,7 +112,7 @@ class Summary:
 
     def __init__(self) -> None:
         from fer_ros.msg import FaceEmotionArray
-        from fer_ros.nodes.background import BackgroundNode
+        from fer_ros.ros.background import BackgroundNode
 
         self.ros = BackgroundNode("demo_summary")
         self.messages = 0

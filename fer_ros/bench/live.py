@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_ros.nodes.background import BackgroundNode
+from fer_ros.ros.background import BackgroundNode
 
 IMAGE_TOPIC = "/bench/image_raw"
 
@@ -85,7 +85,7 @@ class Client(BackgroundNode):
         from sensor_msgs.msg import Image
 
         from fer_ros.msg import FaceEmotionArray
-        from fer_ros.nodes.qos import qos_profile
+        from fer_ros.ros.qos import qos_profile
 
         super().__init__("fer_ros_bench")
         self.pub = self.node.create_publisher(Image, IMAGE_TOPIC, qos_profile("sensor_data"))
@@ -120,7 +120,7 @@ class Client(BackgroundNode):
 
 
 def _image_msgs(frames: list[np.ndarray]) -> list:
-    from fer_ros.nodes.image_codec import image_to_msg
+    from fer_ros.ros.image_codec import image_to_msg
 
     msgs = []
     for frame in frames:

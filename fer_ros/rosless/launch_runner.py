@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fer_ros.tools import launch_shim
-from fer_ros.tools.launch_shim import LaunchError, ProcessSpec
+from fer_ros.rosless import launch_shim
+from fer_ros.rosless.launch_shim import LaunchError, ProcessSpec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

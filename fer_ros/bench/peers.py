@@ -136,7 +136,7 @@ def time_frames(runner, frames_bgr: list[np.ndarray], warmup: int = 1) -> dict:
 
 
 def celebrity_split(limit: int = 0) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
-    from fer_ros.tools.data_cmd import dataset_dir
+    from fer_ros.cli.data import dataset_dir
 
     root = dataset_dir("celebrity")
 
@@ -150,7 +150,7 @@ def celebrity_split(limit: int = 0) -> tuple[dict[str, list[Path]], dict[str, li
 def identity_accuracy(embed_largest: Callable[[np.ndarray], np.ndarray | None],
                       limit: int = 0, cosine: bool = True) -> dict:
     """Top-1 identity accuracy: enrol train, identify val (nearest enrolled embedding)."""
-    from fer_ros.tools.common import read_image_rgb
+    from fer_ros.pipeline.images import read_image_rgb
 
     train, val = celebrity_split(limit)
     gallery, labels = [], []
@@ -185,7 +185,7 @@ def identity_accuracy(embed_largest: Callable[[np.ndarray], np.ndarray | None],
 def ours_named_accuracy(pipeline, limit: int = 0) -> dict:
     """Our pipeline's answer with its threshold and margin (a name or 'unknown')."""
     from fer_ros.pipeline.gallery import Gallery
-    from fer_ros.tools.common import read_image_rgb
+    from fer_ros.pipeline.images import read_image_rgb
 
     train, val = celebrity_split(limit)
     gallery = Gallery(pipeline.embedder.model_name, pipeline.embedder.dim)

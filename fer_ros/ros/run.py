@@ -27,7 +27,7 @@ from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 
 from fer_ros.assets import AssetError
-from fer_ros.nodes.params import ParameterError
+from fer_ros.ros.params import ParameterError
 
 
 def log_final(node: Node, text: str) -> None:

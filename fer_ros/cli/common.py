@@ -1,0 +1,32 @@
+"""Options shared by the face commands (identify, enroll): the models to run."""
+
+from __future__ import annotations
+
+import argparse
+
+from fer_ros.pipeline import FacePipeline, PipelineConfig
+
+
+def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("models")
+    group.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+    group.add_argument("--min-face-size", type=int, default=40,
+                       help="smallest face searched for, in pixels (default 40)")
+    group.add_argument("--downscale", type=float, default=1.0,
+                       help="run detection on the image scaled by this factor (default 1.0)")
+    group.add_argument("--threshold", type=float, default=None,
+                       help="cosine similarity below which a face is 'unknown'")
+    group.add_argument("--facenet-weights", default="",
+                       help="FaceNet weights (.pt); default: the converted CASIA-WebFace model")
+    group.add_argument("--emotion-weights", default="",
+                       help="emotion model (.pt from train-emotion); default: FER2013 model")
+
+
+def pipeline_from_args(args: argparse.Namespace, emotion: bool = True, tracking: bool = False):
+    config = PipelineConfig(device=args.device, min_face_size=args.min_face_size,
+                            downscale=args.downscale, emotion=emotion, tracking=tracking,
+                            facenet_weights=args.facenet_weights,
+                            emotion_weights=args.emotion_weights)
+    if getattr(args, "threshold", None) is not None:
+        config.recognition_threshold = args.threshold
+    return FacePipeline(config)
