@@ -3,7 +3,19 @@
 #   make test   -- set up, fetch models and test data, run ruff and the tests
 # Every target is idempotent and sets itself up on first use.
 
+# `make test ROS_DISTRO=jazzy` runs everything on the ROS 2 Jazzy wheels in .venv-jazzy;
+# the default is Kilted in .venv. Only a value given on the command line counts: a
+# ROS_DISTRO exported by a sourced /opt/ros/<distro> says nothing about the wheels.
+ifeq ($(origin ROS_DISTRO),command line)
+WHEELS := $(ROS_DISTRO)
+else
+WHEELS := kilted
+endif
+ifeq ($(WHEELS),kilted)
 VENV ?= .venv
+else
+VENV ?= .venv-$(WHEELS)
+endif
 export VENV
 FER := $(VENV)/bin/fer-ros
 LOCAL := source scripts/local_dds.sh &&
@@ -13,7 +25,7 @@ SHELL := /bin/bash
 
 setup:
 	@bash scripts/setup_system.sh
-	@bash scripts/setup_venv.sh
+	@ROS_DISTRO=$(WHEELS) bash scripts/setup_venv.sh
 
 models: setup
 	@$(FER) models fetch
@@ -28,7 +40,7 @@ demo: setup models testdata
 	@$(LOCAL) $(FER) demo $(DEMO_ARGS)
 
 bench: models testdata
-	@FER_ROS_BENCH=1 bash scripts/setup_venv.sh
+	@FER_ROS_BENCH=1 ROS_DISTRO=$(WHEELS) bash scripts/setup_venv.sh
 	@$(LOCAL) $(FER) bench $(BENCH_ARGS)
 
 lint: setup

@@ -234,9 +234,9 @@ def test_folder_that_disappears_and_comes_back(spawn, tmp_path: Path, listener) 
 
 
 @pytest.mark.parametrize(("param", "message"), [
-    ("encoding:=rgb9", "encoding 'rgb9' is not one of bgr8, rgb8"),
+    ("encoding:=rgb9", "encoding='rgb9' is not one of bgr8, rgb8"),
     ("fps:=500.0", "fps"),
-    ("qos:=fast", "qos 'fast' is not one of sensor_data, reliable, system_default"),
+    ("qos:=fast", "qos='fast' is not one of sensor_data, reliable, system_default"),
 ])
 def test_bad_parameters_exit_2_with_one_clear_line(spawn, tmp_path: Path, param: str,
                                                    message: str) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from fer_ros.nodes import greeter_node, overlay_node, perception_node
+from fer_ros.nodes import camera_node, greeter_node, overlay_node, perception_node
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
 
@@ -23,6 +22,7 @@ def load(name: str, node: str) -> dict:
     (perception_node, "perception.yaml", "perception"),
     (overlay_node, "overlay.yaml", "overlay"),
     (greeter_node, "greeter.yaml", "greeter"),
+    (camera_node, "camera.yaml", "camera"),
 ])
 def test_yaml_matches_declared_parameters(module, file: str, node: str) -> None:
     params = load(file, node)
@@ -30,13 +30,3 @@ def test_yaml_matches_declared_parameters(module, file: str, node: str) -> None:
     assert params == declared
     for spec in module.PARAMS:
         assert spec.description and spec.check(spec.default) is None
-
-
-def test_camera_yaml_matches_declared_parameters() -> None:
-    source = (Path(perception_node.__file__).parent / "camera_node.py").read_text()
-    declared = dict(re.findall(r'declare\(self, "(\w+)", ([^,]+), descriptor', source))
-    params = load("camera.yaml", "camera")
-    assert set(params) == set(declared)
-    for name, default in declared.items():
-        assert repr(params[name]) == default.strip() or str(params[name]) == default.strip(
-            "\"'"), name

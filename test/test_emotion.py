@@ -16,6 +16,7 @@ from conftest import data_path
 from fer_ros.assets import AssetError
 from fer_ros.paths import models_dir
 from fer_ros.pipeline import emotion
+from fer_ros.pipeline.convert import emotion_keras
 from fer_ros.pipeline.detector import FaceDetector
 from fer_ros.pipeline.emotion import (
     FER2013_LABELS,
@@ -60,14 +61,14 @@ def test_port_matches_keras_model(classifier: EmotionClassifier) -> None:
     except AssetError as exc:
         pytest.fail(f"{exc}")
     rng = np.random.default_rng(7)
-    batch = np.stack([emotion.reference_input(),
+    batch = np.stack([emotion_keras.reference_input(),
                       rng.integers(0, 256, (64, 64), dtype=np.uint8),
                       face_crop()]).astype(np.float64)
     x = (batch / 255.0 - 0.5) * 2.0
     with h5py.File(h5_path, "r") as h5:
-        keras = emotion._keras_reference_forward(h5, x[..., None])
+        keras = emotion_keras.keras_reference_forward(h5, x[..., None])
     # the recorded numbers (also confirmed with TensorFlow) pin the evaluator itself
-    np.testing.assert_allclose(keras[0], emotion.REFERENCE_PROBS, atol=1e-7, rtol=1e-6)
+    np.testing.assert_allclose(keras[0], emotion_keras.REFERENCE_PROBS, atol=1e-7, rtol=1e-6)
     with torch.inference_mode():
         logits = classifier.model(torch.from_numpy(x[:, None]).float())
     ported = torch.softmax(logits, dim=1).double().numpy()
@@ -214,7 +215,7 @@ def test_prepare_weights_converts_and_repairs(tmp_path: Path,
     module.load_state_dict(state)
     save_emotion_model(target, module, spec)
     with pytest.raises(AssetError, match="off the recorded"):
-        emotion._check_reference(module, target)
+        emotion_keras.check_reference(module, target)
     emotion.prepare_weights()
     repaired, _ = load_emotion_model(target)
-    assert emotion._check_reference(repaired, target) < 1e-5
+    assert emotion_keras.check_reference(repaired, target) < 1e-5

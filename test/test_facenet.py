@@ -15,7 +15,7 @@ import torch
 from fer_ros.assets import AssetError
 from fer_ros.paths import data_dir, models_dir
 from fer_ros.pipeline import facenet
-from fer_ros.pipeline import facenet_convert as fc
+from fer_ros.pipeline.convert import facenet_tf as fc
 from fer_ros.pipeline.facenet import FaceEmbedder
 
 torch.set_num_threads(2)
@@ -89,11 +89,11 @@ def test_conversion_reproduces_graph_on_a_real_face(
     # The numpy interpreter of the frozen graph (float64) is independent of torch and of
     # the name mapping; it agrees with TensorFlow on the reference input to 1.1e-7.
     crop = celebrity_crops[0][-1]
-    expected = fc.evaluate_graph(graph, fc.standardize(crop)[None])[0]
+    expected = fc.evaluate_graph(graph, facenet.standardize(crop)[None])[0]
     assert np.linalg.norm(expected) == pytest.approx(1.0, abs=1e-9)
     got = embedder.embed_crops(crop[None])[0]
     assert np.abs(got - expected).max() < 1e-5
-    reference = fc.evaluate_graph(graph, fc.standardize(fc.reference_image())[None])[0]
+    reference = fc.evaluate_graph(graph, facenet.standardize(facenet.reference_image())[None])[0]
     for index, value in facenet.REFERENCE_VALUES.items():
         assert reference[index] == pytest.approx(value, abs=1e-6)
 
@@ -103,13 +103,13 @@ def test_converted_state_dict_matches_cache_and_every_tensor_is_mapped(graph) ->
     cached = torch.load(cached_model(facenet.MODEL_FILE), weights_only=True)
     assert cached["source_sha256"] == fc.GRAPH_SHA256
     assert cached["embedding_dim"] == 512 and cached["input_size"] == 160
-    model_keys = set(fc.inception_resnet_v1_class()().state_dict())
+    model_keys = set(facenet.inception_resnet_v1_class()().state_dict())
     assert set(conversion.state_dict) == model_keys == set(cached["state_dict"])
     for key, value in conversion.state_dict.items():
         assert torch.equal(value, cached["state_dict"][key]), key
     assert sorted(set(conversion.block_scales.values())) == pytest.approx([0.1, 0.17, 0.2, 1.0])
     # A folded batch norm is an identity plus the offset.
-    bn = fc.inception_resnet_v1_class()().conv2d_1a.bn.eval()
+    bn = facenet.inception_resnet_v1_class()().conv2d_1a.bn.eval()
     bn.load_state_dict({k[len("conv2d_1a.bn."):]: v for k, v in conversion.state_dict.items()
                         if k.startswith("conv2d_1a.bn.")})
     x = torch.randn(2, 32, 5, 5)
@@ -229,7 +229,7 @@ def test_bad_weights_give_clear_errors(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_facenet_pytorch_release_state_dict_is_accepted(tmp_path: Path) -> None:
     # facenet-pytorch distributes bare state dicts with a 'logits' head: ignored.
-    model = fc.inception_resnet_v1_class()()
+    model = facenet.inception_resnet_v1_class()()
     state = {**model.state_dict(), "logits.weight": torch.zeros(10575, 512),
              "logits.bias": torch.zeros(10575)}
     path = tmp_path / "20180408-102900-casia-webface.pt"

@@ -20,8 +20,7 @@ from rosutil import frame_bgr
 
 from fer_ros.paths import fer_ros_command
 from fer_ros.pipeline import FacePipeline, Gallery, GalleryError, PipelineConfig
-from fer_ros.pipeline.facenet import FaceEmbedder
-from fer_ros.pipeline.facenet_convert import inception_resnet_v1_class
+from fer_ros.pipeline.facenet import FaceEmbedder, inception_resnet_v1_class
 
 torch.set_num_threads(2)
 PEOPLE = ["ben_afflek", "elton_john", "jerry_seinfeld", "madonna", "mindy_kaling"]

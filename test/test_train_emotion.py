@@ -19,14 +19,16 @@ from fer_ros import cli
 from fer_ros.paths import models_dir, node_executable
 from fer_ros.pipeline import emotion
 from fer_ros.pipeline.emotion import (
+    ARCHITECTURES,
     FER2013_LABELS,
     EmotionClassifier,
     EmotionModelSpec,
     build_model,
+    head_keys,
     load_emotion_model,
     save_emotion_model,
 )
-from fer_ros.pipeline.emotion_train import (
+from fer_ros.pipeline.training import (
     CHECKPOINT_FORMAT,
     FaceAugment,
     TrainConfig,
@@ -296,6 +298,16 @@ def test_init_from_fer2013_weights(tmp_path: Path) -> None:
                    progress=False, log=lambda _: None)
     assert result.spec.input_size == 64 and result.spec.normalisation == "minus_one_to_one"
     assert result.spec.labels == ("angry", "disgust", "fear")
+
+
+def test_every_architecture_names_its_output_layer() -> None:
+    # --init carries output rows over by label: each architecture declares its head in
+    # the registry (emotion/model.py), one row per label.
+    for name in ARCHITECTURES:
+        state = build_model(EmotionModelSpec(name, LABELS, 32, 1, "minus_one_to_one")).state_dict()
+        keys = head_keys(name)
+        assert keys and set(keys) <= set(state), name
+        assert all(state[k].shape[0] == len(LABELS) for k in keys), name
 
 
 def test_bad_models_are_refused_by_classifier(tmp_path: Path, csv_run: Path) -> None:

@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from fer_ros.assets import AssetError
-    from fer_ros.pipeline.emotion_train import TrainConfig, TrainError, train
+    from fer_ros.pipeline.training import TrainConfig, TrainError, train
 
     if args.threads:
         torch.set_num_threads(args.threads)

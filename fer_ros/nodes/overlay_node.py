@@ -18,12 +18,12 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from fer_ros.msg import FaceEmotionArray
-from fer_ros.viewer.draw import draw_faces
 from fer_ros.ros.image_codec import ImageDecodeError, image_to_msg, msg_to_image
-from fer_ros.viewer.mjpeg_server import FrameHub, MjpegServer
 from fer_ros.ros.params import ParamSpec, declare_parameters
 from fer_ros.ros.qos import QOS_CHOICES, qos_profile
 from fer_ros.ros.run import log_final, run_node
+from fer_ros.viewer.draw import draw_faces
+from fer_ros.viewer.mjpeg_server import FrameHub, MjpegServer
 
 PARAMS = (
     ParamSpec("port", 8080, "HTTP port of the MJPEG viewer; 0 turns the viewer off.",
@@ -151,9 +151,9 @@ class OverlayNode(Node):
         self._writer.write(frame)
 
     def destroy_node(self) -> None:
-        if self.server is not None:
+        if getattr(self, "server", None) is not None:
             self.server.stop()
-        if self._writer is not None:
+        if getattr(self, "_writer", None) is not None:
             self._writer.release()
             log_final(self, f"wrote {self.frames} annotated frames to {self.p['video_path']}")
         super().destroy_node()

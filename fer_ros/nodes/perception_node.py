@@ -21,9 +21,10 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 
+import cv2
 import numpy as np
+import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point32
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -32,6 +33,10 @@ from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
 from fer_ros.msg import FaceEmotion, FaceEmotionArray
+from fer_ros.pipeline import FacePipeline, GalleryError, PipelineConfig
+from fer_ros.pipeline.gallery import validate_name
+from fer_ros.pipeline.gallery_store import GalleryStore
+from fer_ros.pipeline.pipeline import RUNTIME_SETTINGS
 from fer_ros.ros.image_codec import ImageDecodeError, msg_to_image
 from fer_ros.ros.params import ParamSpec, declare_parameters
 from fer_ros.ros.qos import QOS_CHOICES, qos_profile
@@ -96,10 +101,9 @@ PARAMS = (
 _DIGITS = re.compile(r"\d+")
 _MAX_BAD_KINDS = 32
 
-# Parameters applied to the running pipeline when set at run time.
-_LIVE_CONFIG = {"recognition_threshold", "recognition_margin", "emotion_smoothing",
-                "full_detection_interval",
-                "reembed_interval", "track_max_age", "detection_min_score"}
+# Parameters named differently from the PipelineConfig field they set.
+_CONFIG_NAMES = {"enable_recognition": "recognition", "enable_emotion": "emotion",
+                 "enable_tracking": "tracking"}
 
 
 @dataclass
@@ -119,8 +123,6 @@ class PerceptionNode(Node):
         # The last processed image and its number of faces, for enrolment (one tuple, so
         # the service never pairs an image with another image's count).
         self._latest: tuple[np.ndarray, int] | None = None
-        self._gallery_lock = threading.Lock()  # serialises gallery edits and reloads
-        self._gallery_mtime: float | None = None
         self._bad_encodings: set[str] = set()
         self._stats = {"received": 0, "dropped": 0, "published": 0, "bad": 0}
         self._window: deque = deque(maxlen=300)  # (publish time, latency, StageTimes)
@@ -134,7 +136,9 @@ class PerceptionNode(Node):
             f"models loaded in {self.load_seconds:.1f} s on {self.pipeline.device}: "
             f"detector MTCNN, embedder {self.pipeline.model_name or 'off'}, emotion "
             f"{'/'.join(self.pipeline.emotion_labels) or 'off'}")
-        self._load_gallery(initial=True)
+        self.gallery = GalleryStore(self.pipeline, self.p["gallery_path"],
+                                    self.p["persist_gallery"], self.get_logger())
+        self.gallery.reload()
 
         self.publisher = self.create_publisher(FaceEmotionArray, "faces/emotions", 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -146,113 +150,39 @@ class PerceptionNode(Node):
                             callback_group=services)
         self.create_timer(self.p["diagnostics_period"], self._publish_diagnostics)
         if self.p["gallery_watch_period"] > 0:
-            self.create_timer(self.p["gallery_watch_period"], self._watch_gallery,
+            self.create_timer(self.p["gallery_watch_period"], self.gallery.watch,
                               callback_group=services)
         self._worker = threading.Thread(target=self._run, name="inference", daemon=True)
         self._worker.start()
 
     # ------------------------------------------------------------------ set-up
-    def _make_pipeline(self):
-        import cv2
-        import torch
-
-        from fer_ros.pipeline import FacePipeline, PipelineConfig
-
+    def _make_pipeline(self) -> FacePipeline:
         if self.p["torch_threads"] > 0:
             torch.set_num_threads(self.p["torch_threads"])
             # OpenCV's resizes are small here: its thread pool only competes for the cores.
             cv2.setNumThreads(self.p["torch_threads"])
-        config = PipelineConfig(
-            device=self.p["device"], min_face_size=self.p["min_face_size"],
-            detection_thresholds=tuple(self.p["detection_thresholds"]),
-            detection_min_score=self.p["detection_min_score"], downscale=self.p["downscale"],
-            recognition=self.p["enable_recognition"], emotion=self.p["enable_emotion"],
-            tracking=self.p["enable_tracking"], facenet_weights=self.p["facenet_weights"],
-            emotion_weights=self.p["emotion_weights"],
-            recognition_threshold=self.p["recognition_threshold"],
-            recognition_margin=self.p["recognition_margin"],
-            emotion_smoothing=self.p["emotion_smoothing"],
-            reembed_interval=self.p["reembed_interval"], vote_window=self.p["vote_window"],
-            async_reembed=self.p["async_reembed"],
-            full_detection_interval=self.p["full_detection_interval"],
-            track_max_age=self.p["track_max_age"])
-        return FacePipeline(config)
+        values = {_CONFIG_NAMES.get(name, name): value for name, value in self.p.items()}
+        return FacePipeline(PipelineConfig.from_values(values))
 
-    def _on_parameters_changed(self, params) -> None:
-        """Apply accepted run-time changes (types and ranges were checked already)."""
-        for param in params:
-            if param.name in _LIVE_CONFIG:
-                setattr(self.pipeline.config, param.name, param.value)
-            if param.name == "track_max_age":
-                self.pipeline.tracker.max_age = param.value
-            if param.name == "detection_min_score":
-                self.pipeline.detector.min_score = param.value
-        if any(p.name == "gallery_path" for p in params):
-            # Load after the set completes, so the new path is the one in self.p.
-            threading.Timer(0.0, self._load_gallery).start()
+    def _on_parameters_changed(self, changed: dict) -> None:
+        """Apply accepted run-time changes (after the set succeeded)."""
+        settings = {name: value for name, value in changed.items() if name in RUNTIME_SETTINGS}
+        if settings:
+            self.pipeline.configure(**settings)
+        if "persist_gallery" in changed:
+            self.gallery.persist = changed["persist_gallery"]
+        if "gallery_path" in changed:
+            self.gallery.set_path(changed["gallery_path"])
 
     # ------------------------------------------------------------------ gallery
-    def _load_gallery(self, initial: bool = False) -> tuple[bool, str]:
-        """(Re)load gallery_path; on any problem keep the gallery in use and say why."""
-        from fer_ros.pipeline import GalleryError
-        from fer_ros.pipeline.gallery import Gallery
-
-        path_text = self.p["gallery_path"]
-        with self._gallery_lock:
-            if not path_text:
-                self.pipeline.set_gallery(None)
-                return True, "no gallery_path set: every face is 'unknown'"
-            path = Path(path_text).expanduser()
-            if not path.exists():
-                # Deleted (or a new path): nobody is enrolled any more. Keeping the old
-                # people would also write them back at the next enrolment.
-                self._gallery_mtime = None
-                self.pipeline.set_gallery(None)
-                message = (f"gallery {path} does not exist (yet); faces are 'unknown' until "
-                           f"someone is enrolled")
-                self.get_logger().warning(message)
-                return False, message
-            try:
-                mtime = path.stat().st_mtime
-                gallery = Gallery.load(path)
-                self.pipeline.set_gallery(gallery)
-            except Exception as exc:
-                # A file from outside must never stop the node, whatever it holds
-                # (GalleryError is the expected case; anything else is named too).
-                self._gallery_mtime = path.stat().st_mtime if path.exists() else None
-                text = str(exc) if isinstance(exc, GalleryError) else f"{exc!r}"
-                if str(path) not in text:
-                    text = f"gallery {path}: {text}"
-                message = f"{text}; keeping the previous gallery"
-                self.get_logger().error(message)
-                return False, message
-            self._gallery_mtime = mtime
-        message = f"gallery {path}: {len(gallery)} people ({', '.join(gallery.names())})"
-        self.get_logger().info(message)
-        return True, message
-
-    def _watch_gallery(self) -> None:
-        path_text = self.p["gallery_path"]
-        if not path_text:
-            return
-        try:
-            mtime = Path(path_text).expanduser().stat().st_mtime
-        except OSError:
-            mtime = None  # gone: unload it once
-        if mtime != self._gallery_mtime:
-            self._load_gallery()
-
     def _on_reload(self, _request, response):
-        response.success, response.message = self._load_gallery()
+        response.success, response.message = self.gallery.reload()
         return response
 
     def _on_enroll(self, request, response):
-        from fer_ros.pipeline import GalleryError
-        from fer_ros.pipeline.gallery import validate_name
-
         response.success = False
         try:
-            name = validate_name(request.name)
+            validate_name(request.name)  # refuse a bad name before running the models
         except GalleryError as exc:
             response.message = f"refused: {exc}"
             self.get_logger().warning(response.message)
@@ -272,29 +202,20 @@ class PerceptionNode(Node):
             response.message = f"failed: {exc!r}"
             self.get_logger().error(response.message)
             return response
-        with self._gallery_lock:
-            current = self.pipeline.gallery
-            gallery = current.copy() if current is not None else self.pipeline.new_gallery()
-            try:
-                person = gallery.add(name, embedding[None, :], ["enroll service"],
-                                     on_existing="append" if request.append else "refuse")
-                if self.p["persist_gallery"] and self.p["gallery_path"]:
-                    saved = gallery.save(Path(self.p["gallery_path"]).expanduser())
-                    self._gallery_mtime = saved.stat().st_mtime
-                self.pipeline.set_gallery(gallery)
-            except (GalleryError, OSError) as exc:
-                response.message = f"refused: {exc}"
-                self.get_logger().warning(response.message)
-                return response
+        try:
+            done = self.gallery.enroll(request.name, embedding, request.append)
+        except (GalleryError, OSError) as exc:
+            response.message = f"refused: {exc}"
+            self.get_logger().warning(response.message)
+            return response
         response.success = True
-        response.num_embeddings = len(person.embeddings)
-        where = ("saved to " + self.p["gallery_path"]
-                 if self.p["persist_gallery"] and self.p["gallery_path"] else "in memory only")
-        which = (f"the largest of {faces_seen} faces, {int(detection.width)}x"
-                 f"{int(detection.height)} px" if faces_seen > 1 else
-                 f"a {int(detection.width)}x{int(detection.height)} px face")
-        response.message = (f"enrolled {name!r} from {which} ({response.num_embeddings} "
-                            f"embedding(s), {where})")
+        response.num_embeddings = len(done.person.embeddings)
+        where = f"saved to {self.gallery.path}" if done.persisted else "in memory only"
+        size = f"{int(detection.width)}x{int(detection.height)} px"
+        which = (f"the largest of {faces_seen} faces, {size}" if faces_seen > 1
+                 else f"a {size} face")
+        response.message = (f"enrolled {done.person.name!r} from {which} "
+                            f"({response.num_embeddings} embedding(s), {where})")
         self.get_logger().info(response.message)
         return response
 
@@ -429,6 +350,9 @@ class PerceptionNode(Node):
         self.diag_pub.publish(diag)
 
     def destroy_node(self) -> None:
+        if not hasattr(self, "_worker"):  # start-up failed: nothing ran, nothing to report
+            super().destroy_node()
+            return
         self._stop.set()
         with self._slot_cv:
             self._slot_cv.notify_all()

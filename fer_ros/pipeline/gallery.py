@@ -125,42 +125,52 @@ class Gallery:
         person = self.people.get(name)
         return 0 if person is None else len(person.embeddings)
 
-    def _stacked(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    def _stacked(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+        """All embeddings in one matrix, person after person (in name order), with the
+        first row of each person that has any and that person's column."""
         if self._matrix is None:
             names = sorted(self.people)
-            if names:
-                mats = [self.people[n].embeddings for n in names]
-                owner = np.concatenate([np.full(len(m), i) for i, m in enumerate(mats)])
-                self._matrix = (np.concatenate(mats), owner, names)
-            else:
-                self._matrix = (np.zeros((0, self.dim), np.float32), np.zeros(0, int), [])
+            mats = [self.people[n].embeddings for n in names]
+            counts = np.array([len(m) for m in mats], dtype=np.int64)
+            present = np.flatnonzero(counts)
+            starts = (np.cumsum(counts) - counts)[present]
+            matrix = (np.concatenate(mats) if names and counts.sum()
+                      else np.zeros((0, self.dim), np.float32))
+            self._matrix = (np.ascontiguousarray(matrix, np.float32), starts, present, names)
         return self._matrix
 
     def similarities(self, embeddings: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        """(N, P) best cosine similarity of each face to each person, and the names."""
-        matrix, owner, names = self._stacked()
+        """(N, P) best cosine similarity of each face to each person, and the names.
+
+        One matrix product over every embedding, then the maximum of each person's
+        consecutive columns (np.maximum.reduceat): no per-person loop.
+        """
+        matrix, starts, present, names = self._stacked()
         emb = np.asarray(embeddings, np.float32).reshape(-1, self.dim)
-        sims = emb @ matrix.T  # (N, total embeddings); both sides L2-normalised
         per_person = np.full((len(emb), len(names)), -1.0, np.float32)
-        for i in range(len(names)):
-            cols = sims[:, owner == i]
-            if cols.size:
-                per_person[:, i] = cols.max(axis=1)
+        if len(starts) and len(emb):
+            sims = emb @ matrix.T  # (N, total embeddings); both sides L2-normalised
+            per_person[:, present] = np.maximum.reduceat(sims, starts, axis=1)
         return per_person, names
 
     def match(self, embeddings: np.ndarray, threshold: float, margin: float = 0.0) -> list[Match]:
         per_person, names = self.similarities(embeddings)
+        if not names:
+            return [Match(UNKNOWN, 0.0, "", -1.0) for _ in range(len(per_person))]
+        rows = np.arange(len(per_person))
+        best = per_person.argmax(axis=1)
+        best_sim = per_person[rows, best]
+        if len(names) > 1:
+            others = per_person.copy()
+            others[rows, best] = -np.inf
+            runner_up = others.max(axis=1)
+        else:
+            runner_up = np.full(len(per_person), -1.0, np.float32)
         out: list[Match] = []
-        for row in per_person:
-            if not names:
-                out.append(Match(UNKNOWN, 0.0, "", -1.0))
-                continue
-            order = np.argsort(row)[::-1]
-            best_sim = float(row[order[0]])
-            runner_up = float(row[order[1]]) if len(order) > 1 else -1.0
-            accepted = best_sim >= threshold and best_sim - runner_up >= margin
-            out.append(Match(names[order[0]] if accepted else UNKNOWN, best_sim,
-                             names[order[0]], runner_up))
+        for i, j in enumerate(best):
+            sim, second = float(best_sim[i]), float(runner_up[i])
+            accepted = sim >= threshold and sim - second >= margin
+            out.append(Match(names[j] if accepted else UNKNOWN, sim, names[j], second))
         return out
 
     # ------------------------------------------------------------------ edits

@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 import torch
 
+from fer_ros.pipeline.detector import FaceDetector
+from fer_ros.pipeline.emotion import EmotionClassifier
+from fer_ros.pipeline.facenet import FaceEmbedder
 from fer_ros.pipeline.gallery import UNKNOWN, Gallery, GalleryError
 from fer_ros.pipeline.tracker import FaceTracker, thumbnail
 from fer_ros.pipeline.types import Detection, FaceResult
@@ -71,6 +77,21 @@ class PipelineConfig:
     # CPU); new and split tracks are still embedded before their frame is returned.
     async_reembed: bool = False
 
+    def __post_init__(self) -> None:
+        self.detection_thresholds = tuple(float(v) for v in self.detection_thresholds)
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> PipelineConfig:
+        """A config from a flat mapping such as a node's parameters (other keys ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in names})
+
+
+# Settings that may change between frames; the others choose or load models.
+RUNTIME_SETTINGS = frozenset({
+    "recognition_threshold", "recognition_margin", "emotion_smoothing",
+    "full_detection_interval", "reembed_interval", "track_max_age", "detection_min_score"})
+
 
 @dataclass
 class StageTimes:
@@ -109,8 +130,6 @@ class FacePipeline:
             self.set_gallery(gallery)
 
     def _load_models(self) -> tuple:
-        from fer_ros.pipeline.detector import FaceDetector
-
         cfg = self.config
         detector = FaceDetector(min_face_size=cfg.min_face_size,
                                 thresholds=tuple(cfg.detection_thresholds),
@@ -118,14 +137,22 @@ class FacePipeline:
                                 min_score=cfg.detection_min_score)
         embedder = classifier = None
         if cfg.recognition:
-            from fer_ros.pipeline.facenet import FaceEmbedder
-
             embedder = FaceEmbedder(cfg.facenet_weights or None, device=self.device)
         if cfg.emotion:
-            from fer_ros.pipeline.emotion import EmotionClassifier
-
             classifier = EmotionClassifier(cfg.emotion_weights or None, device=self.device)
         return detector, embedder, classifier
+
+    def configure(self, **changes: Any) -> None:
+        """Change RUNTIME_SETTINGS; they apply from the next frame on."""
+        fixed = set(changes) - RUNTIME_SETTINGS
+        if fixed:
+            raise ValueError(f"{', '.join(sorted(fixed))} cannot change while running: "
+                             f"they choose the models (make a new FacePipeline)")
+        with self._lock:
+            for name, value in changes.items():
+                setattr(self.config, name, value)
+            self.tracker.max_age = self.config.track_max_age
+            self.detector.min_score = self.config.detection_min_score
 
     # ------------------------------------------------------------------ gallery
     @property
@@ -311,8 +338,6 @@ class FacePipeline:
         if self._reembed_job is not None and not self._reembed_job.done():
             return
         if self._reembed_pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
             self._reembed_pool = ThreadPoolExecutor(1, thread_name_prefix="reembed")
         boxes = np.stack([results[i].box for i in todo])
         jobs = [(tracks[i], tracks[i].track_id, thumbs[i], results[i].detection.area)

@@ -1,10 +1,24 @@
-"""Declaring typed ROS 2 parameters with descriptors, and the command line's number typing.
+"""The one way every fer_ros node declares its parameters.
 
-`--ros-args -p fps:=20` hands rclpy an INTEGER, and `-p source:=0` an INTEGER too, so a
-DOUBLE or STRING parameter declared the plain way refuses them with
-InvalidParameterTypeException. `declare` accepts such values when the conversion loses
-nothing (int -> float, int/float -> str), and `coerce_numbers` does the same for
-`ros2 param set` at run time.
+Each node lists its parameters as a tuple of `ParamSpec` (name, default, description,
+range or choices, read-only) and calls `declare_parameters(node, PARAMS, on_change)`:
+
+* every parameter is declared with a ParameterDescriptor (description, range,
+  read-only), so `ros2 param describe` shows it and config/*.yaml can set it;
+* start-up values (YAML, `-p`) are checked against the range and choices
+  (rclpy does not check overrides against the descriptor) and a bad one raises
+  `ParameterError`, which `run_node` turns into one FATAL line and exit code 2;
+* a run-time set that breaks a rule is refused with the reason
+  (SetParametersResult.reason) and the node keeps its value;
+* the validation callback only validates. Accepted changes are applied afterwards:
+  through rclpy's post-set callback where it exists (Iron and later), otherwise
+  (Humble, whose rclpy has only `add_on_set_parameters_callback`) from a guard
+  condition that the executor runs right after the set has completed.
+
+The command line types numbers itself: `-p fps:=20` is an INTEGER and `-p source:=0`
+too. A DOUBLE or STRING parameter accepts them when the conversion loses nothing
+(int -> float, int/float -> str), at start-up and (Iron and later, through the
+pre-set callback) at run time; on Humble write `20.0`.
 """
 
 from __future__ import annotations
@@ -24,21 +38,51 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 
-def descriptor(description: str, *, read_only: bool = False,
-               int_range: tuple[int, int] | None = None,
-               float_range: tuple[float, float] | None = None,
-               choices: tuple[str, ...] | None = None) -> ParameterDescriptor:
-    """A ParameterDescriptor; `choices` go into additional_constraints (ROS has no enum)."""
-    desc = ParameterDescriptor(description=description, read_only=read_only)
-    if int_range is not None:
-        desc.integer_range = [IntegerRange(from_value=int_range[0], to_value=int_range[1],
-                                           step=1)]
-    if float_range is not None:
-        desc.floating_point_range = [FloatingPointRange(
-            from_value=float(float_range[0]), to_value=float(float_range[1]), step=0.0)]
-    if choices:
-        desc.additional_constraints = "one of: " + ", ".join(choices)
-    return desc
+class ParameterError(ValueError):
+    """A parameter given at start-up is out of range or of the wrong type."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: its name, default (which fixes its type), description and limits.
+
+    ``limits`` is an inclusive (low, high) range for numbers; ``choices`` lists the
+    allowed strings; ``rule`` is any further check (value -> reason or None). All are
+    enforced at start-up and on every later set.
+    """
+
+    name: str
+    default: Any
+    description: str
+    limits: tuple[float, float] | None = None
+    read_only: bool = False
+    choices: tuple[str, ...] | None = None
+    rule: Callable[[Any], str | None] | None = None
+
+    def descriptor(self) -> ParameterDescriptor:
+        desc = ParameterDescriptor(description=self.description, read_only=self.read_only)
+        is_int = isinstance(self.default, int) and not isinstance(self.default, bool)
+        if self.limits is not None and is_int:
+            desc.integer_range = [IntegerRange(
+                from_value=int(self.limits[0]), to_value=int(self.limits[1]), step=1)]
+        elif self.limits is not None and isinstance(self.default, float):
+            desc.floating_point_range = [FloatingPointRange(
+                from_value=float(self.limits[0]), to_value=float(self.limits[1]), step=0.0)]
+        if self.choices:
+            # ROS has no enum type: the allowed values go into the free-text constraints.
+            desc.additional_constraints = "one of: " + ", ".join(self.choices)
+        return desc
+
+    def check(self, value: Any) -> str | None:
+        """Why ``value`` is not acceptable, or None."""
+        if self.limits is not None and isinstance(value, (int, float)) \
+                and not isinstance(value, bool) and not self.limits[0] <= value <= self.limits[1]:
+            return f"{self.name}={value} is outside [{self.limits[0]}, {self.limits[1]}]"
+        if self.choices is not None and value not in self.choices:
+            return f"{self.name}={value!r} is not one of {', '.join(self.choices)}"
+        if self.rule is not None:
+            return self.rule(value)
+        return None
 
 
 def _coerce(value: Any, default: Any) -> Any:
@@ -52,112 +96,113 @@ def _coerce(value: Any, default: Any) -> Any:
     return value
 
 
-def declare(node: Node, name: str, default: Any, desc: ParameterDescriptor) -> Any:
-    """Declare `name` (typed like `default`) and return its value, override included."""
+def _declare(node: Node, spec: ParamSpec) -> Any:
+    """Declare one spec (typed like its default) and return its value, override included."""
     try:
-        return node.declare_parameter(name, default, desc).value
+        return node.declare_parameter(spec.name, spec.default, spec.descriptor()).value
     except InvalidParameterTypeException:
         pass
     # The override has a neighbouring type: read it through an untyped declaration,
     # then declare the typed parameter again with the converted value, so the
-    # descriptor's type and ranges still hold.
-    probe = node.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True))
+    # descriptor's type and range still hold.
+    probe = node.declare_parameter(spec.name, spec.default,
+                                   ParameterDescriptor(dynamic_typing=True))
     raw = probe.value
-    node.undeclare_parameter(name)
-    value = _coerce(raw, default)
-    if type(value) is not type(default):
-        raise InvalidParameterTypeException(Parameter(name, value=raw),
-                                            Parameter.Type.from_parameter_value(default).name)
-    return node.declare_parameter(name, value, desc, ignore_override=True).value
+    node.undeclare_parameter(spec.name)
+    value = _coerce(raw, spec.default)
+    if type(value) is not type(spec.default):
+        raise ParameterError(
+            f"parameter {spec.name}: {raw!r} is a {type(raw).__name__}, expected a "
+            f"{type(spec.default).__name__}")
+    return node.declare_parameter(spec.name, value, spec.descriptor(),
+                                  ignore_override=True).value
 
 
-def coerce_numbers(node: Node, parameters: list[Parameter]) -> list[Parameter]:
-    """A pre-set callback: the same lossless conversions for `ros2 param set`."""
-    out = []
-    for param in parameters:
-        if node.has_parameter(param.name):
-            current = node.get_parameter(param.name).value
-            value = _coerce(param.value, current)
-            if value is not param.value and type(value) is type(current):
-                param = Parameter(param.name, value=value)
-        out.append(param)
-    return out
+class _Applier:
+    """Validates sets, then applies the accepted ones to the live values."""
 
+    def __init__(self, node: Node, specs: dict[str, ParamSpec], values: dict[str, Any],
+                 on_change: Callable[[dict[str, Any]], None] | None) -> None:
+        self._node = node
+        self._specs = specs
+        self._values = values
+        self._on_change = on_change
+        self._pending: set[str] = set()
+        self._wake = None
 
-@dataclass(frozen=True)
-class ParamSpec:
-    """One parameter: its name, default (which fixes its type), description and limits.
+    def coerce(self, parameters: list[Parameter]) -> list[Parameter]:
+        """Pre-set callback (Iron and later): `ros2 param set x 1` for a DOUBLE x."""
+        out = []
+        for param in parameters:
+            spec = self._specs.get(param.name)
+            if spec is not None:
+                value = _coerce(param.value, spec.default)
+                if value is not param.value and type(value) is type(spec.default):
+                    param = Parameter(param.name, value=value)
+            out.append(param)
+        return out
 
-    ``limits`` is an inclusive (low, high) range for numbers; ``choices`` lists the
-    allowed strings. Both are enforced at start-up and on every later set.
-    """
+    def validate(self, parameters: list[Parameter]) -> SetParametersResult:
+        """On-set callback: checks only; nothing is applied here."""
+        for param in parameters:
+            spec = self._specs.get(param.name)
+            problem = spec.check(param.value) if spec is not None else None
+            if problem:
+                return SetParametersResult(successful=False, reason=problem)
+        if self._wake is not None:
+            self._pending.update(p.name for p in parameters if p.name in self._specs)
+            self._wake.trigger()
+        return SetParametersResult(successful=True)
 
-    name: str
-    default: Any
-    description: str
-    limits: tuple[float, float] | None = None
-    read_only: bool = False
-    choices: tuple[str, ...] | None = None
+    def applied(self, parameters: list[Parameter]) -> None:
+        """Post-set callback (Iron and later): the set has succeeded."""
+        self._apply({p.name for p in parameters})
 
-    def descriptor(self) -> ParameterDescriptor:
-        is_int = isinstance(self.default, int) and not isinstance(self.default, bool)
-        return descriptor(
-            self.description, read_only=self.read_only, choices=self.choices,
-            int_range=(int(self.limits[0]), int(self.limits[1]))
-            if self.limits and is_int else None,
-            float_range=self.limits if self.limits and isinstance(self.default, float) else None)
+    def apply_pending(self) -> None:
+        """Guard-condition callback (Humble): runs after the set has completed."""
+        names, self._pending = self._pending, set()
+        self._apply(names)
 
-    def check(self, value: Any) -> str | None:
-        """Why ``value`` is not acceptable, or None. (Ranges are also in the descriptor,
-        but rclpy does not check overrides given at start-up against them.)"""
-        if self.limits is not None and isinstance(value, (int, float)) \
-                and not isinstance(value, bool) and not self.limits[0] <= value <= self.limits[1]:
-            return f"{self.name}={value} is outside [{self.limits[0]}, {self.limits[1]}]"
-        if self.choices is not None and value not in self.choices:
-            return f"{self.name}={value!r} is not one of {', '.join(self.choices)}"
-        return None
+    def _apply(self, names: set[str]) -> None:
+        # Read the values back from the node: on Humble a set that another callback
+        # refused after ours leaves the old value there, and nothing changes.
+        changed = {}
+        for name in names & self._specs.keys():
+            value = self._node.get_parameter(name).value
+            if value != self._values.get(name):
+                self._values[name] = changed[name] = value
+        if not changed:
+            return
+        self._node.get_logger().info(
+            "parameters applied: " + ", ".join(f"{k}={v!r}" for k, v in sorted(changed.items())))
+        if self._on_change is not None:
+            self._on_change(changed)
 
-
-class ParameterError(ValueError):
-    """A parameter given at start-up is out of range or of the wrong type."""
+    def register(self) -> None:
+        node = self._node
+        if hasattr(node, "add_pre_set_parameters_callback"):
+            node.add_pre_set_parameters_callback(self.coerce)
+        node.add_on_set_parameters_callback(self.validate)
+        if hasattr(node, "add_post_set_parameters_callback"):
+            node.add_post_set_parameters_callback(self.applied)
+        else:
+            self._wake = node.create_guard_condition(self.apply_pending)
 
 
 def declare_parameters(node: Node, specs: tuple[ParamSpec, ...],
-                       on_change: Callable[[list[Parameter]], None] | None = None,
+                       on_change: Callable[[dict[str, Any]], None] | None = None,
                        ) -> dict[str, Any]:
-    """Declare every spec, validate start-up values, keep a live dict of the values.
+    """Declare every spec, check the start-up values, and return a live dict of values.
 
-    The returned dict follows later `ros2 param set` calls; a set that breaks a range,
-    a choice or a type is refused with the reason (SetParametersResult.reason), and
-    the node keeps its previous value. ``on_change`` sees accepted sets (applied ones).
+    The dict follows accepted run-time sets. ``on_change`` is called with the changed
+    {name: value} after a set has succeeded (see the module docstring for when).
     """
-    by_name = {spec.name: spec for spec in specs}
     values: dict[str, Any] = {}
     for spec in specs:
-        try:
-            value = declare(node, spec.name, spec.default, spec.descriptor())
-        except InvalidParameterTypeException as exc:
-            raise ParameterError(f"parameter {spec.name}: {exc}") from None
+        value = _declare(node, spec)
         problem = spec.check(value)
         if problem:
             raise ParameterError(f"parameter {problem}")
         values[spec.name] = value
-
-    def validate(parameters: list[Parameter]) -> SetParametersResult:
-        for param in parameters:
-            spec = by_name.get(param.name)
-            if spec is None:
-                continue
-            problem = spec.check(param.value)
-            if problem:
-                return SetParametersResult(successful=False, reason=problem)
-        for param in parameters:
-            if param.name in by_name:
-                values[param.name] = param.value
-        if on_change is not None:
-            on_change(parameters)
-        return SetParametersResult(successful=True)
-
-    node.add_pre_set_parameters_callback(lambda params: coerce_numbers(node, params))
-    node.add_on_set_parameters_callback(validate)
+    _Applier(node, {spec.name: spec for spec in specs}, values, on_change).register()
     return values

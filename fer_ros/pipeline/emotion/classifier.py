@@ -1,0 +1,71 @@
+"""Run-time emotion classification of face boxes with a fer_ros.emotion/1 model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from fer_ros.assets import AssetError
+from fer_ros.pipeline.detector import check_image
+from fer_ros.pipeline.emotion.io import FETCH_HINT, default_model_path, load_emotion_model
+from fer_ros.pipeline.emotion.model import NORMALISATIONS
+
+
+class EmotionClassifier:
+    """Classify the expression of face boxes in RGB images."""
+
+    def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
+        path = Path(weights) if weights else default_model_path()
+        if not path.is_file():
+            raise AssetError(f"emotion model {path} is missing; run `{FETCH_HINT}` first"
+                             if weights is None else f"emotion model {path} does not exist")
+        self.device = torch.device(device)
+        self.model, self.spec = load_emotion_model(path, self.device)
+        self.labels: tuple[str, ...] = self.spec.labels
+        self.path = path
+        self._normalise = NORMALISATIONS[self.spec.normalisation]
+
+    def crop_boxes(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """(N, S, S, C) uint8 crops as the model sees them (before normalisation)."""
+        check_image(image_rgb)
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        size, margin = self.spec.input_size, self.spec.crop_margin
+        source = (cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)[..., None]
+                  if self.spec.channels == 1 else image_rgb)
+        height, width = source.shape[:2]
+        crops = np.empty((len(boxes), size, size, self.spec.channels), np.uint8)
+        for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
+            side = max(x2 - x1, y2 - y1, 1.0) * (1.0 + 2.0 * margin)
+            cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+            left, top = round(cx - side / 2), round(cy - side / 2)
+            n = max(round(side), 1)
+            right, bottom = left + n, top + n
+            inner = source[max(top, 0):min(bottom, height), max(left, 0):min(right, width)]
+            if inner.size == 0:
+                raise ValueError(f"box {boxes[i].tolist()} lies outside the "
+                                 f"{width}x{height} image")
+            pad = (max(-top, 0), max(bottom - height, 0), max(-left, 0), max(right - width, 0))
+            if any(pad):
+                inner = cv2.copyMakeBorder(inner, *pad, cv2.BORDER_REPLICATE)
+            resized = cv2.resize(inner, (size, size), interpolation=cv2.INTER_AREA
+                                 if n > size else cv2.INTER_LINEAR)
+            crops[i] = resized.reshape(size, size, self.spec.channels)
+        return crops
+
+    def preprocess(self, image_rgb: np.ndarray, boxes: np.ndarray) -> torch.Tensor:
+        """(N, C, S, S) float32 model input for the boxes (x1, y1, x2, y2 pixels)."""
+        crops = self.crop_boxes(image_rgb, boxes).astype(np.float32)
+        x = self._normalise(crops).astype(np.float32)
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(self.device)
+
+    def predict(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """(N, K) float32 probabilities over ``labels``; one batched forward pass."""
+        x = self.preprocess(image_rgb, boxes)
+        if x.shape[0] == 0:
+            return np.zeros((0, len(self.labels)), np.float32)
+        with torch.inference_mode():
+            probs = torch.softmax(self.model(x), dim=1)
+        return probs.float().cpu().numpy()
