@@ -1,3 +1,3 @@
 """fer_ros: faces, names and emotions for ROS 2."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -17,6 +17,8 @@ from launch_ros.substitutions import FindPackageShare
 
 ARGUMENTS = [
     ("image_topic", "/camera/image_raw", "sensor_msgs/Image topic to process"),
+    ("camera_info_topic", "/camera/camera_info",
+     "sensor_msgs/CameraInfo topic for head poses (none recorded: fov_deg is assumed)"),
     ("bag", "", "rosbag2 bag to play (fer-ros bag play); empty = play it yourself"),
     ("rate", "1.0", "playback speed of `bag`"),
     ("use_sim_time", "false", "use the bag's /clock as ROS time (true/false)"),
@@ -60,7 +62,9 @@ def launch_setup(context):
                          {**given(context, "gallery", "gallery_path"),
                           **given(context, "device", "device"),
                           "use_sim_time": sim_time}, *extra],
-             remappings=[("image", image_topic)], output="screen"),
+             remappings=[("image", image_topic),
+                         ("camera_info", LaunchConfiguration("camera_info_topic"))],
+             output="screen"),
     ]
     if flag(context, "viewer"):
         actions.append(Node(

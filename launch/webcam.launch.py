@@ -73,7 +73,8 @@ def launch_setup(context):
                          {**given(context, "gallery", "gallery_path"),
                           **given(context, "device", "device")},
                          *extra],
-             remappings=[("image", "camera/image_raw")], output="screen"),
+             remappings=[("image", "camera/image_raw"), ("camera_info", "camera/camera_info")],
+             output="screen"),
     ]
     if flag(context, "viewer"):
         nodes.append(Node(

@@ -9,9 +9,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_ros.ros.background import BackgroundNode
 from fer_ros.paths import fer_ros_command
 from fer_ros.pipeline.images import FRAME_SIZE, letterbox
+from fer_ros.ros.background import BackgroundNode
 
 
 def frame_bgr(path: Path, size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:

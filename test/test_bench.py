@@ -13,9 +13,9 @@ import subprocess
 import pytest
 from conftest import data_path
 
-from fer_ros.paths import fer_ros_command
-from fer_ros.bench.run import _floors, _ratios
 from fer_ros.bench.live import summarise
+from fer_ros.bench.report import check_floors, fps_ratios
+from fer_ros.paths import fer_ros_command
 from fer_ros.pipeline.images import letterbox
 
 
@@ -69,17 +69,28 @@ def test_soak_reports_memory(tmp_path) -> None:
     assert isinstance(soak["memory_bounded"], bool)
 
 
+@pytest.mark.timeout(300)
+def test_backend_comparison() -> None:
+    """`fer-ros bench --backends`: FaceNet in PyTorch, TorchScript and ONNX Runtime agree."""
+    result = subprocess.run([*fer_ros_command(), "bench", "--backends"], capture_output=True,
+                            text=True, timeout=280, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("FaceNet batch")]
+    assert len(lines) == 2 and all("onnxruntime" in line for line in lines), result.stdout
+    assert all(float(line.rsplit("max diff ", 1)[1]) < 1e-4 for line in lines), result.stdout
+
+
 def test_summaries_and_floors() -> None:
     sent = [((i, 0), float(i)) for i in range(10)]
     result = summarise(sent, [10.0, 20.0, 30.0, 40.0], [0.0, 0.1, 0.2, 0.3], [1, 1, 1, 1])
     assert result["dropped"] == 6 and result["answered"] == 4
     assert result["fps"] == pytest.approx(10.0)
     assert result["latency_ms"]["max"] == 40.0
-    floors = _floors({"1face": result})
+    floors = check_floors({"1face": result})
     assert floors["1face"]["met"] is False  # 10 fps is under the 15 fps floor
     fast = {**result, "fps": 20.0, "latency_ms": {"p50": 50, "p95": 90, "max": 120}}
-    assert _floors({"1face": fast})["1face"]["met"] is True
-    ratios = _ratios({"ours (DDS)": {"1face": fast}, "naive": {"1face": {"fps": 5.0}}})
+    assert check_floors({"1face": fast})["1face"]["met"] is True
+    ratios = fps_ratios({"ours (DDS)": {"1face": fast}, "naive": {"1face": {"fps": 5.0}}})
     assert ratios == {"ours (DDS) / naive": {"1face": 4.0}}
 
 
@@ -90,3 +101,12 @@ def test_letterbox_shift_stays_in_frame() -> None:
     for shift in [(0, 0), (15, -7), (-700, 0), (0, 900)]:
         frame = letterbox(image, shift=shift)
         assert frame.shape == (480, 640, 3)
+
+
+def test_gallery_scale_bench_prints_every_figure() -> None:
+    result = subprocess.run([*fer_ros_command(), "bench", "--gallery-scale", "--people", "100",
+                             "--json"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)["gallery_scale"]["100"]
+    assert set(figures) >= {"match_ms", "load_s", "enrol_ms", "rss_mib"}
+    assert all(value >= 0 for value in figures.values())

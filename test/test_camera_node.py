@@ -17,9 +17,9 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
+from fer_ros.paths import node_executable
 from fer_ros.ros.image_codec import msg_to_image
 from fer_ros.ros.qos import qos_profile
-from fer_ros.paths import node_executable
 
 CAMERA_NODE = str(node_executable("camera_node"))
 # Six colours far apart in BGR, one per frame, so the order can be read back.

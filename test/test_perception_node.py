@@ -26,8 +26,8 @@ from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
 from fer_ros.msg import FaceEmotionArray
-from fer_ros.ros.image_codec import image_to_msg
 from fer_ros.paths import node_executable
+from fer_ros.ros.image_codec import image_to_msg
 from fer_ros.srv import EnrollFace
 
 PERSON = "madonna"
@@ -134,6 +134,10 @@ def test_header_copied_and_faces_named(session: Session) -> None:
     assert face.emotion in face.emotion_labels
     assert abs(sum(face.emotion_scores) - 1.0) < 1e-3
     assert abs(sum(face.emotion_scores_raw) - 1.0) < 1e-3
+    # No camera_info was published: the pose uses the assumed 60-degree field of view.
+    assert face.head_pose_valid and 0.1 < face.head_pose.position.z < 5.0
+    centre_x = face.box.x_offset + face.box.width / 2
+    assert (face.head_pose.position.x > 0) == (centre_x > 320)
 
 
 def test_stranger_is_unknown_and_empty_image_gives_empty_array(session: Session) -> None:
@@ -249,3 +253,59 @@ def test_deleting_the_gallery_unloads_it(session: Session) -> None:
     response = session.client.call(session.reload, Trigger.Request())
     assert response.success
     assert session.send(face_msg(image)).faces[0].name == PERSON
+
+
+def _diagnostics(session: Session, published: int = 0) -> dict[str, str]:
+    """The newest diagnostics values, once they count ``published`` messages; with 0, the
+    newest generated after this call (the counters are exact when no image is in flight)."""
+    seen = len(session.diagnostics)
+
+    def newest() -> dict[str, str] | None:
+        messages = list(session.diagnostics)
+        if not published and len(messages) < seen + 2:
+            return None
+        values = {kv.key: kv.value for kv in messages[-1].status[0].values} if messages else {}
+        return values if int(values.get("messages published", -1)) >= published else None
+
+    assert wait_for(lambda: newest() is not None, 10), "no fresh diagnostics"
+    return newest()
+
+
+def test_idle_empty_stream_is_answered_and_a_face_is_found(session: Session) -> None:
+    empty = frame_bgr(data_path("pyfeat", "free-mountain-vector-01.jpg"))
+    rng = np.random.default_rng(7)
+
+    def noisy_empty() -> Image:  # camera-like noise: no two images are equal
+        noise = rng.normal(0.0, 6.0, empty.shape)
+        return image_to_msg(np.clip(empty + noise, 0, 255).astype(np.uint8), "bgr8")
+
+    ok, reason = session.set_param("idle_detection_rate", -1.0)
+    assert not ok and "idle_detection_rate" in reason
+    # This session's images are stamped 1 s apart: no periodic refresh in between.
+    assert session.set_param("idle_refresh_period", 0.0)[0]
+    try:
+        start = _diagnostics(session)
+        published, skipped = int(start["messages published"]), int(
+            start["searches skipped (idle)"])
+        outs = [session.send(noisy_empty()) for _ in range(12)]
+        assert all(out.faces == [] for out in outs)
+        with session.lock:  # one message per image, never more
+            stamps = [(o.header.stamp.sec, o.header.stamp.nanosec) for o in session.outputs]
+        assert all(stamps.count((o.header.stamp.sec, o.header.stamp.nanosec)) == 1
+                   for o in outs)
+        idle = _diagnostics(session, published + 12)
+        # The last face's track ends after 1 s (two images), one image starts the idle
+        # reference, and the other nine are not searched.
+        assert int(idle["searches skipped (idle)"]) == skipped + 9, idle
+        assert "images searched (%)" in idle
+        person = sorted(data_path("celebrity", "val", PERSON).glob("*.jpg"))[0]
+        faces = session.send(face_msg(person)).faces
+        assert len(faces) == 1 and faces[0].box.width > 20 and faces[0].name == PERSON
+        # A run-time change applies to the next image: 0 = every image searched.
+        assert session.set_param("idle_detection_rate", 0.0)[0]
+        assert all(session.send(noisy_empty()).faces == [] for _ in range(6))
+        off = _diagnostics(session, published + 12 + 1 + 6)
+        assert off["searches skipped (idle)"] == idle["searches skipped (idle)"]
+    finally:
+        session.set_param("idle_detection_rate", 2.0)
+        session.set_param("idle_refresh_period", 5.0)

@@ -151,8 +151,9 @@ def test_enroll_and_identify_commands(tmp_path: Path) -> None:
     assert [line["name"] for line in lines] == ["mindy_kaling", "unknown"]
     for line in lines:
         assert set(line) >= {"image", "box", "score", "name", "similarity", "emotion",
-                             "emotion_score"}
+                             "emotion_score", "position_m", "yaw_pitch_roll_deg"}
         assert len(line["box"]) == 4
+        assert line["position_m"][2] > 0  # in front of the camera
     result = run_cli("gallery", "remove", str(gallery), "nobody")
     assert result.returncode == 1 and "not in the gallery" in result.stderr
 

@@ -19,8 +19,8 @@ from rosbags.typesys import Stores, get_typestore
 from rosutil import TestNode, enroll, frame_bgr
 
 from fer_ros.msg import FaceEmotionArray
-from fer_ros.ros.image_codec import image_to_msg
 from fer_ros.paths import fer_ros_command, share_dir
+from fer_ros.ros.image_codec import image_to_msg
 
 PERSON = "jerry_seinfeld"
 FER_ROS = fer_ros_command()

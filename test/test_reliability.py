@@ -27,8 +27,8 @@ from rosutil import TestNode, enroll, frame_bgr, letterbox
 from sensor_msgs.msg import Image
 
 from fer_ros.msg import FaceEmotionArray
-from fer_ros.ros.image_codec import image_to_msg
 from fer_ros.pipeline.gallery import Gallery
+from fer_ros.ros.image_codec import image_to_msg
 from fer_ros.srv import EnrollFace
 
 LIB = Path(sys.prefix) / "lib" / "fer_ros"

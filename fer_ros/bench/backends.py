@@ -1,12 +1,14 @@
 """FaceNet on one CPU thread: PyTorch vs frozen TorchScript vs ONNX Runtime.
 
-Usage: .venv/bin/python scripts/bench_backends.py   (after `fer-ros models fetch`)
+Usage: fer-ros bench --backends   (or python -m fer_ros.bench.backends; after
+`fer-ros models fetch`; onnxruntime comes with requirements/dev.txt).
 Prints the median time of a batch of 1 and of 5 face crops for each backend and the
 largest difference of ONNX Runtime's embeddings from PyTorch's.
 """
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 import warnings
@@ -30,7 +32,7 @@ def median_ms(call: Callable[[], object], repeats: int = 8) -> float:
     return float(np.median(times)) * 1e3
 
 
-def main() -> None:
+def main() -> int:
     torch.set_num_threads(1)
     model = FaceEmbedder().model.eval()
     crops = torch.randn(5, 3, 160, 160, generator=torch.Generator().manual_seed(0))
@@ -55,7 +57,8 @@ def main() -> None:
             diff = np.abs(session.run(None, {"x": x.numpy()})[0] - reference).max()
             print(f"FaceNet batch {batch}: torch {t_torch:.1f} ms, torchscript (frozen) "
                   f"{t_script:.1f} ms, onnxruntime {t_ort:.1f} ms, max diff {diff:.1e}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
+from fer_ros.bench import BAGS, RATE_HZ, TOPIC
+from fer_ros.cli.data import dataset_dir
 from fer_ros.pipeline.images import letterbox
-
-RATE_HZ = 30.0
-TOPIC = "/bench/image_raw"
-BAGS = ("1face", "5faces")
+from fer_ros.rosless.bag import make_typestore
 
 
 def machine_info() -> dict:
-    import torch
-
     model = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -71,8 +71,6 @@ def _moving_frames(path: Path, count: int) -> list[np.ndarray]:
 
 
 def source_frames(name: str, count: int) -> list[np.ndarray]:
-    from fer_ros.cli.data import dataset_dir
-
     pyfeat = dataset_dir("pyfeat")
     if name == "1face":
         return _video_frames(pyfeat / "single_face.mp4", count)
@@ -82,8 +80,6 @@ def source_frames(name: str, count: int) -> list[np.ndarray]:
 
 
 def _bag_has(bag: Path, count: int) -> bool:
-    from rosbags.rosbag2 import Reader
-
     if not (bag / "metadata.yaml").is_file():
         return False
     try:
@@ -95,12 +91,6 @@ def _bag_has(bag: Path, count: int) -> bool:
 
 def build_bag(root: Path, name: str, seconds: float) -> Path:
     """out/bench/<name>/: the bag of ``seconds`` of frames; kept if it already matches."""
-    import shutil
-
-    from rosbags.rosbag2 import StoragePlugin, Writer
-
-    from fer_ros.rosless.bag import make_typestore
-
     bag = root / name
     count = max(1, round(seconds * RATE_HZ))
     if _bag_has(bag, count):
@@ -128,10 +118,6 @@ def build_bag(root: Path, name: str, seconds: float) -> Path:
 
 def read_bag(bag: Path) -> list[np.ndarray]:
     """The BGR frames of a bench bag, in order."""
-    from rosbags.rosbag2 import Reader
-
-    from fer_ros.rosless.bag import make_typestore
-
     store = make_typestore()
     frames = []
     with Reader(bag) as reader:

@@ -9,6 +9,7 @@ come from its /diagnostics.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -16,10 +17,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
 
+from fer_ros.bench import TOPIC as IMAGE_TOPIC
+from fer_ros.msg import FaceEmotionArray
+from fer_ros.paths import share_dir
 from fer_ros.ros.background import BackgroundNode
-
-IMAGE_TOPIC = "/bench/image_raw"
+from fer_ros.ros.image_codec import image_to_msg
+from fer_ros.ros.qos import qos_profile
 
 
 def node_executable() -> str:
@@ -27,8 +35,6 @@ def node_executable() -> str:
 
 
 def params_file() -> Path:
-    from fer_ros.paths import share_dir
-
     installed = share_dir() / "config" / "perception.yaml"
     return installed if installed.is_file() else Path("config/perception.yaml").resolve()
 
@@ -63,8 +69,6 @@ class NodeProcess:
         raise RuntimeError("perception_node did not start:\n" + self.output()[-3000:])
 
     def stop(self) -> int:
-        import signal
-
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGINT)
         try:
@@ -80,13 +84,6 @@ class Client(BackgroundNode):
     """The bench's own ROS node: camera-like publisher, result and diagnostics listener."""
 
     def __init__(self) -> None:
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import Image
-
-        from fer_ros.msg import FaceEmotionArray
-        from fer_ros.ros.qos import qos_profile
-
         super().__init__("fer_ros_bench")
         self.pub = self.node.create_publisher(Image, IMAGE_TOPIC, qos_profile("sensor_data"))
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -118,10 +115,7 @@ class Client(BackgroundNode):
         return False
 
 
-
 def _image_msgs(frames: list[np.ndarray]) -> list:
-    from fer_ros.ros.image_codec import image_to_msg
-
     msgs = []
     for frame in frames:
         msg = image_to_msg(frame, "bgr8")
@@ -141,8 +135,6 @@ class Sampler:
     """CPU% and RSS of one process, sampled on a thread."""
 
     def __init__(self, pid: int, period: float = 0.5) -> None:
-        import psutil
-
         self.proc = psutil.Process(pid)
         self.period = period
         self.samples: list[tuple[float, float, float]] = []  # (t, cpu %, rss MiB)
@@ -171,35 +163,8 @@ def stream(client: Client, frames: list[np.ndarray], rate_hz: float, seconds: fl
            warmup_s: float = 2.0, sampler: Sampler | None = None,
            tail_s: float = 1.0) -> dict:
     """Publish the frames (looping) at ``rate_hz`` for warm-up + ``seconds``; measure."""
-    msgs = _image_msgs(frames)
-    period = 1.0 / rate_hz
-    sent: list[tuple[tuple[int, int], float]] = []  # measured frames: (stamp key, wall)
-    start = time.monotonic()
-    warm_until = start + warmup_s
-    end = warm_until + seconds
-    i = 0
-    next_due = start
-    sample_mark = None
-    while True:
-        now = time.monotonic()
-        if now >= end:
-            break
-        if now < next_due:
-            time.sleep(min(next_due - now, 0.01))
-            continue
-        msg = msgs[i % len(msgs)]
-        sec, nsec, wall = _stamp_now(msg)
-        client.pub.publish(msg)
-        if now >= warm_until:
-            if sample_mark is None:
-                sample_mark = len(sampler.samples) if sampler else 0
-                with client.lock:
-                    client.diagnostics.clear()
-            sent.append(((sec, nsec), wall))
-        i += 1
-        next_due += period
-        if next_due < now - period:  # fell behind (a stall): do not burst to catch up
-            next_due = now
+    sent, sample_mark = _publish_frames(client, _image_msgs(frames), rate_hz, warmup_s,
+                                        seconds, sampler)
     time.sleep(tail_s)  # answers still in flight
     with client.lock:
         answers = dict(client.answers)
@@ -213,25 +178,68 @@ def stream(client: Client, frames: list[np.ndarray], rate_hz: float, seconds: fl
             faces.append(n)
     result = summarise(sent, lat, t_ans, faces)
     if sampler is not None:
-        window = sampler.samples[sample_mark or 0:]
-        if window:
-            cpu = [s[1] for s in window]
-            rss = [s[2] for s in window]
-            result.update(cpu_percent_mean=round(float(np.mean(cpu)), 1),
-                          cpu_percent_max=round(float(np.max(cpu)), 1),
-                          rss_mib_mean=round(float(np.mean(rss)), 1),
-                          rss_mib_max=round(float(np.max(rss)), 1))
+        result.update(_resource_usage(sampler.samples[sample_mark:]))
     if diags:
-        last = diags[-1]
-        result["stages_ms"] = {k.split(" time")[0]: _num(last.get(k)) for k in
-                               ("detect time (ms)", "embed time (ms)", "emotion time (ms)",
-                                "total time (ms)")}
-        result["node_reported"] = {k: last.get(k) for k in
-                                   ("output rate (Hz)", "latency mean (ms)", "latency p95 (ms)",
-                                    "images dropped", "images received")}
+        result.update(_node_reported(diags[-1]))
     result["series"] = {"t": [round(t - t_ans[0], 3) for t in t_ans] if t_ans else [],
                         "latency_ms": [round(v, 1) for v in lat]}
     return result
+
+
+def _publish_frames(client: Client, msgs: list, rate_hz: float, warmup_s: float,
+                    seconds: float, sampler: Sampler | None,
+                    ) -> tuple[list[tuple[tuple[int, int], float]], int]:
+    """Publish like a camera; returns the measured frames (stamp key, wall time) and the
+    sampler index where measuring began (warm-up frames are sent but not measured)."""
+    period = 1.0 / rate_hz
+    sent: list[tuple[tuple[int, int], float]] = []
+    start = time.monotonic()
+    warm_until = start + warmup_s
+    end = warm_until + seconds
+    i = 0
+    next_due = start
+    sample_mark = None
+    while (now := time.monotonic()) < end:
+        if now < next_due:
+            time.sleep(min(next_due - now, 0.01))
+            continue
+        sec, nsec, wall = _stamp_now(msgs[i % len(msgs)])
+        client.pub.publish(msgs[i % len(msgs)])
+        if now >= warm_until:
+            if sample_mark is None:  # measuring starts: forget the warm-up's numbers
+                sample_mark = len(sampler.samples) if sampler else 0
+                with client.lock:
+                    client.diagnostics.clear()
+            sent.append(((sec, nsec), wall))
+        i += 1
+        next_due += period
+        if next_due < now - period:  # fell behind (a stall): do not burst to catch up
+            next_due = now
+    return sent, sample_mark or 0
+
+
+def _resource_usage(window: list[tuple[float, float, float]]) -> dict:
+    """Mean and max CPU% and RSS of the node over the measured window."""
+    if not window:
+        return {}
+    cpu = [s[1] for s in window]
+    rss = [s[2] for s in window]
+    return {"cpu_percent_mean": round(float(np.mean(cpu)), 1),
+            "cpu_percent_max": round(float(np.max(cpu)), 1),
+            "rss_mib_mean": round(float(np.mean(rss)), 1),
+            "rss_mib_max": round(float(np.max(rss)), 1)}
+
+
+def _node_reported(last: dict) -> dict:
+    """Per-stage times and the node's own figures, from its last /diagnostics status."""
+    return {
+        "stages_ms": {k.split(" time")[0]: _num(last.get(k)) for k in
+                      ("detect time (ms)", "embed time (ms)", "emotion time (ms)",
+                       "total time (ms)")},
+        "node_reported": {k: last.get(k) for k in
+                          ("output rate (Hz)", "latency mean (ms)", "latency p95 (ms)",
+                           "images dropped", "images received")},
+    }
 
 
 def _num(text: str | None) -> float | None:

@@ -12,11 +12,18 @@ top-1 nearest enrolled embedding; an image where no face is found counts as wron
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
+
+from fer_ros.cli.data import dataset_dir
+from fer_ros.pipeline.gallery import Gallery
+from fer_ros.pipeline.images import read_image_rgb
+from fer_ros.pipeline.tv_compat import import_facenet_pytorch
 
 PEERS = ("naive", "face_recognition", "ours")
 
@@ -26,11 +33,10 @@ class PeerUnavailable(RuntimeError):
 
 
 def _face_recognition():
-    import warnings
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # face_recognition_models uses pkg_resources
+            # Imported here: only `make bench` installs it (requirements/bench.txt).
             import face_recognition
     except ImportError as exc:
         raise PeerUnavailable(f"face_recognition is not installed ({exc}); run `make bench` "
@@ -42,16 +48,12 @@ class Naive:
     """MTCNN (facenet-pytorch, full resolution, its own resampling) + FaceNet + emotion."""
 
     def __init__(self, models: tuple) -> None:
-        from fer_ros.pipeline.tv_compat import import_facenet_pytorch
-
         facenet_pytorch = import_facenet_pytorch()
         # The original system's settings: facenet-pytorch's defaults, all faces.
         self.mtcnn = facenet_pytorch.MTCNN(keep_all=True, post_process=False, device="cpu")
         _, self.embedder, self.classifier = models
 
     def boxes(self, rgb: np.ndarray) -> np.ndarray:
-        import torch
-
         with torch.inference_mode():
             boxes, _ = self.mtcnn.detect(rgb)
         if boxes is None or len(boxes) == 0:
@@ -136,8 +138,6 @@ def time_frames(runner, frames_bgr: list[np.ndarray], warmup: int = 1) -> dict:
 
 
 def celebrity_split(limit: int = 0) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
-    from fer_ros.cli.data import dataset_dir
-
     root = dataset_dir("celebrity")
 
     def listing(part: str) -> dict[str, list[Path]]:
@@ -150,8 +150,6 @@ def celebrity_split(limit: int = 0) -> tuple[dict[str, list[Path]], dict[str, li
 def identity_accuracy(embed_largest: Callable[[np.ndarray], np.ndarray | None],
                       limit: int = 0, cosine: bool = True) -> dict:
     """Top-1 identity accuracy: enrol train, identify val (nearest enrolled embedding)."""
-    from fer_ros.pipeline.images import read_image_rgb
-
     train, val = celebrity_split(limit)
     gallery, labels = [], []
     for name, paths in train.items():
@@ -184,9 +182,6 @@ def identity_accuracy(embed_largest: Callable[[np.ndarray], np.ndarray | None],
 
 def ours_named_accuracy(pipeline, limit: int = 0) -> dict:
     """Our pipeline's answer with its threshold and margin (a name or 'unknown')."""
-    from fer_ros.pipeline.gallery import Gallery
-    from fer_ros.pipeline.images import read_image_rgb
-
     train, val = celebrity_split(limit)
     gallery = Gallery(pipeline.embedder.model_name, pipeline.embedder.dim)
     for name, paths in train.items():

@@ -18,10 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "identify": ("fer_ros.cli.identify", "detect, name and classify faces in images"),
     "enroll": ("fer_ros.cli.enroll", "enrol a person's face images into a gallery"),
     "gallery": ("fer_ros.cli.gallery", "list or remove people in a gallery"),
-    "bag": ("fer_ros.rosless.bag", "play or record rosbag2 bags without a ROS install"),
-    "launch": ("fer_ros.rosless.launch_runner", "run a ROS 2 launch file without launch_ros"),
+    "bag": ("fer_ros.cli.bag", "play or record rosbag2 bags without a ROS install"),
+    "launch": ("fer_ros.cli.launch", "run a ROS 2 launch file without launch_ros"),
     "demo": ("fer_ros.cli.demo", "run the whole pipeline on a webcam or a sample clip"),
-    "bench": ("fer_ros.bench.run", "measure fps and latency of the live pipeline"),
+    "bench": ("fer_ros.cli.bench", "measure fps and latency of the live pipeline"),
     "train-emotion": ("fer_ros.cli.train_emotion", "train your own emotion classifier"),
 }
 

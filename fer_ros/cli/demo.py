@@ -90,8 +90,8 @@ def build_clip(path: Path, fps: float, hold_seconds: float = 1.5,
 
 
 def enrol_people(gallery: Path, per_person: int, device: str) -> list[str]:
-    from fer_ros.paths import fer_ros_command
     from fer_ros.cli.data import dataset_dir
+    from fer_ros.paths import fer_ros_command
 
     train = dataset_dir("celebrity") / "train"
     names = []

@@ -2,24 +2,28 @@
 
 Each image must hold exactly one face; images with none or several are refused by
 name and nothing is written unless every image is good (or --skip-bad is given).
-The gallery is written atomically with mode 0600.
+The gallery is a .json file (rewritten atomically, mode 0600), an SQLite file
+(.db/.sqlite: one transaction) or a postgresql:// URL.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
+from fer_ros.assets import AssetError
 from fer_ros.cli.common import add_pipeline_arguments, pipeline_from_args
+from fer_ros.pipeline.gallery import GalleryError, validate_name
+from fer_ros.pipeline.gallery_storage import open_storage
 from fer_ros.pipeline.images import expand_images, read_image_rgb
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="images or folders of one person")
-    parser.add_argument("--gallery", required=True, help="gallery file to create or update")
+    parser.add_argument("--gallery", required=True,
+                        help="gallery to create or update (.json, .db or postgresql:// URL)")
     parser.add_argument("--name", required=True, help="the person's label")
     parser.add_argument("--on-existing", choices=("append", "replace", "refuse"),
                         default="append", help="what to do if NAME is enrolled (default append)")
@@ -29,24 +33,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fer_ros.assets import AssetError
-    from fer_ros.pipeline import Gallery, GalleryError
-    from fer_ros.pipeline.gallery import validate_name
-
     def fail(message: str) -> int:
         print(f"fer-ros enroll: {message}", file=sys.stderr)
         return 1
 
     try:
         name = validate_name(args.name)
-        gallery_path = Path(args.gallery).expanduser()
-        gallery = Gallery.load(gallery_path) if gallery_path.exists() else None
-        if gallery is not None and args.on_existing == "refuse" and name in gallery.people:
-            return fail(f"{name!r} is already enrolled in {gallery_path}")
         pipeline = pipeline_from_args(args, emotion=False)
-        if gallery is None:
-            gallery = pipeline.new_gallery()
-        gallery.check_model(pipeline.model_name)
+        storage = open_storage(args.gallery, pipeline.model_name, pipeline.embedder.dim)
+        if storage.exists():
+            gallery = storage.load()
+            gallery.check_model(pipeline.model_name)
+            if args.on_existing == "refuse" and name in gallery.people:
+                return fail(f"{name!r} is already enrolled in {storage.location}")
     except (AssetError, GalleryError, ValueError) as exc:
         return fail(str(exc))
 
@@ -70,10 +69,10 @@ def run(args: argparse.Namespace) -> int:
     if not embeddings:
         return fail("no usable face; gallery left unchanged")
     try:
-        person = gallery.add(name, np.stack(embeddings), sources, on_existing=args.on_existing)
-        gallery.save(gallery_path)
+        person = storage.add(name, np.stack(embeddings), sources, on_existing=args.on_existing)
+        people = len(storage.load())
     except (GalleryError, OSError) as exc:
         return fail(str(exc))
     print(f"enrolled {name!r}: {len(embeddings)} image(s) added, {len(person.embeddings)} "
-          f"embedding(s) in total; {len(gallery)} people in {gallery_path}")
+          f"embedding(s) in total; {people} people in {storage.location}")
     return 0

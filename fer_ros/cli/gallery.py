@@ -1,9 +1,18 @@
-"""``fer-ros gallery list|remove``: inspect and edit a gallery file."""
+"""``fer-ros gallery list|remove|import|export``: inspect, edit and convert galleries.
+
+A gallery is a .json file, an SQLite file (.db/.sqlite) or a postgresql:// URL
+(fer_ros.pipeline.gallery_storage). `import` and `export` copy every person from one
+to another, e.g. the original system's face_embeddings_pytorch.json into SQLite, or
+an SQLite gallery into the fleet's PostgreSQL database.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from fer_ros.pipeline.gallery import GalleryError
+from fer_ros.pipeline.gallery_storage import copy_gallery, open_storage
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,25 +22,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     remove_p = sub.add_parser("remove", help="remove people")
     remove_p.add_argument("gallery")
     remove_p.add_argument("names", nargs="+")
+    for action, text in (("import", "copy every person of SOURCE into GALLERY"),
+                         ("export", "copy every person of GALLERY into TARGET")):
+        copy_p = sub.add_parser(action, help=text, description=text)
+        if action == "import":
+            copy_p.add_argument("gallery")
+            copy_p.add_argument("source")
+        else:
+            copy_p.add_argument("gallery")
+            copy_p.add_argument("target")
+
+
+def _list(location: str) -> None:
+    storage = open_storage(location)
+    gallery = storage.load()
+    print(f"{storage.location}: model {gallery.model}, {gallery.dim}-d, "
+          f"{len(gallery)} people ({gallery.source_format})")
+    for name in gallery.names():
+        person = gallery.people[name]
+        print(f"  {name}: {len(person.embeddings)} embedding(s), "
+              f"last added {person.added[-1] if person.added else '?'}")
 
 
 def run(args: argparse.Namespace) -> int:
-    from fer_ros.pipeline import Gallery, GalleryError
-
     try:
-        gallery = Gallery.load(args.gallery)
         if args.action == "list":
-            print(f"{args.gallery}: model {gallery.model}, {gallery.dim}-d, "
-                  f"{len(gallery)} people ({gallery.source_format})")
-            for name in gallery.names():
-                person = gallery.people[name]
-                print(f"  {name}: {len(person.embeddings)} embedding(s), "
-                      f"last added {person.added[-1] if person.added else '?'}")
-            return 0
-        for name in args.names:
-            gallery.remove(name)
-        gallery.save()
-        print(f"removed {', '.join(args.names)}; {len(gallery)} people left")
+            _list(args.gallery)
+        elif args.action == "remove":
+            storage = open_storage(args.gallery)
+            for name in args.names:
+                storage.remove(name)
+            print(f"removed {', '.join(args.names)}; {len(storage.load())} people left")
+        else:
+            source, target = ((args.source, args.gallery) if args.action == "import"
+                              else (args.gallery, args.target))
+            source_storage, target_storage = open_storage(source), open_storage(target)
+            people = copy_gallery(source_storage, target_storage)
+            print(f"copied {people} people from {source_storage.location} to "
+                  f"{target_storage.location}")
         return 0
     except (GalleryError, OSError) as exc:
         print(f"fer-ros gallery: {exc}", file=sys.stderr)

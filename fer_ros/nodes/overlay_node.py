@@ -3,9 +3,11 @@
 Subscribes to ``image`` and ``faces/emotions`` and pairs them by header stamp (not
 "latest": a slow perception node still gets its boxes drawn on the image they were
 computed from). Publishes the annotated image on ``faces/overlay`` (for
-rqt_image_view and RViz), serves it as MJPEG with a small HTML page (default
-http://127.0.0.1:8080/), optionally writes it to a video file, and optionally shows
-a local window when a display and a GUI-capable OpenCV exist.
+rqt_image_view and RViz), RViz markers on ``faces/markers`` (an arrow along each face's
+head pose and a "name - emotion" label, removed when the face's track ends), serves
+the image as MJPEG with a small HTML page (default http://127.0.0.1:8080/),
+optionally writes it to a video file, and optionally shows a local window when a
+display and a GUI-capable OpenCV exist.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from collections import OrderedDict
 import cv2
 from rclpy.node import Node
 from sensor_msgs.msg import Image
+from visualization_msgs.msg import MarkerArray
 
 from fer_ros.msg import FaceEmotionArray
 from fer_ros.ros.image_codec import ImageDecodeError, image_to_msg, msg_to_image
+from fer_ros.ros.markers import FaceMarkers
 from fer_ros.ros.params import ParamSpec, declare_parameters
 from fer_ros.ros.qos import QOS_CHOICES, qos_profile
 from fer_ros.ros.run import log_final, run_node
@@ -67,6 +71,8 @@ class OverlayNode(Node):
                 self.get_logger().error(f"viewer could not listen on {self.p['bind_address']}:"
                                         f"{self.p['port']}: {exc}; continuing without it")
         self.publisher = self.create_publisher(Image, "faces/overlay", 5)
+        self.markers = FaceMarkers()
+        self.marker_pub = self.create_publisher(MarkerArray, "faces/markers", 10)
         self.create_subscription(Image, "image", self._on_image, qos_profile(self.p["qos"]))
         self.create_subscription(FaceEmotionArray, "faces/emotions", self._on_faces, 10)
 
@@ -97,6 +103,9 @@ class OverlayNode(Node):
             self._images.popitem(last=False)
 
     def _on_faces(self, faces: FaceEmotionArray) -> None:
+        markers = self.markers.update(faces)
+        if markers.markers:
+            self.marker_pub.publish(markers)
         key = self._key(faces.header)
         image = self._images.pop(key, None)
         if image is None:  # faces can overtake their image on another connection

@@ -3,10 +3,13 @@
 Subscribes to ``image`` (remap it to your camera, e.g. /camera/image_raw) and
 publishes fer_ros/msg/FaceEmotionArray on ``faces/emotions`` (/faces/emotions in the
 root namespace) with the source image's header, one message per processed image,
-also when it holds no face. Only the newest image is processed: images that arrive
-while inference runs replace the waiting one and are counted as dropped, so the
-queue never grows and latency stays bounded. Inference runs on its own thread so
-services, parameter changes and diagnostics stay responsive.
+also when it holds no face. While no face is tracked, an image may be answered without
+being searched (idle_detection_rate, idle_change_threshold, idle_refresh_period: an
+unchanged empty scene costs almost nothing); diagnostics count those skips. Only the
+newest image is processed: images that arrive while inference runs replace the waiting
+one and are counted as dropped, so the queue never grows and latency stays bounded.
+Inference runs on its own thread so services, parameter changes and diagnostics stay
+responsive.
 
 Services: ``~/enroll`` (fer_ros/srv/EnrollFace: enrol the largest face of the latest
 image) and ``~/reload_gallery`` (std_srvs/srv/Trigger). The gallery file is also
@@ -26,17 +29,17 @@ import cv2
 import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point32
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 
-from fer_ros.msg import FaceEmotion, FaceEmotionArray
+from fer_ros.msg import FaceEmotionArray
 from fer_ros.pipeline import FacePipeline, GalleryError, PipelineConfig
 from fer_ros.pipeline.gallery import validate_name
 from fer_ros.pipeline.gallery_store import GalleryStore
 from fer_ros.pipeline.pipeline import RUNTIME_SETTINGS
+from fer_ros.ros.face_msgs import camera_for, face_to_msg
 from fer_ros.ros.image_codec import ImageDecodeError, msg_to_image
 from fer_ros.ros.params import ParamSpec, declare_parameters
 from fer_ros.ros.qos import QOS_CHOICES, qos_profile
@@ -44,10 +47,12 @@ from fer_ros.ros.run import log_final, run_node
 from fer_ros.srv import EnrollFace
 
 PARAMS = (
-    ParamSpec("gallery_path", "", "Gallery file (JSON) of enrolled people; empty = no gallery, "
-              "every face is 'unknown'. Created on the first enrolment."),
-    ParamSpec("persist_gallery", True, "Write run-time enrolments to gallery_path (atomically, "
-              "mode 0600). False keeps them in memory only."),
+    ParamSpec("gallery_path", "", "Gallery of enrolled people: a .json file, an SQLite file "
+              "(.db/.sqlite) or a postgresql:// URL shared by several robots; empty = no "
+              "gallery, every face is 'unknown'. Created on the first enrolment."),
+    ParamSpec("persist_gallery", True, "Write run-time enrolments to gallery_path (JSON: "
+              "atomically, mode 0600; SQLite/PostgreSQL: one transaction). False keeps them "
+              "in memory only."),
     ParamSpec("recognition_threshold", 0.5, "Cosine similarity below which a face is "
               "'unknown'.", (0.0, 1.0)),
     ParamSpec("recognition_margin", 0.05, "How much the best person must beat the second "
@@ -82,14 +87,28 @@ PARAMS = (
               read_only=True),
     ParamSpec("track_max_age", 1.0, "Seconds a face may go unseen before its track ends.",
               (0.0, 60.0)),
+    ParamSpec("idle_detection_rate", 2.0, "While no face is tracked, search the image for "
+              "faces at most this often (Hz, on average; a change after a quiet spell is "
+              "searched at once); images not searched are answered with no faces. Lower "
+              "costs less in a changing empty scene, higher finds faces sooner there. "
+              "0 = search every image.", (0.0, 1000.0)),
+    ParamSpec("idle_change_threshold", 12.0, "While no face is tracked, an image whose grey "
+              "thumbnail (20x20-pixel cells at 640x480) differs from the last searched one "
+              "by at most this many grey levels in every cell is not searched; 0 = every "
+              "image counts as changed.", (0.0, 255.0)),
+    ParamSpec("idle_refresh_period", 5.0, "Seconds after which an unchanged scene is "
+              "searched again while no face is tracked; 0 = never.", (0.0, 3600.0)),
+    ParamSpec("fov_deg", 60.0, "Horizontal field of view (degrees) assumed for head poses "
+              "while no camera_info of the image's size arrives.", (1.0, 179.0)),
     ParamSpec("qos", "sensor_data", f"Image subscription QoS: {', '.join(QOS_CHOICES)}.",
               read_only=True, choices=QOS_CHOICES),
     ParamSpec("torch_threads", 1, "CPU threads for inference; 0 = PyTorch's default (one "
               "per core). 1 leaves the other cores to the camera, DDS and other nodes; on "
               "2 cores it is also faster than 2 threads competing with them.",
               (0, 256), read_only=True),
-    ParamSpec("gallery_watch_period", 1.0, "Seconds between checks of the gallery file for "
-              "changes; 0 = only reload on the service call.", (0.0, 3600.0), read_only=True),
+    ParamSpec("gallery_watch_period", 1.0, "Seconds between checks of the gallery for changes "
+              "made by others (PostgreSQL also notifies at once); 0 = only reload on the "
+              "service call.", (0.0, 3600.0), read_only=True),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.",
               (0.1, 60.0), read_only=True),
     ParamSpec("latency_warn_ms", 250.0, "Mean latency (image stamp to publish) above which "
@@ -144,6 +163,10 @@ class PerceptionNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.subscription = self.create_subscription(
             Image, "image", self._on_image, qos_profile(self.p["qos"]))
+        # The camera's intrinsics, for head poses (the latest; the camera may change).
+        self._camera_info: CameraInfo | None = None
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
+                                 qos_profile(self.p["qos"]))
         services = MutuallyExclusiveCallbackGroup()
         self.create_service(EnrollFace, "~/enroll", self._on_enroll, callback_group=services)
         self.create_service(Trigger, "~/reload_gallery", self._on_reload,
@@ -210,7 +233,7 @@ class PerceptionNode(Node):
             return response
         response.success = True
         response.num_embeddings = len(done.person.embeddings)
-        where = f"saved to {self.gallery.path}" if done.persisted else "in memory only"
+        where = f"saved to {self.gallery.location}" if done.persisted else "in memory only"
         size = f"{int(detection.width)}x{int(detection.height)} px"
         which = (f"the largest of {faces_seen} faces, {size}" if faces_seen > 1
                  else f"a {size} face")
@@ -220,6 +243,9 @@ class PerceptionNode(Node):
         return response
 
     # ------------------------------------------------------------------ images
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
     def _on_image(self, msg: Image) -> None:
         self._last_received = time.monotonic()
         with self._slot_cv:
@@ -269,34 +295,15 @@ class PerceptionNode(Node):
         out = FaceEmotionArray()
         out.header = msg.header
         out.image_width, out.image_height = int(msg.width), int(msg.height)
-        out.faces = [self._to_msg(face) for face in faces]
+        camera = camera_for(self._camera_info, int(msg.width), int(msg.height),
+                            self.p["fov_deg"])
+        out.faces = [face_to_msg(face, camera) for face in faces]
         self.publisher.publish(out)
         now = time.monotonic()
         self._stats["published"] += 1
         ros_now = self.get_clock().now().nanoseconds * 1e-9
         latency = ros_now - stamp if stamp > 0 else now - frame.received
         self._window.append((now, latency, self.pipeline.last_times))
-
-    @staticmethod
-    def _to_msg(face) -> FaceEmotion:
-        m = FaceEmotion()
-        x1, y1, x2, y2 = (float(v) for v in face.box)
-        m.track_id = int(face.track_id)
-        m.box.x_offset, m.box.y_offset = max(round(x1), 0), max(round(y1), 0)
-        m.box.width = max(round(x2 - x1), 0)
-        m.box.height = max(round(y2 - y1), 0)
-        m.detection_score = float(face.score)
-        if face.detection.landmarks is not None:
-            m.landmarks = [Point32(x=float(x), y=float(y), z=0.0)
-                           for x, y in np.asarray(face.detection.landmarks).reshape(-1, 2)]
-        m.name = face.name
-        m.name_similarity = float(face.similarity)
-        m.emotion = face.emotion
-        m.emotion_score = float(face.emotion_score)
-        m.emotion_labels = list(face.emotion_labels)
-        m.emotion_scores = [float(v) for v in face.emotion_scores]
-        m.emotion_scores_raw = [float(v) for v in face.emotion_scores_raw]
-        return m
 
     # ------------------------------------------------------------------ diagnostics
     def _publish_diagnostics(self) -> None:
@@ -308,6 +315,7 @@ class PerceptionNode(Node):
         lat = np.array([w[1] for w in recent]) * 1e3 if recent else np.zeros(0)
         stages = {k: np.mean([getattr(w[2], k) for w in recent]) if recent else 0.0
                   for k in ("detect", "embed", "emotion", "total")}
+        searched = [w[2].extra.get("searched", True) for w in recent]  # False: idle skip
         s = dict(self._stats)
         # Ratios over the last period, not since start-up: the state now is what matters.
         delta = {k: s[k] - self._diag_last.get(k, 0) for k in s}
@@ -334,6 +342,8 @@ class PerceptionNode(Node):
             "images received": s["received"], "images dropped": s["dropped"],
             "images rejected": s["bad"], "messages published": s["published"],
             "background re-embedding errors": self.pipeline.reembed_errors,
+            "searches skipped (idle)": self.pipeline.idle.skipped,
+            "images searched (%)": f"{100 * np.mean(searched):.0f}" if searched else "",
             "output rate (Hz)": f"{out_rate:.2f}",
             "latency mean (ms)": f"{lat.mean():.1f}" if lat.size else "",
             "latency p95 (ms)": f"{np.percentile(lat, 95):.1f}" if lat.size else "",
@@ -358,6 +368,7 @@ class PerceptionNode(Node):
             self._slot_cv.notify_all()
         if self._worker.is_alive():
             self._worker.join(timeout=5.0)
+        self.gallery.close()
         s = self._stats
         log_final(self, f"received {s['received']}, published {s['published']}, "
                         f"dropped {s['dropped']}, rejected {s['bad']}")

@@ -139,6 +139,19 @@ class Gallery:
             self._matrix = (np.ascontiguousarray(matrix, np.float32), starts, present, names)
         return self._matrix
 
+    def adopt_matrix(self, matrix: np.ndarray, order: list[str]) -> None:
+        """Match against ``matrix`` (every embedding, person after person in ``order``,
+        as a database read gives them) instead of stacking a second copy, when ``order``
+        is name order: half the memory for a large gallery."""
+        names = sorted(self.people)
+        if order != names:
+            return
+        counts = np.array([len(self.people[n].embeddings) for n in names], dtype=np.int64)
+        if counts.sum() != len(matrix):
+            return
+        present = np.flatnonzero(counts)
+        self._matrix = (matrix, (np.cumsum(counts) - counts)[present], present, names)
+
     def similarities(self, embeddings: np.ndarray) -> tuple[np.ndarray, list[str]]:
         """(N, P) best cosine similarity of each face to each person, and the names.
 
@@ -206,10 +219,24 @@ class Gallery:
         self._matrix = None
 
     def copy(self) -> Gallery:
+        """An independent gallery sharing the Person objects (edits replace a Person,
+        never change one in place), so copying costs a dict, not the embeddings."""
         other = Gallery(self.model, self.dim, self.path)
-        other.people = {n: Person(p.name, p.embeddings.copy(), list(p.added), list(p.sources))
-                        for n, p in self.people.items()}
+        other.people = dict(self.people)
         other.created, other.updated = self.created, self.updated
+        other.source_format = self.source_format
+        return other
+
+    def with_changes(self, changes: dict[str, Person | None]) -> Gallery:
+        """A copy with these people replaced (None: removed), e.g. from another process."""
+        other = self.copy()
+        for name, person in changes.items():
+            if person is None:
+                other.people.pop(name, None)
+            else:
+                other.people[name] = person
+        if changes:
+            other.updated = _now()
         return other
 
     def check_model(self, model: str) -> None:

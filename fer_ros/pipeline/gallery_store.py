@@ -1,22 +1,24 @@
-"""GalleryStore: the gallery a FacePipeline matches against, and the file behind it.
+"""GalleryStore: the gallery a FacePipeline matches against, and the storage behind it.
 
-It loads the gallery file, notices when another process changes or deletes it,
-reloads it, enrols new people and persists them. Every problem (a corrupt file, a
-gallery from another embedding space, a full disk) is one log line naming the file
-and the cause, and the gallery in use is kept: recognition never stops because of a
-file from outside. No ROS here; the perception node and tests drive it.
+It loads the gallery (a JSON file, an SQLite file or a PostgreSQL database: see
+gallery_storage), notices when another process changes it, takes in what changed
+(only the people edited, for the database kinds), enrols new people and persists
+them. Every problem (a corrupt file, a gallery from another embedding space, a full
+disk, a database that went away) is one log line naming the gallery and the cause,
+and the gallery in use is kept: recognition never stops because of storage. No ROS
+here; the perception node and tests drive it.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from fer_ros.pipeline.gallery import Gallery, GalleryError, Person, validate_name
+from fer_ros.pipeline.gallery import GalleryError, Person, validate_name
+from fer_ros.pipeline.gallery_storage import GalleryStorage, open_storage
 from fer_ros.pipeline.pipeline import FacePipeline
 
 
@@ -40,87 +42,150 @@ class GalleryStore:
     def __init__(self, pipeline: FacePipeline, path: str, persist: bool,
                  logger: Logger) -> None:
         self.pipeline = pipeline
-        self.path_text = path
         self.persist = persist
         self._log = logger
-        self._lock = threading.Lock()  # serialises reloads and enrolments
-        self._mtime: float | None = None  # of the file as last loaded or written
+        self._lock = threading.RLock()  # reloads, catch-ups and enrolments, one at a time
+        self._storage: GalleryStorage | None = None
+        self._version: object | None = None  # of the gallery in use
+        self._failing = False  # a storage error was logged; say when it is over
+        self._open(path)
 
     @property
-    def path(self) -> Path | None:
-        return Path(self.path_text).expanduser() if self.path_text else None
+    def location(self) -> str:
+        """The gallery's printable location ("" when none is set)."""
+        return self._storage.location if self._storage is not None else ""
+
+    def _open(self, path: str) -> None:
+        if self._storage is not None:
+            self._storage.close()
+        self._storage = None
+        if path:
+            embedder = self.pipeline.embedder
+            self._storage = open_storage(path, embedder.model_name if embedder else None,
+                                         embedder.dim if embedder else None)
+            self._storage.listen(self.watch)
 
     def set_path(self, path: str) -> tuple[bool, str]:
-        """Use another gallery file from now on (loaded at once)."""
-        self.path_text = path
-        return self.reload()
+        """Use another gallery from now on (loaded at once)."""
+        with self._lock:
+            self._open(path)
+            return self.reload()
 
     def reload(self) -> tuple[bool, str]:
-        """(Re)load the file; on any problem keep the gallery in use and say why."""
+        """(Re)load the whole gallery; on any problem keep the one in use and say why."""
         with self._lock:
             return self._reload_locked()
 
     def _reload_locked(self) -> tuple[bool, str]:
-        path = self.path
-        if path is None:
+        storage = self._storage
+        if storage is None:
             self.pipeline.set_gallery(None)
             return True, "no gallery_path set: every face is 'unknown'"
-        if not path.exists():
-            # Deleted (or a new path): nobody is enrolled any more. Keeping the old
-            # people would also write them back at the next enrolment.
-            self._mtime = None
-            self.pipeline.set_gallery(None)
-            message = (f"gallery {path} does not exist (yet); faces are 'unknown' until "
-                       f"someone is enrolled")
-            self._log.warning(message)
-            return False, message
         try:
-            mtime = path.stat().st_mtime
-            gallery = Gallery.load(path)
+            if not storage.exists():
+                # Deleted (or a new path): nobody is enrolled any more. Keeping the old
+                # people would also write them back at the next enrolment.
+                self._version = None
+                self.pipeline.set_gallery(None)
+                message = (f"gallery {storage.location} does not exist (yet); faces are "
+                           f"'unknown' until someone is enrolled")
+                self._log.warning(message)
+                return False, message
+            gallery, version = storage.snapshot()
             self.pipeline.set_gallery(gallery)
         except Exception as exc:
-            # Whatever a file from outside holds, it must not stop recognition
+            # Whatever a storage from outside holds, it must not stop recognition
             # (GalleryError is the expected case; anything else is named too).
-            self._mtime = path.stat().st_mtime if path.exists() else None
-            text = str(exc) if isinstance(exc, GalleryError) else f"{exc!r}"
-            if str(path) not in text:
-                text = f"gallery {path}: {text}"
-            message = f"{text}; keeping the previous gallery"
-            self._log.error(message)
-            return False, message
-        self._mtime = mtime
-        message = f"gallery {path}: {len(gallery)} people ({', '.join(gallery.names())})"
+            return False, self._failed(exc)
+        self._version = version
+        if self._failing:
+            self._failing = False
+            self._log.info(f"gallery {storage.location} is readable again")
+        names = gallery.names()
+        shown = ", ".join(names[:20]) + (f", ... ({len(names) - 20} more)" if len(names) > 20
+                                         else "")
+        message = f"gallery {storage.location}: {len(gallery)} people ({shown})"
         self._log.info(message)
         return True, message
 
-    def watch(self) -> None:
-        """Reload when the file changed on disk since it was last loaded or written."""
-        path = self.path
-        if path is None:
-            return
+    def _failed(self, exc: Exception) -> str:
+        location = self.location
         try:
-            mtime: float | None = path.stat().st_mtime
-        except OSError:
-            mtime = None  # gone: unload it once
-        if mtime != self._mtime:
-            self.reload()
+            self._version = self._storage.version() if self._storage else None
+        except Exception:
+            self._version = None  # unreachable: try again at the next watch
+        text = str(exc) if isinstance(exc, GalleryError) else f"{exc!r}"
+        if location not in text:
+            text = f"gallery {location}: {text}"
+        message = f"{text}; keeping the previous gallery"
+        if not self._failing:  # one ERROR per outage, not one per watch period
+            self._log.error(message)
+        self._failing = True
+        return message
+
+    def watch(self) -> None:
+        """Take in what changed since the gallery in use was read (by anyone)."""
+        with self._lock:
+            storage = self._storage
+            if storage is None:
+                return
+            try:
+                version = storage.version()
+                if version == self._version and not self._failing:
+                    return
+                changes, latest = storage.changes_since(self._version)
+            except Exception as exc:
+                self._failed(exc)
+                return
+            if changes is None or self.pipeline.gallery is None:
+                self._reload_locked()
+                return
+            self.pipeline.set_gallery(self.pipeline.gallery.with_changes(changes))
+            self._version = latest
+            if self._failing:
+                self._failing = False
+                self._log.info(f"gallery {storage.location} is readable again")
+            if changes:
+                self._log.info(f"gallery {storage.location}: took in changes to "
+                               f"{', '.join(sorted(changes))}")
 
     def enroll(self, name: str, embedding: np.ndarray, append: bool,
                source: str = "enroll service") -> Enrolment:
         """Add one embedding for ``name`` and persist it; GalleryError/OSError on refusal.
 
-        The new gallery replaces the one in use only once it has been written, so a
-        failed write changes nothing, in memory or on disk.
+        The gallery in use changes only once the storage has taken the enrolment, so a
+        failed write changes nothing, in memory or in storage.
         """
         name = validate_name(name)
+        on_existing = "append" if append else "refuse"
         with self._lock:
             current = self.pipeline.gallery
-            gallery = current.copy() if current is not None else self.pipeline.new_gallery()
-            person = gallery.add(name, embedding[None, :], [source],
-                                 on_existing="append" if append else "refuse")
-            persisted = self.persist and self.path is not None
-            if persisted:
-                saved = gallery.save(self.path)
-                self._mtime = saved.stat().st_mtime
-            self.pipeline.set_gallery(gallery)
-        return Enrolment(person, persisted)
+            if not (self.persist and self._storage is not None):
+                gallery = current.copy() if current is not None else self.pipeline.new_gallery()
+                person = gallery.add(name, embedding[None, :], [source], on_existing)
+                self.pipeline.set_gallery(gallery)
+                return Enrolment(person, persisted=False)
+            if current is not None and not append and name in current.people:
+                raise GalleryError(f"{name!r} is already enrolled "
+                                   f"({current.num_embeddings(name)} embeddings); use append")
+            person = self._storage.add(name, embedding[None, :], [source], on_existing)
+            self._catch_up(name, person)
+        return Enrolment(person, persisted=True)
+
+    def _catch_up(self, name: str, person: Person) -> None:
+        """After our own write: take in it (and anything else that changed meanwhile)."""
+        current = self.pipeline.gallery
+        try:
+            changes, latest = self._storage.changes_since(self._version)
+        except Exception:
+            changes, latest = None, None
+        if changes is not None and current is not None:
+            self.pipeline.set_gallery(current.with_changes({**changes, name: person}))
+            self._version = latest
+        else:
+            self._reload_locked()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._storage is not None:
+                self._storage.close()

@@ -23,6 +23,7 @@ from fer_ros.pipeline.detector import FaceDetector
 from fer_ros.pipeline.emotion import EmotionClassifier
 from fer_ros.pipeline.facenet import FaceEmbedder
 from fer_ros.pipeline.gallery import UNKNOWN, Gallery, GalleryError
+from fer_ros.pipeline.idle import IdleGate
 from fer_ros.pipeline.tracker import FaceTracker, thumbnail
 from fer_ros.pipeline.types import Detection, FaceResult
 
@@ -76,6 +77,12 @@ class PipelineConfig:
     # thread, so no frame waits for one (an embedding costs more than a detection on a
     # CPU); new and split tracks are still embedded before their frame is returned.
     async_reembed: bool = False
+    # While no face is tracked, search at most this often (Hz, on average) and only when
+    # the scene changed by change_threshold grey levels or refresh_period s have passed
+    # (see fer_ros/pipeline/idle.py). 0 = search every image.
+    idle_detection_rate: float = 0.0
+    idle_change_threshold: float = 12.0
+    idle_refresh_period: float = 5.0
 
     def __post_init__(self) -> None:
         self.detection_thresholds = tuple(float(v) for v in self.detection_thresholds)
@@ -90,7 +97,8 @@ class PipelineConfig:
 # Settings that may change between frames; the others choose or load models.
 RUNTIME_SETTINGS = frozenset({
     "recognition_threshold", "recognition_margin", "emotion_smoothing",
-    "full_detection_interval", "reembed_interval", "track_max_age", "detection_min_score"})
+    "full_detection_interval", "reembed_interval", "track_max_age", "detection_min_score",
+    "idle_detection_rate", "idle_change_threshold", "idle_refresh_period"})
 
 
 @dataclass
@@ -123,6 +131,9 @@ class FacePipeline:
         self.last_times = StageTimes()
         self._frames_since_full = 0
         self._last_stamp: float | None = None
+        self.idle = IdleGate(self.config.idle_detection_rate, self.config.idle_change_threshold,
+                             self.config.idle_refresh_period)
+        self._faces_seen = False  # the last searched image had faces (for tracking off)
         self._reembed_pool = None  # ThreadPoolExecutor(1), made on first use
         self._reembed_job = None  # the Future of the re-embedding in flight
         self.reembed_errors = 0
@@ -153,6 +164,8 @@ class FacePipeline:
                 setattr(self.config, name, value)
             self.tracker.max_age = self.config.track_max_age
             self.detector.min_score = self.config.detection_min_score
+            self.idle.configure(self.config.idle_detection_rate,
+                                self.config.idle_change_threshold, self.config.idle_refresh_period)
 
     # ------------------------------------------------------------------ gallery
     @property
@@ -243,16 +256,27 @@ class FacePipeline:
 
     def process(self, image: np.ndarray, color: str = "rgb",
                 stamp: float | None = None) -> list[FaceResult]:
-        """All faces in one frame. ``stamp`` (seconds) drives track ageing."""
+        """All faces in one frame. ``stamp`` (seconds) drives track ageing.
+
+        With ``idle_detection_rate`` set, an image seen while nobody is tracked may not be
+        searched (IdleGate): it gives [] and ``last_times.extra["searched"]`` is False.
+        """
         cfg = self.config
         t0 = time.perf_counter()
         rgb = self.to_rgb(image, color)
         stamp = time.monotonic() if stamp is None else stamp
+        with self._lock:
+            tracking = bool(self.tracker.tracks) if cfg.tracking else self._faces_seen
+            searched = self.idle.decide(rgb, stamp, tracking).search
+        if not searched:  # nobody there and nothing new: the empty answer costs nothing
+            self.last_times = StageTimes(total=(time.perf_counter() - t0) * 1e3,
+                                         extra={"full_detection": False, "searched": False})
+            return []
         detections, full = self._detect(rgb, stamp)
+        self._faces_seen = bool(detections)
         t1 = time.perf_counter()
         results = [FaceResult(detection=d) for d in detections]
-        times = StageTimes(faces=len(results))
-        times.extra["full_detection"] = full
+        times = StageTimes(faces=len(results), extra={"full_detection": full, "searched": True})
         with self._lock:
             # Read under the lock that set_gallery takes: votes cast with one gallery
             # never land in tracks just reset for another.

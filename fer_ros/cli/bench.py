@@ -1,0 +1,69 @@
+"""``fer-ros bench``: fps, latency, CPU and memory of the live pipeline, beside its peers.
+
+The benchmark itself is fer_ros.bench.run (see its docstring); ``--backends`` runs the
+FaceNet backend comparison of fer_ros.bench.backends instead, and ``--gallery-scale``
+matching, loading and enrolling at 100 to 100,000 people (fer_ros.bench.gallery_scale).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from fer_ros.bench import BAGS, RATE_HZ
+
+PEERS = ["naive", "face_recognition", "ours"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="out/bench", help="output folder (default out/bench)")
+    parser.add_argument("--seconds", type=float, default=10.0,
+                        help="seconds of each bag streamed to the node (default 10)")
+    parser.add_argument("--rate", type=float, default=RATE_HZ,
+                        help=f"camera rate in Hz (default {RATE_HZ:g})")
+    parser.add_argument("--bags", nargs="+", choices=BAGS, default=list(BAGS))
+    parser.add_argument("--peer-frames", type=int, default=40,
+                        help="frames per bag for the in-process runs (default 40)")
+    parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=PEERS,
+                        help="in-process configurations to run (default all)")
+    parser.add_argument("--id-limit", type=int, default=0,
+                        help="images per person for the identity test (default 0 = all)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads for the in-process runs (default: the node's "
+                             "torch_threads default)")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="extra perception_node parameter for the live run")
+    parser.add_argument("--no-live", action="store_true", help="skip the DDS run")
+    parser.add_argument("--soak", type=float, default=0.0, metavar="MINUTES",
+                        help="instead: images at --soak-rate Hz into the node for MINUTES, "
+                             "sampling RSS and latency")
+    parser.add_argument("--soak-rate", type=float, default=120.0)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--backends", action="store_true",
+                        help="instead: FaceNet on one thread in PyTorch, TorchScript and ONNX "
+                             "Runtime (needs `fer-ros models fetch` and onnxruntime)")
+    parser.add_argument("--gallery-scale", action="store_true",
+                        help="instead: gallery matching, load, enrolment and memory at 100 to "
+                             "100,000 people (SQLite, random embeddings)")
+    parser.add_argument("--people", type=int, nargs="+", default=None,
+                        help="gallery sizes for --gallery-scale (default 100 1000 10000 100000)")
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: torch and the pipeline take about 6 s to import and
+    # `fer-ros bench --help` needs neither; onnxruntime (--backends) is a dev requirement.
+    if args.backends:
+        from fer_ros.bench.backends import main
+
+        return main()
+    if args.gallery_scale:
+        import json
+
+        from fer_ros.bench import gallery_scale
+
+        sizes = tuple(args.people) if args.people else gallery_scale.SIZES
+        print(json.dumps({"gallery_scale": gallery_scale.run(sizes)}, indent=None if args.json
+                         else 1))
+        return 0
+    from fer_ros.bench.run import run_bench
+
+    return run_bench(args)

@@ -1,0 +1,417 @@
+"""Where a gallery lives: a JSON file, an SQLite file or a PostgreSQL database.
+
+`open_storage(location)` picks the kind from the location:
+
+* ``*.json``: our JSON format or the original system's face_embeddings_pytorch.json
+  (read only). Every edit rewrites the whole file (atomically, mode 0600). Good for
+  a few hundred people and for reading by eye.
+* ``*.db``, ``*.sqlite``, ``*.sqlite3``: SQLite (the default for anything else too).
+  Embeddings are float32 blobs; model name and schema version are in the file; one
+  transaction per enrolment, so an edit costs milliseconds at any size; WAL, so
+  readers never block the writer; mode 0600. Other processes' edits are picked up
+  incrementally through a change log.
+* ``postgresql://...`` or ``postgres://...``: one gallery for many robots on a
+  database server (fer_ros.pipeline.gallery_postgres).
+
+Every kind answers the same questions: load it whole, add or remove a person in one
+step, tell cheaply whether it changed (`version`), and say what changed since a
+version (`changes_since`) so a reader never reloads 10,000 people for one new face.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+from fer_ros.pipeline.gallery import Gallery, GalleryError, Person, _now, validate_name
+
+DB_FORMAT = "fer_ros.gallery.db"
+DB_SCHEMA_VERSION = 1
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+# More people changed than this since the last look: reading everything is simpler.
+MAX_INCREMENTAL = 500
+
+# The tables of the database kinds (SQLite and PostgreSQL write the same rows).
+# `changes` is the log that lets a reader catch up: one row per edit of a person.
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS embeddings (id {serial} PRIMARY KEY, name TEXT NOT NULL, "
+    "vector {blob} NOT NULL, added TEXT NOT NULL, source TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS embeddings_name ON embeddings (name)",
+    "CREATE TABLE IF NOT EXISTS changes (seq {serial} PRIMARY KEY, name TEXT NOT NULL, "
+    "at TEXT NOT NULL)",
+)
+
+
+class GalleryStorage(ABC):
+    """One gallery's persistent home. Methods raise GalleryError (or OSError) saying why."""
+
+    location: str  # printable: never holds a password
+
+    def __init__(self, model: str | None = None, dim: int | None = None) -> None:
+        # The embedding space a new gallery is created in (None: only open existing ones).
+        self.model, self.dim = model, dim
+
+    @abstractmethod
+    def exists(self) -> bool: ...
+
+    def load(self) -> Gallery:
+        return self.snapshot()[0]
+
+    @abstractmethod
+    def snapshot(self) -> tuple[Gallery, object | None]:
+        """The whole gallery and its version, read consistently."""
+
+    @abstractmethod
+    def add(self, name: str, embeddings: np.ndarray, sources: list[str],
+            on_existing: str = "append") -> Person: ...
+
+    @abstractmethod
+    def remove(self, name: str) -> None: ...
+
+    @abstractmethod
+    def version(self) -> object | None:
+        """Cheap: a value that changes whenever the gallery does (None: absent)."""
+
+    def changes_since(self, version: object | None
+                      ) -> tuple[dict[str, Person | None] | None, object | None]:
+        """The people edited since ``version`` (None for removed) and the version they
+        bring the reader to; (None, _) means: reload everything."""
+        return None, None
+
+    def listen(self, on_change) -> None:
+        """Call ``on_change()`` (from another thread) when another process edits the
+        gallery; kinds that cannot tell are polled through version() instead."""
+        return None
+
+    def close(self) -> None:
+        """Release connections and stop listening."""
+        return None
+
+    def _new_gallery(self) -> Gallery:
+        if self.model is None or self.dim is None:
+            raise GalleryError(f"gallery {self.location} does not exist")
+        return Gallery(self.model, self.dim)
+
+
+class JsonStorage(GalleryStorage):
+    def __init__(self, path: Path, model: str | None = None, dim: int | None = None) -> None:
+        super().__init__(model, dim)
+        self.path = path
+        self.location = str(path)
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def snapshot(self) -> tuple[Gallery, object | None]:
+        # Version first: a write during the read shows up as a change at the next check.
+        version = self.version()
+        return Gallery.load(self.path), version
+
+    def add(self, name: str, embeddings: np.ndarray, sources: list[str],
+            on_existing: str = "append") -> Person:
+        gallery = self.load() if self.exists() else self._new_gallery()
+        if self.model is not None:
+            gallery.check_model(self.model)
+        person = gallery.add(name, embeddings, sources, on_existing=on_existing)
+        gallery.save(self.path)
+        return person
+
+    def remove(self, name: str) -> None:
+        gallery = self.load()
+        gallery.remove(name)
+        gallery.save(self.path)
+
+    def version(self) -> object | None:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+
+class DatabaseStorage(GalleryStorage):
+    """The SQL shared by SQLite and PostgreSQL; subclasses connect and name the types."""
+
+    FORMAT = DB_FORMAT
+    SCHEMA_VERSION = DB_SCHEMA_VERSION
+    serial = "INTEGER"  # SQLite: an INTEGER PRIMARY KEY is the row id, ever increasing
+    blob = "BLOB"
+    param = "?"
+
+    @abstractmethod
+    def _transaction(self): ...
+
+    def _sql(self, text: str) -> str:
+        return text.replace("?", self.param)
+
+    def _create_tables(self, cur) -> None:
+        for statement in SCHEMA:
+            cur.execute(statement.format(serial=self.serial, blob=self.blob))
+
+    def _meta(self, cur) -> dict[str, str]:
+        cur.execute("SELECT key, value FROM meta")
+        return dict(cur.fetchall())
+
+    def _check_meta(self, meta: dict[str, str]) -> tuple[str, int]:
+        if meta.get("format") != self.FORMAT:
+            raise GalleryError(f"gallery {self.location} is not a fer_ros gallery "
+                               f"(format {meta.get('format')!r})")
+        if meta.get("schema_version") != str(self.SCHEMA_VERSION):
+            raise GalleryError(f"gallery {self.location}: schema_version "
+                               f"{meta.get('schema_version')!r} is not supported (this "
+                               f"fer_ros reads {self.SCHEMA_VERSION})")
+        try:
+            return meta["model"], int(meta["embedding_dim"])
+        except (KeyError, ValueError):
+            raise GalleryError(f"gallery {self.location}: no model or embedding_dim") from None
+
+    def _init_meta(self, cur) -> tuple[str, int]:
+        """Create the tables and meta rows of a new gallery; check an existing one's."""
+        self._create_tables(cur)
+        meta = self._meta(cur)
+        if not meta:
+            gallery = self._new_gallery()
+            meta = {"format": self.FORMAT, "schema_version": str(self.SCHEMA_VERSION),
+                    "model": gallery.model, "embedding_dim": str(gallery.dim),
+                    "created": gallery.created}
+            for key, value in meta.items():
+                # Two writers may create the same gallery at once: the first one wins.
+                cur.execute(self._sql("INSERT INTO meta (key, value) VALUES (?, ?) "
+                                      "ON CONFLICT (key) DO NOTHING"), (key, value))
+            meta = self._meta(cur)
+        model, dim = self._check_meta(meta)
+        if self.model is not None and model != self.model:
+            known = Gallery(model, dim)
+            known.path = self.location  # for the message
+            known.check_model(self.model)
+        return model, dim
+
+    def _people(self, cur, names: list[str] | None, dim: int
+                ) -> tuple[dict[str, Person], np.ndarray]:
+        """The people (all, or these) and one matrix of their embeddings in row order;
+        each Person's embeddings are a view into it."""
+        if names is None:
+            cur.execute("SELECT name, vector, added, source FROM embeddings ORDER BY name, id")
+        else:
+            cur.execute(self._sql("SELECT name, vector, added, source FROM embeddings WHERE "
+                                  f"name IN ({', '.join('?' * len(names))}) ORDER BY name, id"),
+                        tuple(names))
+        rows = cur.fetchall()
+        if not rows:
+            return {}, np.zeros((0, dim), np.float32)
+        blob = b"".join(bytes(row[1]) for row in rows)
+        if len(blob) != len(rows) * dim * 4:
+            raise GalleryError(f"gallery {self.location}: an embedding is not {dim} float32s")
+        matrix = np.frombuffer(blob, np.float32).reshape(len(rows), dim)
+        people: dict[str, Person] = {}
+        start = 0
+        for end in range(1, len(rows) + 1):
+            if end == len(rows) or rows[end][0] != rows[start][0]:
+                chunk = rows[start:end]
+                people[chunk[0][0]] = Person(chunk[0][0], matrix[start:end],
+                                             [r[2] for r in chunk], [r[3] for r in chunk])
+                start = end
+        return people, matrix
+
+    def snapshot(self) -> tuple[Gallery, object | None]:
+        with self._transaction() as cur:
+            meta = self._meta(cur) if self._has_tables(cur) else {}
+            if not meta:
+                raise GalleryError(f"gallery {self.location} does not exist or is empty")
+            model, dim = self._check_meta(meta)
+            version = self._version(cur)  # first: see changes_since
+            people, matrix = self._people(cur, None, dim)
+        gallery = Gallery(model, dim, None)
+        gallery.people = people
+        gallery.adopt_matrix(matrix, list(people))
+        gallery.created = meta.get("created", gallery.created)
+        gallery.source_format = self.FORMAT
+        return gallery, version
+
+    def add(self, name: str, embeddings: np.ndarray, sources: list[str],
+            on_existing: str = "append") -> Person:
+        name = validate_name(name)
+        with self._transaction(write=True) as cur:
+            model, dim = self._init_meta(cur)
+            check = Gallery(model, dim, None)  # validates and normalises like the JSON kind
+            cur.execute(self._sql("SELECT count(*) FROM embeddings WHERE name = ?"), (name,))
+            enrolled = cur.fetchone()[0]
+            if enrolled and on_existing == "refuse":
+                raise GalleryError(f"{name!r} is already enrolled ({enrolled} embeddings); "
+                                   f"use append or replace")
+            new = check.add(name, embeddings, sources, on_existing="append")
+            if on_existing == "replace":
+                cur.execute(self._sql("DELETE FROM embeddings WHERE name = ?"), (name,))
+            stamp = _now()
+            for vector, source in zip(new.embeddings, new.sources, strict=True):
+                cur.execute(self._sql("INSERT INTO embeddings (name, vector, added, source) "
+                                      "VALUES (?, ?, ?, ?)"),
+                            (name, vector.astype(np.float32).tobytes(), stamp, source))
+            self._log_change(cur, name)
+            return self._people(cur, [name], dim)[0][name]
+
+    def add_many(self, people: list[tuple[str, np.ndarray, list[str]]]) -> None:
+        """Enrol (replace) many people in one transaction: imports and benchmarks."""
+        with self._transaction(write=True) as cur:
+            model, dim = self._init_meta(cur)
+            check = Gallery(model, dim, None)
+            stamp = _now()
+            rows, changed = [], []
+            for name, embeddings, sources in people:
+                person = check.add(name, embeddings, sources, on_existing="replace")
+                cur.execute(self._sql("DELETE FROM embeddings WHERE name = ?"), (person.name,))
+                rows += [(person.name, v.astype(np.float32).tobytes(), stamp, src)
+                         for v, src in zip(person.embeddings, person.sources, strict=True)]
+                changed.append((person.name, stamp))
+            cur.executemany(self._sql("INSERT INTO embeddings (name, vector, added, source) "
+                                      "VALUES (?, ?, ?, ?)"), rows)
+            cur.executemany(self._sql("INSERT INTO changes (name, at) VALUES (?, ?)"), changed)
+
+    def remove(self, name: str) -> None:
+        with self._transaction(write=True) as cur:
+            cur.execute(self._sql("DELETE FROM embeddings WHERE name = ?"), (name,))
+            if cur.rowcount == 0:
+                raise GalleryError(f"{name!r} is not in the gallery {self.location}")
+            self._log_change(cur, name)
+
+    def _log_change(self, cur, name: str) -> None:
+        cur.execute(self._sql("INSERT INTO changes (name, at) VALUES (?, ?)"), (name, _now()))
+
+    def _version(self, cur) -> int:
+        cur.execute("SELECT coalesce(max(seq), 0) FROM changes")
+        return int(cur.fetchone()[0])
+
+    def version(self) -> object | None:
+        with self._transaction() as cur:
+            return self._version(cur) if self._has_tables(cur) else None
+
+    def changes_since(self, version: object | None
+                      ) -> tuple[dict[str, Person | None] | None, object | None]:
+        if not isinstance(version, int):
+            return None, None
+        with self._transaction() as cur:
+            meta = self._meta(cur) if self._has_tables(cur) else {}
+            if not meta:
+                return None, None
+            _, dim = self._check_meta(meta)
+            # The version first: PostgreSQL reads each statement afresh, and people
+            # newer than the version are harmless (applied again next time).
+            latest = self._version(cur)
+            cur.execute(self._sql("SELECT DISTINCT name FROM changes WHERE seq > ? AND "
+                                  "seq <= ?"), (version, latest))
+            names = sorted(row[0] for row in cur.fetchall())
+            if len(names) > MAX_INCREMENTAL:
+                return None, None
+            people = self._people(cur, names, dim)[0] if names else {}
+        return {name: people.get(name) for name in names}, latest
+
+    @abstractmethod
+    def _has_tables(self, cur) -> bool: ...
+
+
+class SqliteStorage(DatabaseStorage):
+    def __init__(self, path: Path, model: str | None = None, dim: int | None = None) -> None:
+        super().__init__(model, dim)
+        self.path = path
+        self.location = str(path)
+        self._conn: sqlite3.Connection | None = None
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def _connect(self, create: bool) -> sqlite3.Connection:
+        if self._conn is None:
+            if not self.path.exists():
+                if not create:
+                    raise GalleryError(f"gallery {self.path} does not exist")
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                # Create it 0600 before SQLite does: embeddings are biometric data. SQLite
+                # gives its -wal and -shm files the database file's permissions.
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            try:
+                conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None,
+                                       check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+            except sqlite3.DatabaseError as exc:
+                raise GalleryError(f"gallery {self.path} is not an SQLite database or is "
+                                   f"corrupt: {exc}") from None
+            self._conn = conn
+        return self._conn
+
+    def _transaction(self, write: bool = False):
+        return _SqliteTransaction(self, write)
+
+    def _has_tables(self, cur) -> bool:
+        cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'")
+        return cur.fetchone() is not None
+
+    def version(self) -> object | None:
+        if not self.path.exists():
+            self.close()  # deleted: forget the connection to the old file
+            return None
+        return super().version()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class _SqliteTransaction:
+    """BEGIN (IMMEDIATE for writers, so two writers queue instead of failing) ... COMMIT."""
+
+    def __init__(self, storage: SqliteStorage, write: bool) -> None:
+        self.storage, self.write = storage, write
+
+    def __enter__(self) -> sqlite3.Cursor:
+        try:
+            self.cur = self.storage._connect(create=self.write).cursor()
+            self.cur.execute("BEGIN IMMEDIATE" if self.write else "BEGIN")
+        except sqlite3.DatabaseError as exc:
+            self.storage.close()
+            raise GalleryError(f"gallery {self.storage.path}: {exc}") from None
+        return self.cur
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        try:
+            self.cur.execute("COMMIT" if kind is None else "ROLLBACK")
+        except sqlite3.DatabaseError as error:
+            if kind is None:
+                raise GalleryError(f"gallery {self.storage.path}: {error}") from None
+        if isinstance(exc, sqlite3.DatabaseError):
+            raise GalleryError(f"gallery {self.storage.path}: {exc}") from None
+        return False
+
+
+def open_storage(location: str, model: str | None = None,
+                 dim: int | None = None) -> GalleryStorage:
+    """The storage ``location`` names (see the module docstring); nothing is opened yet."""
+    if location.startswith(POSTGRES_SCHEMES):
+        from fer_ros.pipeline.gallery_postgres import PostgresStorage  # psycopg: fleets only
+
+        return PostgresStorage(location, model, dim)
+    path = Path(location).expanduser()
+    if path.suffix.lower() == ".json":
+        return JsonStorage(path, model, dim)
+    return SqliteStorage(path, model, dim)
+
+
+def copy_gallery(source: GalleryStorage, target: GalleryStorage) -> int:
+    """Write every person of ``source`` into ``target`` (import/export); returns people."""
+    gallery = source.load()
+    target.model, target.dim = gallery.model, gallery.dim
+    people = [(name, gallery.people[name].embeddings, list(gallery.people[name].sources))
+              for name in gallery.names()]
+    if isinstance(target, DatabaseStorage):
+        target.add_many(people)
+    else:
+        for name, embeddings, sources in people:
+            target.add(name, embeddings, sources, on_existing="replace")
+    return len(gallery)

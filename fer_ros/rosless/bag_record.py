@@ -1,0 +1,140 @@
+"""``fer-ros bag record``: record live topics into a new rosbag2 bag.
+
+QoS: a topic is subscribed best effort when any of its publishers is best effort (a
+reliable subscriber would not match it), else reliable; transient local when every
+publisher is. The publishers' offered QoS goes into the metadata, as ``ros2 bag record``
+stores it, so ``play`` can offer the same. Storage and metadata version: see bag.py.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosbags.rosbag2 import StoragePlugin, Writer
+
+from fer_ros.rosless.bag import (
+    WRITE_VERSION,
+    BagError,
+    declare_metadata_version,
+    ensure_type,
+    make_typestore,
+    message_class,
+    to_bag_qos,
+)
+from fer_ros.rosless.bag_session import BagSession, StopFlag
+
+SUBSCRIBE_DEPTH = 100
+DISCOVERY_POLL_S = 0.1
+STORAGE_PLUGINS = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+
+
+@dataclass
+class RecordOptions:
+    topics: list[str]
+    output: str
+    storage: str = "mcap"
+    duration: float | None = None
+    max_messages: int | None = None
+
+
+def subscribe_qos(offered: Sequence[Any]) -> QoSProfile:
+    """The QoS that matches every publisher that offers ``offered`` (module docstring)."""
+    qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=SUBSCRIBE_DEPTH,
+                     reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.VOLATILE)
+    if any(p.reliability == ReliabilityPolicy.BEST_EFFORT for p in offered):
+        qos.reliability = ReliabilityPolicy.BEST_EFFORT
+    if offered and all(p.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in offered):
+        qos.durability = DurabilityPolicy.TRANSIENT_LOCAL
+    return qos
+
+
+def record(options: RecordOptions) -> int:
+    output = Path(options.output)
+    if output.exists():
+        raise BagError(f"{output} exists already")
+    if options.storage not in STORAGE_PLUGINS:
+        raise BagError(f"unknown storage {options.storage!r}")
+    writer = Writer(output, version=WRITE_VERSION, storage_plugin=STORAGE_PLUGINS[options.storage])
+    with StopFlag() as stop:
+        session = BagSession("fer_ros_bag_recorder")
+        executor = SingleThreadedExecutor(context=session.context)
+        executor.add_node(session.node)
+        writer.open()
+        recorder = Recorder(session, writer, options)
+        try:
+            recorder.spin(executor, stop)
+        finally:
+            writer.close()  # writes the index and metadata.yaml: the bag stays readable
+            executor.shutdown()
+            session.close()
+    declare_metadata_version(output)
+    print(f"Recorded {recorder.count} messages to {output}", file=sys.stderr, flush=True)
+    return 0
+
+
+class Recorder:
+    """Subscribes to each topic once a publisher shows up, and writes what arrives."""
+
+    def __init__(self, session: BagSession, writer: Writer, options: RecordOptions) -> None:
+        self.node = session.node
+        self.writer = writer
+        self.options = options
+        self.typestore = make_typestore()
+        self.pending = list(dict.fromkeys("/" + t.lstrip("/") for t in options.topics))
+        self.count = 0
+
+    @property
+    def full(self) -> bool:
+        return self.options.max_messages is not None and self.count >= self.options.max_messages
+
+    def spin(self, executor: SingleThreadedExecutor, stop: StopFlag) -> None:
+        print(f"Recording to {self.options.output} ({self.options.storage}); waiting for "
+              f"{', '.join(self.pending)}", file=sys.stderr, flush=True)
+        end = time.monotonic() + self.options.duration if self.options.duration else None
+        next_poll = 0.0
+        while not stop.stopped and not self.full:
+            now = time.monotonic()
+            if end is not None and now >= end:
+                break
+            if self.pending and now >= next_poll:
+                next_poll = now + DISCOVERY_POLL_S
+                self.subscribe_new()
+            executor.spin_once(timeout_sec=0.05)
+
+    def subscribe_new(self) -> None:
+        """Subscribe to the pending topics that now have a publisher (with its QoS)."""
+        known = dict(self.node.get_topic_names_and_types())
+        still = []
+        for topic in self.pending:
+            types = known.get(topic)
+            offered = [info.qos_profile
+                       for info in self.node.get_publishers_info_by_topic(topic)] \
+                if types else []
+            if not offered:  # unknown, or only subscribers so far: wait for a publisher
+                still.append(topic)
+                continue
+            msgtype = types[0]
+            ensure_type(self.typestore, msgtype)
+            connection = self.writer.add_connection(
+                topic, msgtype, typestore=self.typestore,
+                offered_qos_profiles=[to_bag_qos(p) for p in offered])
+            self.node.create_subscription(message_class(msgtype), topic,
+                                          self._writer_for(connection),
+                                          subscribe_qos(offered), raw=True)
+            print(f"Subscribed to topic '{topic}' ({msgtype})", file=sys.stderr, flush=True)
+        self.pending = still
+
+    def _writer_for(self, connection: Any) -> Callable[[bytes], None]:
+        def callback(data: bytes) -> None:
+            if not self.full:
+                self.writer.write(connection, time.time_ns(), data)
+                self.count += 1
+        return callback

@@ -1,0 +1,96 @@
+"""Two perception nodes ("robots") share one gallery on a real PostgreSQL server: an
+enrolment through one node's ~/enroll is named by the other within a second, and a
+server that goes away is one ERROR while both keep recognising."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import Proc, data_path, wait_for
+from pgutil import PostgresCluster, postgres  # noqa: F401 (fixture)
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosutil import TestNode, frame_bgr
+from sensor_msgs.msg import Image
+
+from fer_ros.msg import FaceEmotionArray
+from fer_ros.paths import node_executable
+from fer_ros.ros.image_codec import image_to_msg
+from fer_ros.srv import EnrollFace
+
+pytestmark = pytest.mark.slow
+PERSON = "madonna"
+
+
+def start_robot(spawn, name: str, url: str) -> Proc:
+    return spawn([str(node_executable("perception_node")), "--ros-args",
+                 "-r", f"__node:={name}", "-r", f"image:=/{name}/image",
+                 "-r", f"faces/emotions:=/{name}/faces", "-p", f"gallery_path:={url}",
+                 "-p", "qos:=reliable", "-p", "device:=cpu", "-p", "enable_tracking:=false",
+                 "-p", "gallery_watch_period:=5.0"], name)
+
+
+def test_enrolment_reaches_the_other_robot_within_a_second(postgres: PostgresCluster,  # noqa: F811
+                                                           spawn) -> None:
+    # spawn (conftest) stops the nodes whatever happens in the test.
+    robots = {name: start_robot(spawn, name, postgres.url) for name in ("robot_a", "robot_b")}
+    client = TestNode("fleet_test_client")
+    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    pubs = {n: client.node.create_publisher(Image, f"/{n}/image", reliable) for n in robots}
+    outputs: dict[str, list[FaceEmotionArray]] = {n: [] for n in robots}
+    lock = threading.Lock()
+    for name in robots:
+        client.node.create_subscription(
+            FaceEmotionArray, f"/{name}/faces",
+            lambda msg, n=name: (lock.acquire(), outputs[n].append(msg), lock.release()), 10)
+    enroll = client.node.create_client(EnrollFace, "/robot_a/enroll")
+    try:
+        for proc in robots.values():
+            assert wait_for(lambda p=proc: "models loaded" in p.output(), 180), proc.output()
+        for name, pub in pubs.items():
+            assert wait_for(lambda p=pub: p.get_subscription_count() > 0, 30), name
+        stamps = iter(range(1, 10_000))
+
+        def names_seen(robot: str, image: Path) -> list[str]:
+            msg = image_to_msg(frame_bgr(image), "bgr8")
+            msg.header.stamp.sec = next(stamps)
+            pubs[robot].publish(msg)
+
+            def answered():
+                with lock:
+                    return [o for o in outputs[robot] if o.header.stamp.sec == msg.header.stamp.sec]
+            assert wait_for(lambda: bool(answered()), 30), robots[robot].output()[-2000:]
+            return [face.name for face in answered()[0].faces]
+
+        train = sorted(data_path("celebrity", "train", PERSON).glob("*.jpg"))
+        val = sorted(data_path("celebrity", "val", PERSON).glob("*.jpg"))
+        assert names_seen("robot_b", val[0]) == ["unknown"]
+        for image in train[:3]:
+            assert names_seen("robot_a", image) != []
+            response = client.call(enroll, EnrollFace.Request(name=PERSON, append=True))
+            assert response.success, response.message
+        enrolled_at = time.time()
+        # robot_b polls only every 5 s: the NOTIFY is what brings the change within 1 s.
+        taken = re.compile(r"\[(\d+\.\d+)\] \[robot_b\]: gallery .* took in changes to madonna")
+        assert wait_for(lambda: taken.search(robots["robot_b"].output()), 5), \
+            robots["robot_b"].output()[-2000:]
+        seen_at = max(float(t) for t in taken.findall(robots["robot_b"].output()))
+        assert seen_at - enrolled_at < 1.0
+        assert names_seen("robot_b", val[0]) == [PERSON]
+
+        postgres.stop()
+        for robot in robots:
+            assert names_seen(robot, val[0]) == [PERSON]  # the last gallery keeps working
+        response = client.call(enroll, EnrollFace.Request(name="somebody", append=True))
+        assert not response.success and "cannot reach the database" in response.message
+        assert wait_for(lambda: "cannot reach the database" in robots["robot_b"].output(), 15)
+        for proc in robots.values():
+            assert proc.popen.poll() is None, proc.output()[-2000:]
+    finally:
+        client.close()
+    for proc in robots.values():
+        assert proc.interrupt() == 0, proc.output()[-3000:]
+        assert "Traceback" not in proc.output(), proc.output()[-3000:]
