@@ -80,6 +80,11 @@ def test_webcam_launch_viewer_in_chromium_and_ctrl_c(tmp_path: Path, spawn) -> N
     dom = browse(url, "--virtual-time-budget=4000", "--dump-dom").stdout
     assert 'src="/stream.mjpg"' in dom
     assert re.search(r"frames \d+ \| faces 1 \| " + PERSON, dom), dom[-1500:]
+    # Beside the video: the face's emotion probabilities as bars, and the perception
+    # node's rate and latency from its diagnostics.
+    bars = re.findall(r'<div class="bar" data-emotion="\w+" style="width: \d+%;">', dom)
+    assert len(bars) >= 7, dom[-3000:]
+    assert re.search(r"perception: [\d.]+ fps, latency [\d.]+ ms", dom), dom[-3000:]
 
     # The overlay draws on the frames: the snapshot differs from the raw frame.
     with urllib.request.urlopen(url + "snapshot.jpg", timeout=5) as response:

@@ -16,6 +16,7 @@ import os
 from collections import OrderedDict
 
 import cv2
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from visualization_msgs.msg import MarkerArray
@@ -75,6 +76,9 @@ class OverlayNode(Node):
         self.marker_pub = self.create_publisher(MarkerArray, "faces/markers", 10)
         self.create_subscription(Image, "image", self._on_image, qos_profile(self.p["qos"]))
         self.create_subscription(FaceEmotionArray, "faces/emotions", self._on_faces, 10)
+        # The perception node's rate and latency, shown on the viewer page.
+        self.perception: dict[str, str] | None = None
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
     def _gui_available(self) -> bool:
         if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
@@ -87,6 +91,15 @@ class OverlayNode(Node):
             self.get_logger().warning("show_window: this OpenCV has no GUI support "
                                       "(opencv-python-headless); the window is off")
             return False
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name == "fer_ros: perception":
+                values = {kv.key: kv.value for kv in status.values}
+                if "output rate (Hz)" in values:
+                    self.perception = {"fps": values["output rate (Hz)"],
+                                       "latency_ms": values.get("latency mean (ms)", ""),
+                                       "latency_p95_ms": values.get("latency p95 (ms)", "")}
 
     @staticmethod
     def _key(header) -> tuple[int, int]:
@@ -132,8 +145,14 @@ class OverlayNode(Node):
         ok, jpeg = cv2.imencode(".jpg", annotated,
                                 [cv2.IMWRITE_JPEG_QUALITY, self.p["jpeg_quality"]])
         if ok:
+            details = [{"name": f.name, "emotion": f.emotion,
+                        "scores": dict(zip(f.emotion_labels,
+                                           (round(float(v), 3) for v in f.emotion_scores),
+                                           strict=False))} for f in faces.faces]
             self.hub.publish(jpeg.tobytes(), {"frames": self.frames, "faces": len(faces.faces),
-                                              "names": sorted(self.names_seen)})
+                                              "names": sorted(self.names_seen),
+                                              "details": details,
+                                              "perception": self.perception})
         self._write_video(annotated)
         if self._window:
             cv2.imshow("fer_ros", annotated)

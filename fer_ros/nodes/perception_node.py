@@ -1,9 +1,10 @@
 """perception_node: faces, names and emotions from an image topic.
 
 Subscribes to ``image`` (remap it to your camera, e.g. /camera/image_raw) and
-publishes fer_ros/msg/FaceEmotionArray on ``faces/emotions`` (/faces/emotions in the
-root namespace) with the source image's header, one message per processed image,
-also when it holds no face. While no face is tracked, an image may be answered without
+``camera_info`` (for head poses; an assumed ``fov_deg`` without it) and publishes
+fer_ros/msg/FaceEmotionArray on ``faces/emotions`` (/faces/emotions in the root
+namespace) with the source image's header, one message per processed image, also
+when it holds no face. While no face is tracked, an image may be answered without
 being searched (idle_detection_rate, idle_change_threshold, idle_refresh_period: an
 unchanged empty scene costs almost nothing); diagnostics count those skips. Only the
 newest image is processed: images that arrive while inference runs replace the waiting
@@ -11,26 +12,32 @@ one and are counted as dropped, so the queue never grows and latency stays bound
 Inference runs on its own thread so services, parameter changes and diagnostics stay
 responsive.
 
+A lifecycle (managed) node: configure loads the models and the gallery, activate
+subscribes and publishes, deactivate stops all inference (the node then only answers
+services and diagnostics), cleanup frees the models. With ``autostart`` (the default)
+it configures and activates itself at start-up, so `ros2 run` and the launch files
+work unchanged; a model that cannot be loaded then ends the node (exit code 2).
+
 Services: ``~/enroll`` (fer_ros/srv/EnrollFace: enrol the largest face of the latest
-image) and ``~/reload_gallery`` (std_srvs/srv/Trigger). The gallery file is also
-reloaded when it changes on disk.
+image) and ``~/reload_gallery`` (std_srvs/srv/Trigger), from configure to cleanup. The
+gallery is also reloaded when another process changes it.
 """
 
 from __future__ import annotations
 
+import gc
 import re
 import sys
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 
@@ -42,11 +49,15 @@ from fer_ros.pipeline.pipeline import RUNTIME_SETTINGS
 from fer_ros.ros.face_msgs import camera_for, face_to_msg
 from fer_ros.ros.image_codec import ImageDecodeError, msg_to_image
 from fer_ros.ros.params import ParamSpec, declare_parameters
+from fer_ros.ros.perception_diagnostics import PerceptionStats, perception_status
 from fer_ros.ros.qos import QOS_CHOICES, qos_profile
 from fer_ros.ros.run import log_final, run_node
 from fer_ros.srv import EnrollFace
 
 PARAMS = (
+    ParamSpec("autostart", True, "Configure and activate at start-up (load the models, "
+              "subscribe). False: the node waits in the lifecycle state 'unconfigured' for a "
+              "lifecycle manager (ros2 lifecycle set /perception configure).", read_only=True),
     ParamSpec("gallery_path", "", "Gallery of enrolled people: a .json file, an SQLite file "
               "(.db/.sqlite) or a postgresql:// URL shared by several robots; empty = no "
               "gallery, every face is 'unknown'. Created on the first enrolment."),
@@ -124,6 +135,8 @@ _MAX_BAD_KINDS = 32
 _CONFIG_NAMES = {"enable_recognition": "recognition", "enable_emotion": "emotion",
                  "enable_tracking": "tracking"}
 
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+
 
 @dataclass
 class Frame:
@@ -131,26 +144,47 @@ class Frame:
     received: float  # monotonic seconds
 
 
-class PerceptionNode(Node):
+class PerceptionNode(LifecycleNode):
     def __init__(self, **kwargs) -> None:
         super().__init__("perception", **kwargs)
         self.p = declare_parameters(self, PARAMS, on_change=self._on_parameters_changed)
-
+        self.stats = PerceptionStats()
+        self.pipeline: FacePipeline | None = None
+        self.gallery: GalleryStore | None = None
+        self.load_seconds = 0.0
+        self._state = "unconfigured"
         self._slot: Frame | None = None  # the newest unprocessed image
         self._slot_cv = threading.Condition()
         self._stop = threading.Event()
+        self._active = threading.Event()  # images are processed and published
+        self._worker: threading.Thread | None = None
         # The last processed image and its number of faces, for enrolment (one tuple, so
         # the service never pairs an image with another image's count).
         self._latest: tuple[np.ndarray, int] | None = None
         self._bad_encodings: set[str] = set()
-        self._stats = {"received": 0, "dropped": 0, "published": 0, "bad": 0}
-        self._window: deque = deque(maxlen=300)  # (publish time, latency, StageTimes)
-        self._diag_last: dict[str, int] = {}  # counters at the previous diagnostics
-        self._last_received: float | None = None  # monotonic time of the last image
+        self._camera_info: CameraInfo | None = None  # the latest; the camera may change
+        self._configured: list = []  # what configure made, for cleanup
+        self._subscriptions: list = []  # what activate made, for deactivate
+        self._configure_error: Exception | None = None
+        # Diagnostics in every state: a lifecycle manager sees why nothing comes out.
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(self.p["diagnostics_period"], self._publish_diagnostics)
+        if self.p["autostart"]:
+            if self.trigger_configure() != SUCCESS:
+                raise self._configure_error or RuntimeError("configure failed")
+            self.trigger_activate()
 
-        start = time.monotonic()
-        self.pipeline = self._make_pipeline()
-        self.load_seconds = time.monotonic() - start
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            start = time.monotonic()
+            self.pipeline = self._make_pipeline()
+            self.load_seconds = time.monotonic() - start
+        except Exception as exc:  # a missing model, CUDA asked for but absent, ...
+            self._configure_error = exc
+            if not self.p["autostart"]:  # at start-up run_node says it, as FATAL
+                self.get_logger().error(f"configure failed: {exc}")
+            return FAILURE
         self.get_logger().info(
             f"models loaded in {self.load_seconds:.1f} s on {self.pipeline.device}: "
             f"detector MTCNN, embedder {self.pipeline.model_name or 'off'}, emotion "
@@ -158,25 +192,79 @@ class PerceptionNode(Node):
         self.gallery = GalleryStore(self.pipeline, self.p["gallery_path"],
                                     self.p["persist_gallery"], self.get_logger())
         self.gallery.reload()
-
-        self.publisher = self.create_publisher(FaceEmotionArray, "faces/emotions", 10)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.subscription = self.create_subscription(
-            Image, "image", self._on_image, qos_profile(self.p["qos"]))
-        # The camera's intrinsics, for head poses (the latest; the camera may change).
-        self._camera_info: CameraInfo | None = None
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
-                                 qos_profile(self.p["qos"]))
+        self.publisher = self.create_lifecycle_publisher(FaceEmotionArray, "faces/emotions", 10)
         services = MutuallyExclusiveCallbackGroup()
-        self.create_service(EnrollFace, "~/enroll", self._on_enroll, callback_group=services)
-        self.create_service(Trigger, "~/reload_gallery", self._on_reload,
-                            callback_group=services)
-        self.create_timer(self.p["diagnostics_period"], self._publish_diagnostics)
+        self._configured = [
+            self.publisher,
+            self.create_service(EnrollFace, "~/enroll", self._on_enroll,
+                                callback_group=services),
+            self.create_service(Trigger, "~/reload_gallery", self._on_reload,
+                                callback_group=services)]
         if self.p["gallery_watch_period"] > 0:
-            self.create_timer(self.p["gallery_watch_period"], self.gallery.watch,
-                              callback_group=services)
+            self._configured.append(self.create_timer(
+                self.p["gallery_watch_period"], self.gallery.watch, callback_group=services))
+        self._stop.clear()
         self._worker = threading.Thread(target=self._run, name="inference", daemon=True)
         self._worker.start()
+        self._state = "inactive"
+        return SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        qos = qos_profile(self.p["qos"])
+        self._subscriptions = [
+            self.create_subscription(Image, "image", self._on_image, qos),
+            self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)]
+        self._active.set()
+        self._state = "active"
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active.clear()
+        for subscription in self._subscriptions:
+            self.destroy_subscription(subscription)
+        self._subscriptions = []
+        with self._slot_cv:
+            self._slot = None  # a waiting image is not processed any more
+        self._state = "inactive"
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self._state = "unconfigured"
+        self.get_logger().info("models and gallery released")
+        return SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._active.is_set():
+            self.on_deactivate(state)
+        self._release()
+        self._state = "finalized"
+        return SUCCESS
+
+    def _release(self) -> None:
+        self._stop_worker()
+        for entity in self._configured:
+            if entity is getattr(self, "publisher", None):
+                self.destroy_lifecycle_publisher(entity)
+            elif hasattr(entity, "srv_name"):
+                self.destroy_service(entity)
+            else:
+                self.destroy_timer(entity)
+        self._configured = []
+        if self.gallery is not None:
+            self.gallery.close()
+        self.gallery, self.pipeline, self._latest = None, None, None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _stop_worker(self) -> None:
+        self._stop.set()
+        with self._slot_cv:
+            self._slot_cv.notify_all()
+        if self._worker is not None and self._worker.is_alive():
+            self._worker.join(timeout=5.0)
+        self._worker = None
 
     # ------------------------------------------------------------------ set-up
     def _make_pipeline(self) -> FacePipeline:
@@ -188,14 +276,16 @@ class PerceptionNode(Node):
         return FacePipeline(PipelineConfig.from_values(values))
 
     def _on_parameters_changed(self, changed: dict) -> None:
-        """Apply accepted run-time changes (after the set succeeded)."""
+        """Apply accepted run-time changes (after the set succeeded); while unconfigured
+        they are simply used at the next configure."""
         settings = {name: value for name, value in changed.items() if name in RUNTIME_SETTINGS}
-        if settings:
+        if settings and self.pipeline is not None:
             self.pipeline.configure(**settings)
-        if "persist_gallery" in changed:
-            self.gallery.persist = changed["persist_gallery"]
-        if "gallery_path" in changed:
-            self.gallery.set_path(changed["gallery_path"])
+        if self.gallery is not None:
+            if "persist_gallery" in changed:
+                self.gallery.persist = changed["persist_gallery"]
+            if "gallery_path" in changed:
+                self.gallery.set_path(changed["gallery_path"])
 
     # ------------------------------------------------------------------ gallery
     def _on_reload(self, _request, response):
@@ -247,11 +337,11 @@ class PerceptionNode(Node):
         self._camera_info = msg
 
     def _on_image(self, msg: Image) -> None:
-        self._last_received = time.monotonic()
+        self.stats.last_received = time.monotonic()
         with self._slot_cv:
-            self._stats["received"] += 1
+            self.stats.count("received")
             if self._slot is not None:
-                self._stats["dropped"] += 1  # superseded before inference got to it
+                self.stats.count("dropped")  # superseded before inference got to it
             self._slot = Frame(msg, time.monotonic())
             self._slot_cv.notify()
 
@@ -261,12 +351,12 @@ class PerceptionNode(Node):
                 while self._slot is None and not self._stop.is_set():
                     self._slot_cv.wait(0.5)
                 frame, self._slot = self._slot, None
-            if frame is None:
+            if frame is None or not self._active.is_set():
                 continue
             try:
                 self._process(frame)
             except Exception as exc:
-                self._stats["bad"] += 1
+                self.stats.count("bad")
                 self.get_logger().error(f"processing an image failed: {exc!r}",
                                         throttle_duration_sec=5.0)
 
@@ -275,7 +365,7 @@ class PerceptionNode(Node):
         try:
             rgb = msg_to_image(msg, "rgb8")
         except ImageDecodeError as exc:
-            self._stats["bad"] += 1
+            self.stats.count("bad")
             # One log line per kind of problem: the same fault with other sizes (a
             # truncation by 5 or by 7 bytes) is the same kind. The set is capped so that
             # a publisher sending ever new garbage cannot grow it without end.
@@ -298,80 +388,27 @@ class PerceptionNode(Node):
         camera = camera_for(self._camera_info, int(msg.width), int(msg.height),
                             self.p["fov_deg"])
         out.faces = [face_to_msg(face, camera) for face in faces]
+        if not self._active.is_set():
+            return  # deactivated while this image was processed: say nothing
         self.publisher.publish(out)
-        now = time.monotonic()
-        self._stats["published"] += 1
         ros_now = self.get_clock().now().nanoseconds * 1e-9
-        latency = ros_now - stamp if stamp > 0 else now - frame.received
-        self._window.append((now, latency, self.pipeline.last_times))
+        latency = ros_now - stamp if stamp > 0 else time.monotonic() - frame.received
+        self.stats.published(latency, self.pipeline.last_times)
 
     # ------------------------------------------------------------------ diagnostics
     def _publish_diagnostics(self) -> None:
-        now = time.monotonic()
-        # list(): one copy taken at once, as the inference thread appends meanwhile.
-        recent = [w for w in list(self._window) if now - w[0] <= 5.0]
-        span = (recent[-1][0] - recent[0][0]) if len(recent) > 1 else 0.0
-        out_rate = (len(recent) - 1) / span if span > 0 else 0.0
-        lat = np.array([w[1] for w in recent]) * 1e3 if recent else np.zeros(0)
-        stages = {k: np.mean([getattr(w[2], k) for w in recent]) if recent else 0.0
-                  for k in ("detect", "embed", "emotion", "total")}
-        searched = [w[2].extra.get("searched", True) for w in recent]  # False: idle skip
-        s = dict(self._stats)
-        # Ratios over the last period, not since start-up: the state now is what matters.
-        delta = {k: s[k] - self._diag_last.get(k, 0) for k in s}
-        self._diag_last = s
-        drop_ratio = delta["dropped"] / delta["received"] if delta["received"] else 0.0
-        silent = now - self._last_received if self._last_received is not None else None
-        status = DiagnosticStatus(name="fer_ros: perception", hardware_id=self.pipeline.device)
-        status.level, status.message = DiagnosticStatus.OK, "ok"
-        if silent is None:
-            status.level, status.message = DiagnosticStatus.WARN, "no images received"
-        elif silent > max(5.0, 2 * self.p["diagnostics_period"]):
-            status.level, status.message = (DiagnosticStatus.WARN,
-                                            f"no images for {silent:.0f} s")
-        elif lat.size and lat.mean() > self.p["latency_warn_ms"]:
-            status.level = DiagnosticStatus.WARN
-            status.message = f"latency {lat.mean():.0f} ms above {self.p['latency_warn_ms']} ms"
-        elif drop_ratio > self.p["drop_warn_ratio"]:
-            status.level = DiagnosticStatus.WARN
-            status.message = f"{drop_ratio:.0%} of images dropped: inference is too slow"
-        if delta["bad"] and delta["published"] == 0:
-            status.level, status.message = DiagnosticStatus.ERROR, "every image was rejected"
-        gallery = self.pipeline.gallery
-        values = {
-            "images received": s["received"], "images dropped": s["dropped"],
-            "images rejected": s["bad"], "messages published": s["published"],
-            "background re-embedding errors": self.pipeline.reembed_errors,
-            "searches skipped (idle)": self.pipeline.idle.skipped,
-            "images searched (%)": f"{100 * np.mean(searched):.0f}" if searched else "",
-            "output rate (Hz)": f"{out_rate:.2f}",
-            "latency mean (ms)": f"{lat.mean():.1f}" if lat.size else "",
-            "latency p95 (ms)": f"{np.percentile(lat, 95):.1f}" if lat.size else "",
-            **{f"{k} time (ms)": f"{v:.1f}" for k, v in stages.items()},
-            "device": self.pipeline.device, "embedding model": self.pipeline.model_name,
-            "emotion labels": ",".join(self.pipeline.emotion_labels),
-            "model load time (s)": f"{self.load_seconds:.1f}",
-            "gallery people": len(gallery) if gallery is not None else 0,
-        }
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         diag = DiagnosticArray()
         diag.header.stamp = self.get_clock().now().to_msg()
-        diag.status = [status]
+        diag.status = [perception_status(self.stats, self.pipeline, self._state, self.p,
+                                         self.load_seconds)]
         self.diag_pub.publish(diag)
 
     def destroy_node(self) -> None:
-        if not hasattr(self, "_worker"):  # start-up failed: nothing ran, nothing to report
-            super().destroy_node()
-            return
-        self._stop.set()
-        with self._slot_cv:
-            self._slot_cv.notify_all()
-        if self._worker.is_alive():
-            self._worker.join(timeout=5.0)
-        self.gallery.close()
-        s = self._stats
-        log_final(self, f"received {s['received']}, published {s['published']}, "
-                        f"dropped {s['dropped']}, rejected {s['bad']}")
+        if hasattr(self, "stats"):  # absent when start-up failed before it: nothing ran
+            self._stop_worker()
+            if self.gallery is not None:
+                self.gallery.close()
+            log_final(self, self.stats.summary())
         super().destroy_node()
 
 

@@ -17,16 +17,46 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>fer_ros overlay</title>
 <style>body{{background:#111;color:#ddd;font-family:sans-serif;margin:1em}}
-img{{max-width:100%;border:1px solid #444}}</style></head>
+img{{max-width:100%;border:1px solid #444}}
+#main{{display:flex;gap:1em;align-items:flex-start}}
+#panel{{min-width:16em}} .face{{margin-bottom:1em}}
+.row{{display:flex;align-items:center;gap:.4em;font-size:.85em}}
+.label{{width:5.5em}} .track{{flex:1;background:#333;height:.8em}}
+.bar{{background:#4a9;height:100%}}</style></head>
 <body><h1>fer_ros: faces, names and emotions</h1>
-<img id="stream" src="/stream.mjpg" alt="annotated camera stream">
+<div id="main"><img id="stream" src="/stream.mjpg" alt="annotated camera stream">
+<div id="panel"><p id="perception">perception: waiting for diagnostics</p>
+<div id="faces"></div></div></div>
 <p id="stats">{title}</p>
 <script>
+function faceBlock(f) {{
+  const d = document.createElement('div'); d.className = 'face';
+  const h = document.createElement('b'); h.textContent = `${{f.name || 'face'}}: ${{f.emotion}}`;
+  d.appendChild(h);
+  for (const [label, p] of Object.entries(f.scores)) {{
+    const row = document.createElement('div'); row.className = 'row';
+    row.innerHTML = '<span class="label"></span><span class="track"><div class="bar">' +
+      '</div></span><span class="pct"></span>';
+    row.querySelector('.label').textContent = label;
+    row.querySelector('.bar').style.width = `${{Math.round(p * 100)}}%`;
+    row.querySelector('.bar').dataset.emotion = label;
+    row.querySelector('.pct').textContent = `${{Math.round(p * 100)}}%`;
+    d.appendChild(row);
+  }}
+  return d;
+}}
 async function poll() {{
   try {{
     const s = await (await fetch('/stats.json')).json();
     document.getElementById('stats').textContent =
       `frames ${{s.frames}} | faces ${{s.faces}} | ${{s.names.join(', ') || 'nobody named'}}`;
+    const faces = document.getElementById('faces');
+    faces.replaceChildren(...(s.details || []).map(faceBlock));
+    if (s.perception) {{
+      document.getElementById('perception').textContent =
+        `perception: ${{s.perception.fps}} fps, latency ${{s.perception.latency_ms}} ms ` +
+        `(p95 ${{s.perception.latency_p95_ms}} ms)`;
+    }}
   }} catch (e) {{}}
   setTimeout(poll, 1000);
 }}
