@@ -41,7 +41,7 @@ if [ "${FER_ROS_BENCH:-0}" = 1 ] && [ ! -f "$VENV/.fer_ros_bench" ]; then
   touch "$VENV/.fer_ros_bench"
 fi
 
-# colcon, in a venv of its own (shared by every distribution): test/test_colcon.py.
+# colcon, in a venv of its own (shared by every distribution): test/packaging/test_colcon.py.
 COLCON_VENV=build/colcon
 want_colcon=$(sha256sum < requirements/colcon.txt | cut -c1-16)
 if [ "$(cat "$COLCON_VENV/.fer_ros_requirements" 2>/dev/null)" != "$want_colcon" ]; then

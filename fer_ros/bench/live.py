@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +89,8 @@ class Client(BackgroundNode):
         self.pub = self.node.create_publisher(Image, IMAGE_TOPIC, qos_profile("sensor_data"))
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self.lock = threading.Lock()
-        self.answers: dict[tuple[int, int], tuple[float, int]] = {}  # stamp -> (t, faces)
+        # stamp -> (t, faces, faces named: a name other than "unknown")
+        self.answers: dict[tuple[int, int], tuple[float, int, int]] = {}
         self.diagnostics: list = []
         self.node.create_subscription(FaceEmotionArray, "/faces/emotions", self._on_out,
                                       reliable)
@@ -96,8 +98,10 @@ class Client(BackgroundNode):
 
     def _on_out(self, msg) -> None:
         now = time.time()
+        named = sum(1 for face in msg.faces if face.name not in ("", "unknown"))
         with self.lock:
-            self.answers[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = (now, len(msg.faces))
+            self.answers[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = (
+                now, len(msg.faces), named)
 
     def _on_diag(self, msg) -> None:
         for status in msg.status:
@@ -115,7 +119,7 @@ class Client(BackgroundNode):
         return False
 
 
-def _image_msgs(frames: list[np.ndarray]) -> list:
+def image_msgs(frames: list[np.ndarray]) -> list:
     msgs = []
     for frame in frames:
         msg = image_to_msg(frame, "bgr8")
@@ -163,7 +167,7 @@ def stream(client: Client, frames: list[np.ndarray], rate_hz: float, seconds: fl
            warmup_s: float = 2.0, sampler: Sampler | None = None,
            tail_s: float = 1.0) -> dict:
     """Publish the frames (looping) at ``rate_hz`` for warm-up + ``seconds``; measure."""
-    sent, sample_mark = _publish_frames(client, _image_msgs(frames), rate_hz, warmup_s,
+    sent, sample_mark = _publish_frames(client, image_msgs(frames), rate_hz, warmup_s,
                                         seconds, sampler)
     time.sleep(tail_s)  # answers still in flight
     with client.lock:
@@ -172,7 +176,7 @@ def stream(client: Client, frames: list[np.ndarray], rate_hz: float, seconds: fl
     lat, t_ans, faces = [], [], []
     for key, wall in sent:
         if key in answers:
-            t, n = answers[key]
+            t, n, _ = answers[key]
             lat.append((t - wall) * 1e3)
             t_ans.append(t)
             faces.append(n)
@@ -216,6 +220,12 @@ def _publish_frames(client: Client, msgs: list, rate_hz: float, warmup_s: float,
         if next_due < now - period:  # fell behind (a stall): do not burst to catch up
             next_due = now
     return sent, sample_mark or 0
+
+
+def play(client: Client, msgs: list, rate_hz: float,
+         seconds: float) -> list[tuple[tuple[int, int], float]]:
+    """Publish ``msgs`` (looping) like a camera for ``seconds``: (stamp key, wall time)s."""
+    return _publish_frames(client, msgs, rate_hz, 0.0, seconds, None)[0]
 
 
 def _resource_usage(window: list[tuple[float, float, float]]) -> dict:
@@ -262,8 +272,10 @@ def summarise(sent: list, lat: list[float], t_ans: list[float], faces: list[int]
 
 
 def run_live(frames_by_bag: dict[str, list[np.ndarray]], seconds: float, rate_hz: float,
-             overrides: dict[str, object], log: Path) -> dict:
-    """One node process; each bag streamed in turn (a fresh warm-up for each)."""
+             overrides: dict[str, object], log: Path,
+             after: Callable[[Client, dict[str, dict]], None] | None = None) -> dict:
+    """One node process; each bag streamed in turn (a fresh warm-up for each); then
+    ``after(client, results)`` with the same node (further measurements)."""
     node = NodeProcess(log, overrides)
     client = None
     results: dict[str, dict] = {}
@@ -277,6 +289,8 @@ def run_live(frames_by_bag: dict[str, list[np.ndarray]], seconds: float, rate_hz
             results[name] = stream(client, frames, rate_hz, seconds, sampler=sampler)
             time.sleep(1.5)  # tracks of this bag age out before the next one
         sampler.stop()
+        if after is not None:
+            after(client, results)
     finally:
         if client is not None:
             client.close()

@@ -23,9 +23,11 @@ import cv2
 import numpy as np
 import torch
 
-from fer_ros.bench import RATE_HZ, data, live, peers, report
+from fer_ros.bench import RATE_HZ, data, live, naming, peers, report
 from fer_ros.nodes.perception_node import PARAMS
 from fer_ros.pipeline import FacePipeline, PipelineConfig
+from fer_ros.pipeline.emotion import EmotionClassifier
+from fer_ros.pipeline.facenet import FaceEmbedder
 
 NAIVE = "naive (MTCNN+FaceNet+emotion, every face)"
 FACE_RECOGNITION = "face_recognition (HOG+dlib)"
@@ -119,12 +121,13 @@ class BenchRun:
     def our_pipeline(self) -> FacePipeline:
         """The node's settings, but re-embedding in the frame's own time (in-process rows
         time each frame's own work; a background thread would hide some of it)."""
+        backend = str(self.overrides.get("backend", node_default("backend")))
         ours = FacePipeline(PipelineConfig(
             device="cpu", min_face_size=node_default("min_face_size"),
             downscale=node_default("downscale"),
             reembed_interval=node_default("reembed_interval"),
             full_detection_interval=node_default("full_detection_interval"),
-            async_reembed=False))
+            async_reembed=False, backend=backend))
         self.report["stages_ms"] = peers.stage_times(ours, self.bags)
         self.log(f"stages alone (ms, median): {self.report['stages_ms']}")
         return ours
@@ -143,15 +146,26 @@ class BenchRun:
         self.log(f"live: perception_node over DDS, {self.args.seconds:g} s per bag at "
                  f"{self.args.rate:g} Hz (+2 s warm-up), parameters {self.overrides}")
         result = live.run_live(self.bags, self.args.seconds, self.args.rate, self.overrides,
-                               self.out / "node.log")
+                               self.out / "node.log", after=self.time_to_name)
         self.report["node_exit_code"] = result.pop("_node_exit_code")
         self.results["ours (DDS)"] = result
+
+    def time_to_name(self, client: live.Client, results: dict[str, dict]) -> None:
+        """With the live node: how soon people who come into view are named (3faces)."""
+        if "3faces" not in results or self.args.name_trials <= 0:
+            return
+        self.log(f"live: time to name, {self.args.name_trials} trials per scene")
+        results["3faces"]["time_to_name_ms"] = naming.measure(client, self.args.rate,
+                                                              self.args.name_trials)
 
     def peer_runners(self, ours: FacePipeline) -> dict[str, Callable[[], Any]]:
         """The in-process configurations asked for (--peers), as label -> constructor."""
         runners: dict[str, Callable[[], Any]] = {}
         if "naive" in self.args.peers:
-            runners[NAIVE] = lambda: peers.Naive((ours.detector, ours.embedder, ours.classifier))
+            # The original system ran PyTorch: its loop keeps PyTorch whatever ours runs.
+            runners[NAIVE] = lambda: peers.Naive((
+                ours.detector, FaceEmbedder(device="cpu", backend="torch"),
+                EmotionClassifier(device="cpu", backend="torch")))
         if "face_recognition" in self.args.peers:
             runners[FACE_RECOGNITION] = peers.FaceRecognitionLib
         if "ours" in self.args.peers:

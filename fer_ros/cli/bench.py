@@ -33,24 +33,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                         help="extra perception_node parameter for the live run")
     parser.add_argument("--no-live", action="store_true", help="skip the DDS run")
+    parser.add_argument("--name-trials", type=int, default=4,
+                        help="live: trials per scene of the time-to-name measurement on the "
+                             "3faces bag (default 4; 0 = skip)")
     parser.add_argument("--soak", type=float, default=0.0, metavar="MINUTES",
                         help="instead: images at --soak-rate Hz into the node for MINUTES, "
                              "sampling RSS and latency")
     parser.add_argument("--soak-rate", type=float, default=120.0)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--backends", action="store_true",
-                        help="instead: FaceNet on one thread in PyTorch, TorchScript and ONNX "
-                             "Runtime (needs `fer-ros models fetch` and onnxruntime)")
+                        help="instead: FaceNet and the emotion model on one thread in PyTorch "
+                             "and ONNX Runtime (needs `fer-ros models fetch`)")
     parser.add_argument("--gallery-scale", action="store_true",
                         help="instead: gallery matching, load, enrolment and memory at 100 to "
                              "100,000 people (SQLite, random embeddings)")
     parser.add_argument("--people", type=int, nargs="+", default=None,
                         help="gallery sizes for --gallery-scale (default 100 1000 10000 100000)")
+    parser.add_argument("--idle", action="store_true",
+                        help="instead: the node's CPU with nobody in view and the time to "
+                             "detect a person who steps in (fer_ros/bench/idle.py)")
+    parser.add_argument("--idle-trials", type=int, default=8,
+                        help="arrivals of a person measured for --idle (default 8)")
+    parser.add_argument("--idle-baseline", action="store_true",
+                        help="--idle: also stream with idle_detection_rate 0 (every image "
+                             "searched), for comparison")
+    parser.add_argument("--idle-rates", type=float, nargs="*", default=[], metavar="HZ",
+                        help="--idle: also measure each idle_detection_rate given")
 
 
 def run(args: argparse.Namespace) -> int:
     # Imported here, not at the top: torch and the pipeline take about 6 s to import and
-    # `fer-ros bench --help` needs neither; onnxruntime (--backends) is a dev requirement.
+    # `fer-ros bench --help` needs neither.
     if args.backends:
         from fer_ros.bench.backends import main
 
@@ -64,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"gallery_scale": gallery_scale.run(sizes)}, indent=None if args.json
                          else 1))
         return 0
+    if args.idle:
+        from fer_ros.bench.idle import run_idle
+
+        return run_idle(args)
     from fer_ros.bench.run import run_bench
 
     return run_bench(args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from fer_ros.pipeline import FacePipeline, PipelineConfig
 
@@ -10,6 +11,9 @@ from fer_ros.pipeline import FacePipeline, PipelineConfig
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("models")
     group.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+    group.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime"),
+                       help="runtime of FaceNet and the emotion model (default auto: ONNX "
+                            "Runtime on a CPU when `fer-ros models fetch` made its files)")
     group.add_argument("--min-face-size", type=int, default=40,
                        help="smallest face searched for, in pixels (default 40)")
     group.add_argument("--downscale", type=float, default=1.0,
@@ -23,10 +27,15 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def pipeline_from_args(args: argparse.Namespace, emotion: bool = True, tracking: bool = False):
-    config = PipelineConfig(device=args.device, min_face_size=args.min_face_size,
+    config = PipelineConfig(device=args.device, backend=args.backend,
+                            min_face_size=args.min_face_size,
                             downscale=args.downscale, emotion=emotion, tracking=tracking,
                             facenet_weights=args.facenet_weights,
                             emotion_weights=args.emotion_weights)
     if getattr(args, "threshold", None) is not None:
         config.recognition_threshold = args.threshold
-    return FacePipeline(config)
+    pipeline = FacePipeline(config)
+    for model in (pipeline.embedder, pipeline.classifier):
+        if getattr(model, "backend_warning", None):  # auto fell back to PyTorch: say why
+            print(f"warning: {model.backend_warning}", file=sys.stderr)
+    return pipeline

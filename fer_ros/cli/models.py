@@ -2,7 +2,9 @@
 
 Every weight file comes from a pinned registry package (never a model hub), is
 converted once into a PyTorch state dict in the cache and is verified (checksum of
-the source, plus a known output of the converted model) before it is used.
+the source, plus a known output of the converted model) before it is used. FaceNet and
+the emotion model are also exported to ONNX for the onnxruntime backend, each file
+checked against the PyTorch model it came from (fer_ros.pipeline.ort_backend).
 """
 
 from __future__ import annotations
@@ -25,11 +27,17 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "path":
         print(models_dir())
         return 0
-    from fer_ros.pipeline import detector, emotion, facenet
+    from fer_ros.pipeline import detector, emotion, facenet, ort_backend
 
-    steps = (("MTCNN detector", detector.prepare_weights),
+    steps = [("MTCNN detector", detector.prepare_weights),
              ("FaceNet embedder", facenet.prepare_weights),
-             ("emotion classifier", emotion.prepare_weights))
+             ("emotion classifier", emotion.prepare_weights)]
+    if ort_backend.available():
+        steps += [("FaceNet embedder (ONNX)", facenet.prepare_onnx),
+                  ("emotion classifier (ONNX)", emotion.prepare_onnx)]
+    else:
+        print("models: ONNX exports skipped: onnxruntime is not installed (backend auto "
+              "runs PyTorch)")
     for label, prepare in steps:
         start = time.monotonic()
         try:

@@ -69,6 +69,11 @@ PARAMS = (
     ParamSpec("recognition_margin", 0.05, "How much the best person must beat the second "
               "best; closer calls are 'unknown'.", (0.0, 1.0)),
     ParamSpec("device", "auto", "auto (CUDA when present), cpu or cuda[:N].", read_only=True),
+    ParamSpec("backend", "auto", "Runtime of the FaceNet and emotion models: auto (ONNX "
+              "Runtime on a CPU for the default models when `fer-ros models fetch` made their "
+              "ONNX files, PyTorch otherwise; WARN when a file is missing or fails its "
+              "checks), torch, or onnxruntime (fails instead of falling back).",
+              read_only=True, choices=("auto", "torch", "onnxruntime")),
     ParamSpec("min_face_size", 40, "Smallest face searched for, in pixels of the input image.",
               (10, 2000), read_only=True),
     ParamSpec("detection_thresholds", [0.6, 0.7, 0.7], "MTCNN P/R/O-Net stage thresholds.",
@@ -89,6 +94,10 @@ PARAMS = (
     ParamSpec("full_detection_interval", 5, "Search the whole image every N images; in "
               "between, only the tracked faces are re-located (much cheaper). New faces "
               "appear within N images. 1 = search every image.", (1, 100)),
+    ParamSpec("async_detection", True, "Run that whole-image search on a worker thread "
+              "while the tracked faces are re-located in every image, so no image waits for "
+              "it; new faces join when it is done. False: the search runs in the image's own "
+              "time.", read_only=True),
     ParamSpec("reembed_interval", 10, "A tracked face is embedded again every N images.",
               (1, 1000)),
     ParamSpec("async_reembed", True, "Re-embed already named faces on a background "
@@ -185,10 +194,14 @@ class PerceptionNode(LifecycleNode):
             if not self.p["autostart"]:  # at start-up run_node says it, as FATAL
                 self.get_logger().error(f"configure failed: {exc}")
             return FAILURE
+        for model in (self.pipeline.embedder, self.pipeline.classifier):
+            if getattr(model, "backend_warning", None):
+                self.get_logger().warning(model.backend_warning)
+        runtimes = ", ".join(f"{k} {v}" for k, v in self.pipeline.backends.items())
         self.get_logger().info(
             f"models loaded in {self.load_seconds:.1f} s on {self.pipeline.device}: "
             f"detector MTCNN, embedder {self.pipeline.model_name or 'off'}, emotion "
-            f"{'/'.join(self.pipeline.emotion_labels) or 'off'}")
+            f"{'/'.join(self.pipeline.emotion_labels) or 'off'} (runtime: {runtimes or '-'})")
         self.gallery = GalleryStore(self.pipeline, self.p["gallery_path"],
                                     self.p["persist_gallery"], self.get_logger())
         self.gallery.reload()

@@ -195,27 +195,38 @@ class DatabaseStorage(GalleryStorage):
     def _people(self, cur, names: list[str] | None, dim: int
                 ) -> tuple[dict[str, Person], np.ndarray]:
         """The people (all, or these) and one matrix of their embeddings in row order;
-        each Person's embeddings are a view into it."""
-        if names is None:
-            cur.execute("SELECT name, vector, added, source FROM embeddings ORDER BY name, id")
-        else:
-            cur.execute(self._sql("SELECT name, vector, added, source FROM embeddings WHERE "
-                                  f"name IN ({', '.join('?' * len(names))}) ORDER BY name, id"),
-                        tuple(names))
-        rows = cur.fetchall()
-        if not rows:
-            return {}, np.zeros((0, dim), np.float32)
-        blob = b"".join(bytes(row[1]) for row in rows)
-        if len(blob) != len(rows) * dim * 4:
-            raise GalleryError(f"gallery {self.location}: an embedding is not {dim} float32s")
-        matrix = np.frombuffer(blob, np.float32).reshape(len(rows), dim)
+        each Person's embeddings are a view into it. Rows are streamed into the matrix,
+        so a large gallery is never held twice in memory."""
+        where, args = "", ()
+        if names is not None:
+            where = f" WHERE name IN ({', '.join('?' * len(names))})"
+            args = tuple(names)
+        cur.execute(self._sql("SELECT count(*) FROM embeddings" + where), args)
+        total = int(cur.fetchone()[0])
+        matrix = np.empty((total, dim), np.float32)
+        owners: list[str] = []
+        added: list[str] = []
+        sources: list[str] = []
+        cur.execute(self._sql("SELECT name, vector, added, source FROM embeddings" + where +
+                              " ORDER BY name, id"), args)
+        row = 0
+        while batch := cur.fetchmany(4096):
+            for name, vector, stamp, source in batch:
+                if row >= total or len(vector) != dim * 4:
+                    raise GalleryError(f"gallery {self.location}: an embedding is not {dim} "
+                                       f"float32s, or rows changed while reading")
+                matrix[row] = np.frombuffer(vector, np.float32)
+                owners.append(name)
+                added.append(stamp)
+                sources.append(source)
+                row += 1
+        matrix = matrix[:row]
         people: dict[str, Person] = {}
         start = 0
-        for end in range(1, len(rows) + 1):
-            if end == len(rows) or rows[end][0] != rows[start][0]:
-                chunk = rows[start:end]
-                people[chunk[0][0]] = Person(chunk[0][0], matrix[start:end],
-                                             [r[2] for r in chunk], [r[3] for r in chunk])
+        for end in range(1, row + 1):
+            if end == row or owners[end] != owners[start]:
+                people[owners[start]] = Person(owners[start], matrix[start:end],
+                                               added[start:end], sources[start:end])
                 start = end
         return people, matrix
 

@@ -48,6 +48,7 @@ class GalleryStore:
         self._storage: GalleryStorage | None = None
         self._version: object | None = None  # of the gallery in use
         self._failing = False  # a storage error was logged; say when it is over
+        self._last_error = ""  # the same error again (an outage) is not logged again
         self._open(path)
 
     @property
@@ -118,9 +119,9 @@ class GalleryStore:
         if location not in text:
             text = f"gallery {location}: {text}"
         message = f"{text}; keeping the previous gallery"
-        if not self._failing:  # one ERROR per outage, not one per watch period
+        if not self._failing or message != self._last_error:  # one per outage or problem
             self._log.error(message)
-        self._failing = True
+        self._failing, self._last_error = True, message
         return message
 
     def watch(self) -> None:

@@ -24,6 +24,7 @@ from fer_ros.pipeline.emotion import EmotionClassifier
 from fer_ros.pipeline.facenet import FaceEmbedder
 from fer_ros.pipeline.gallery import UNKNOWN, Gallery, GalleryError
 from fer_ros.pipeline.idle import IdleGate
+from fer_ros.pipeline.search import BackgroundSearch
 from fer_ros.pipeline.tracker import FaceTracker, thumbnail
 from fer_ros.pipeline.types import Detection, FaceResult
 
@@ -43,6 +44,9 @@ def resolve_device(device: str) -> str:
 @dataclass
 class PipelineConfig:
     device: str = "auto"
+    # FaceNet and emotion runtime: auto (ONNX Runtime on a CPU for the default models
+    # when their checked ONNX files exist, else PyTorch), torch or onnxruntime.
+    backend: str = "auto"
     # detection
     min_face_size: int = 40
     detection_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
@@ -63,6 +67,9 @@ class PipelineConfig:
     # Search the whole image every N frames; in between only refine the tracked faces
     # (see FacePipeline._detect). 1 = search every frame.
     full_detection_interval: int = 1
+    # That search on a worker thread while tracked faces are refined every frame; its new
+    # faces join when it is done (fer_ros/pipeline/search.py). Needs tracking.
+    async_detection: bool = False
     iou_threshold: float = 0.3
     track_max_age: float = 1.0  # seconds unseen before a track is dropped
     reembed_interval: int = 10  # a tracked face is embedded again every N frames
@@ -134,6 +141,7 @@ class FacePipeline:
         self.idle = IdleGate(self.config.idle_detection_rate, self.config.idle_change_threshold,
                              self.config.idle_refresh_period)
         self._faces_seen = False  # the last searched image had faces (for tracking off)
+        self.search = BackgroundSearch(self.detector)
         self._reembed_pool = None  # ThreadPoolExecutor(1), made on first use
         self._reembed_job = None  # the Future of the re-embedding in flight
         self.reembed_errors = 0
@@ -148,10 +156,18 @@ class FacePipeline:
                                 min_score=cfg.detection_min_score)
         embedder = classifier = None
         if cfg.recognition:
-            embedder = FaceEmbedder(cfg.facenet_weights or None, device=self.device)
+            embedder = FaceEmbedder(cfg.facenet_weights or None, device=self.device,
+                                    backend=cfg.backend)
         if cfg.emotion:
-            classifier = EmotionClassifier(cfg.emotion_weights or None, device=self.device)
+            classifier = EmotionClassifier(cfg.emotion_weights or None, device=self.device,
+                                           backend=cfg.backend)
         return detector, embedder, classifier
+
+    @property
+    def backends(self) -> dict[str, str]:
+        """The runtime of each model, e.g. {"embedder": "onnxruntime", "emotion": "torch"}."""
+        models = (("embedder", self.embedder), ("emotion", self.classifier))
+        return {name: getattr(m, "backend", "torch") for name, m in models if m is not None}
 
     def configure(self, **changes: Any) -> None:
         """Change RUNTIME_SETTINGS; they apply from the next frame on."""
@@ -222,18 +238,27 @@ class FacePipeline:
         faces are found at the next full detection, at most ``full_detection_interval``
         frames later. A gap in time (tracking cannot bridge it) or a tracked face that
         refinement loses (it left, or the scene cut) triggers a full detection at once.
+        With ``async_detection`` the periodic search and the one after a loss run in the
+        background instead (BackgroundSearch), and this frame is refined only.
         """
         cfg = self.config
         with self._lock:
             previous = self._last_stamp
             self._last_stamp = stamp
             recent = [t.box for t in self.tracker.tracks.values() if t.last_seen == previous]
+            due = self._frames_since_full + 1 >= cfg.full_detection_interval
             full = (not cfg.tracking or not recent or previous is None
                     or not 0.0 <= stamp - previous <= cfg.max_refine_gap
-                    or self._frames_since_full + 1 >= cfg.full_detection_interval)
+                    or (due and not cfg.async_detection))
             self._frames_since_full = 0 if full else self._frames_since_full + 1
         if not full:
             refined = self.detector.refine(rgb, np.stack(recent))
+            if cfg.async_detection:  # a lost face also asks for a search, in the background
+                detections = self.search.merge(rgb, refined)
+                if (due or len(refined) < len(recent)) and self.search.start(rgb):
+                    with self._lock:
+                        self._frames_since_full = 0
+                return detections, False
             if len(refined) >= len(recent):
                 return refined, False
             with self._lock:

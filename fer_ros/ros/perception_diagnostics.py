@@ -102,6 +102,7 @@ def perception_status(stats: PerceptionStats, pipeline: FacePipeline | None, sta
         "latency p95 (ms)": f"{np.percentile(latency_ms, 95):.1f}" if latency_ms.size else "",
         **{f"{k} time (ms)": f"{v:.1f}" for k, v in stages.items()},
         "device": pipeline.device, "embedding model": pipeline.model_name,
+        "runtime": ", ".join(f"{k} {v}" for k, v in pipeline.backends.items()),
         "emotion labels": ",".join(pipeline.emotion_labels),
         "model load time (s)": f"{load_seconds:.1f}",
         "gallery people": len(gallery) if gallery is not None else 0,

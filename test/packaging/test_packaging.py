@@ -8,14 +8,14 @@ import configparser
 import re
 import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from conftest import REPO
 
 # Imported module -> its rosdep key in package.xml, or None where no rosdep key resolves
 # on every distribution (those are pip-only and named in package.xml's comment).
 ROSDEP = {
     "ament_index_python": "ament_index_python", "rclpy": "rclpy",
+    "builtin_interfaces": "builtin_interfaces",
     "rcl_interfaces": "rcl_interfaces", "rosgraph_msgs": "rosgraph_msgs",
     "std_msgs": "std_msgs", "std_srvs": "std_srvs", "sensor_msgs": "sensor_msgs",
     "geometry_msgs": "geometry_msgs", "diagnostic_msgs": "diagnostic_msgs",
@@ -24,9 +24,8 @@ ROSDEP = {
     "numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml",
     "h5py": "python3-h5py", "scipy": "python3-scipy", "matplotlib": "python3-matplotlib",
     "psutil": "python3-psutil", "tqdm": "python3-tqdm", "google": "python3-protobuf",
-    "psycopg": "python3-psycopg",
     "torch": None, "facenet_pytorch": None, "rosbags": None, "onnx": None,
-    "onnxruntime": None, "tensorboard": None, "face_recognition": None,
+    "onnxruntime": None, "tensorboard": None, "face_recognition": None, "psycopg": None,
 }
 # Imported module -> pip requirement name; None for the ROS packages (colcon builds
 # them; the PyPI wheels come from requirements/ros-*.txt) and for the benchmark's

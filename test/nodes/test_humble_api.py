@@ -11,13 +11,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import wait_for
+from conftest import REPO, wait_for
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rosutil import TestNode
 
-SHIM = str(Path(__file__).resolve().parent / "humble_api.py")
+SHIM = str(REPO / "test" / "humble_api.py")
 
 
 @dataclass

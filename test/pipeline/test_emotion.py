@@ -219,3 +219,52 @@ def test_prepare_weights_converts_and_repairs(tmp_path: Path,
     emotion.prepare_weights()
     repaired, _ = load_emotion_model(target)
     assert emotion_keras.check_reference(repaired, target) < 1e-5
+
+
+# ----------------------------------------------------------------- backends (ONNX Runtime)
+@pytest.mark.parametrize("backend", ["onnxruntime", "auto"])
+def test_onnxruntime_probabilities_equal_pytorch_on_real_faces(
+        backend: str, classifier: EmotionClassifier) -> None:
+    if not (models_dir() / emotion.DEFAULT_ONNX_FILE).is_file():
+        pytest.fail("the emotion ONNX file is missing: run `fer-ros models fetch`")
+    other = EmotionClassifier(backend=backend)
+    assert other.backend == "onnxruntime" and other.backend_warning is None
+    assert classifier.backend == "torch" and other.labels == classifier.labels
+    checked = 0
+    for name in (*CODED, "multi_face.jpg"):
+        image = load_rgb(name)
+        boxes = np.stack([d.box for d in FaceDetector(downscale=0.5).detect(image)])
+        expected = classifier.predict(image, boxes)
+        np.testing.assert_allclose(other.predict(image, boxes), expected, rtol=0, atol=1e-5)
+        checked += len(boxes)
+    assert checked >= 9  # five coded photos, five faces in the group photo
+    assert other.predict(image, np.zeros((0, 4))).shape == (0, 7)
+
+
+def test_emotion_onnx_export_and_fallback(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """prepare_onnx exports once; a missing or damaged file is an error for backend
+    onnxruntime and a warning (PyTorch) for auto; a user's model runs on PyTorch."""
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy2(model_path(), models / emotion.DEFAULT_MODEL_FILE)
+    monkeypatch.setenv("FER_ROS_CACHE", str(tmp_path))
+    with pytest.raises(AssetError, match="missing; run `fer-ros models fetch`"):
+        EmotionClassifier(backend="onnxruntime")
+    clf = EmotionClassifier(backend="auto")
+    assert clf.backend == "torch" and "missing" in clf.backend_warning
+    path = emotion.prepare_onnx()
+    assert path == models / emotion.DEFAULT_ONNX_FILE
+    stamp = path.stat().st_mtime_ns
+    assert emotion.prepare_onnx() == path and path.stat().st_mtime_ns == stamp
+    assert EmotionClassifier(backend="auto").backend == "onnxruntime"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(AssetError, match="corrupt"):
+        EmotionClassifier(backend="onnxruntime")
+    assert "corrupt" in EmotionClassifier(backend="auto").backend_warning
+    emotion.prepare_onnx()
+    assert EmotionClassifier(backend="onnxruntime").backend == "onnxruntime"
+    mine = save_emotion_model(tmp_path / "mine.pt", MiniXception(7, 1), FER2013_SPEC)
+    assert EmotionClassifier(mine, backend="auto").backend == "torch"
+    with pytest.raises(ValueError, match="default model"):
+        EmotionClassifier(mine, backend="onnxruntime")

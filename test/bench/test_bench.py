@@ -33,10 +33,10 @@ def bench(tmp_path, *extra: str, timeout: float = 400) -> dict:
 @pytest.mark.timeout(600)
 def test_bench_runs_live_and_peers(tmp_path) -> None:
     report = bench(tmp_path, "--seconds", "1.5", "--peer-frames", "2", "--id-limit", "1",
-                   "--peers", "naive", "ours")
+                   "--peers", "naive", "ours", "--name-trials", "1")
     machine = report["machine"]
     assert machine["cores"] >= 1 and machine["torch"] and machine["cpu"]
-    for bag in ("1face", "5faces"):
+    for bag in ("1face", "3faces", "5faces"):
         assert (tmp_path / bag / "metadata.yaml").is_file()
         live = report["results"]["ours (DDS)"][bag]
         assert live["sent"] >= 30 and 0 < live["answered"] <= live["sent"]
@@ -44,7 +44,7 @@ def test_bench_runs_live_and_peers(tmp_path) -> None:
         lat = live["latency_ms"]
         assert 0 < lat["p50"] <= lat["p95"] <= lat["max"]
         assert live["rss_mib_max"] > 50 and live["cpu_percent_mean"] > 0
-        assert live["faces_mean"] >= (1 if bag == "1face" else 3)
+        assert live["faces_mean"] >= (1 if bag == "1face" else 2.5)
         for label in ("ours (in-process)", "naive (MTCNN+FaceNet+emotion, every face)"):
             entry = report["results"][label][bag]
             assert entry["frames"] == 2 and entry["fps"] > 0
@@ -54,7 +54,14 @@ def test_bench_runs_live_and_peers(tmp_path) -> None:
         ident = report["identity"][who]
         assert ident["total"] == 5 and 0.0 <= ident["top1"] <= 1.0
     assert "ours (DDS) / naive (MTCNN+FaceNet+emotion, every face)" in report["ratios"]
-    assert set(report["floors"]) == {"1face", "5faces"}
+    assert set(report["floors"]) == {"1face", "3faces", "5faces"}
+    # One trial per scene: the third person joining two tracked ones, three into an empty
+    # scene. With one photo per person enrolled (--id-limit 1) not everyone is named, so
+    # only the bookkeeping is asserted here (the times are the bench's).
+    naming = report["results"]["ours (DDS)"]["3faces"]["time_to_name_ms"]
+    assert naming["samples"] == 4 and 0 <= naming["unnamed"] <= 4, naming
+    assert naming["p50"] is None or 0 < naming["p50"] <= naming["max"]
+    assert len(naming["joining"]["all_ms"]) == 1 and len(naming["into_empty"]["all_ms"]) == 3
     assert (tmp_path / "bench.png").stat().st_size > 10_000
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["results"]["ours (DDS)"]["1face"]["series"]["latency_ms"]
