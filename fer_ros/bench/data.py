@@ -42,12 +42,12 @@ def machine_info() -> dict:
             "load_average": [round(v, 2) for v in load]}
 
 
-def _video_frames(path: Path, count: int) -> list[np.ndarray]:
-    """``count`` letterboxed frames of a video, played forwards then backwards as needed."""
+def read_video(path: Path, limit: int | None = None) -> list[np.ndarray]:
+    """The letterboxed frames of a video (the first ``limit``); RuntimeError if none."""
     cap = cv2.VideoCapture(str(path))
-    frames = []
+    frames: list[np.ndarray] = []
     try:
-        while len(frames) < count:
+        while limit is None or len(frames) < limit:
             ok, frame = cap.read()
             if not ok:
                 break
@@ -55,7 +55,13 @@ def _video_frames(path: Path, count: int) -> list[np.ndarray]:
     finally:
         cap.release()
     if not frames:
-        raise RuntimeError(f"cannot read frames from {path}")
+        raise RuntimeError(f"cannot read frames from {path}: run `fer-ros data fetch`")
+    return frames
+
+
+def _video_frames(path: Path, count: int) -> list[np.ndarray]:
+    """``count`` letterboxed frames of a video, played forwards then backwards as needed."""
+    frames = read_video(path, count)
     loop = frames + frames[-2:0:-1]  # ping-pong: no jump cut when it wraps
     return [loop[i % len(loop)] for i in range(count)]
 

@@ -40,12 +40,11 @@ import psutil
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 
-from fer_ros.bench.data import machine_info, source_frames
-from fer_ros.bench.live import Client, NodeProcess
+from fer_ros.bench.data import machine_info, read_video, source_frames
+from fer_ros.bench.live import Client, NodeProcess, image_msgs
 from fer_ros.bench.run import check_dds, parse_params
 from fer_ros.cli.data import dataset_dir
 from fer_ros.pipeline.images import letterbox
-from fer_ros.ros.image_codec import image_to_msg
 
 NOISE_SIGMA = 5.0  # grey levels: camera-like sensor noise added to the empty scenes
 PERSON_FROM = 96  # noface_face.mov: the first frame showing the person
@@ -55,19 +54,7 @@ PRE_ROLL_S = 3.0  # still empty scene before each arrival (plus 0-1 s, varied pe
 # ------------------------------------------------------------------ clips
 
 def _video(path: Path, start: int = 0, stop: int | None = None) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frames.append(letterbox(frame))
-    finally:
-        cap.release()
-    if not frames:
-        raise RuntimeError(f"cannot read frames from {path}: run `fer-ros data fetch pyfeat`")
-    return frames[start:stop]
+    return read_video(path)[start:stop]
 
 
 def _noisy(frames: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
@@ -76,15 +63,6 @@ def _noisy(frames: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarra
         noise = rng.standard_normal(frame.shape, dtype=np.float32) * NOISE_SIGMA
         out.append(np.clip(frame + noise, 0, 255).astype(np.uint8))
     return out
-
-
-def _msgs(frames: list[np.ndarray]) -> list:
-    msgs = []
-    for frame in frames:
-        msg = image_to_msg(frame, "bgr8")
-        msg.header.frame_id = "bench_camera"
-        msgs.append(msg)
-    return msgs
 
 
 def build_clips(seed: int = 0) -> dict[str, list]:
@@ -98,12 +76,12 @@ def build_clips(seed: int = 0) -> dict[str, list]:
                            "`fer-ros data fetch pyfeat`")
     arrival = _video(pyfeat / "noface_face.mov", 0, -1)  # its last frame is black
     return {
-        "empty": _msgs(_noisy([letterbox(mountain)] * 30, rng)),
-        "empty_moving": _msgs(_noisy(title + title[-2:0:-1], rng)),  # ping-pong: no cut
-        "one_face": _msgs(source_frames("1face", 142)),
-        "still_before": _msgs(_noisy([arrival[0]] * 30, rng)),
-        "motion_before": _msgs(_noisy(arrival[:PERSON_FROM], rng)),
-        "person": _msgs(_noisy(arrival[PERSON_FROM:], rng)),
+        "empty": image_msgs(_noisy([letterbox(mountain)] * 30, rng)),
+        "empty_moving": image_msgs(_noisy(title + title[-2:0:-1], rng)),  # ping-pong: no cut
+        "one_face": image_msgs(source_frames("1face", 142)),
+        "still_before": image_msgs(_noisy([arrival[0]] * 30, rng)),
+        "motion_before": image_msgs(_noisy(arrival[:PERSON_FROM], rng)),
+        "person": image_msgs(_noisy(arrival[PERSON_FROM:], rng)),
     }
 
 

@@ -45,6 +45,10 @@ class GalleryError(ValueError):
     """A gallery file or edit is invalid; the message names the file and the problem."""
 
 
+class GalleryUnavailable(GalleryError):
+    """The gallery cannot be reached right now (a database server that went away)."""
+
+
 @dataclass
 class Match:
     name: str  # best person, or UNKNOWN

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import psycopg
 
-from fer_ros.pipeline.gallery import GalleryError
+from fer_ros.pipeline.gallery import GalleryError, GalleryUnavailable
 from fer_ros.pipeline.gallery_storage import DatabaseStorage
 
 CHANNEL = "fer_ros_gallery"
@@ -74,7 +74,7 @@ class PostgresStorage(DatabaseStorage):
                         cur.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
             except psycopg.OperationalError as exc:
                 self._drop()
-                raise GalleryError(f"gallery {self.location}: cannot reach the database: "
+                raise GalleryUnavailable(f"gallery {self.location}: cannot reach the database: "
                                    f"{_first_line(exc)}") from None
             except psycopg.Error as exc:
                 raise GalleryError(f"gallery {self.location}: {_first_line(exc)}") from None

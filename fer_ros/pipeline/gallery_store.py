@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from fer_ros.pipeline.gallery import GalleryError, Person, validate_name
+from fer_ros.pipeline.gallery import GalleryError, GalleryUnavailable, Person, validate_name
 from fer_ros.pipeline.gallery_storage import GalleryStorage, open_storage
 from fer_ros.pipeline.pipeline import FacePipeline
 
@@ -48,7 +48,9 @@ class GalleryStore:
         self._storage: GalleryStorage | None = None
         self._version: object | None = None  # of the gallery in use
         self._failing = False  # a storage error was logged; say when it is over
-        self._last_error = ""  # the same error again (an outage) is not logged again
+        # What the last ERROR was about: the same problem again (an outage, or the same
+        # bad file) is not logged again.
+        self._last_error: object = None
         self._open(path)
 
     @property
@@ -119,9 +121,10 @@ class GalleryStore:
         if location not in text:
             text = f"gallery {location}: {text}"
         message = f"{text}; keeping the previous gallery"
-        if not self._failing or message != self._last_error:  # one per outage or problem
+        about = "unreachable" if isinstance(exc, GalleryUnavailable) else (text, self._version)
+        if not self._failing or about != self._last_error:
             self._log.error(message)
-        self._failing, self._last_error = True, message
+        self._failing, self._last_error = True, about
         return message
 
     def watch(self) -> None:

@@ -187,7 +187,8 @@ WRITER = textwrap.dedent("""
     from fer_ros.pipeline.gallery_storage import open_storage
     storage = open_storage(sys.argv[1], "test-model", 16)
     rng = np.random.default_rng()
-    print("ready", flush=True)
+    storage.add("first", rng.standard_normal((3, 16)), ["a", "b", "c"])
+    print("ready", flush=True)  # the gallery exists: from now on it must always open
     for i in range(100000):
         storage.add(f"p{i % 50}", rng.standard_normal((3, 16)), ["a", "b", "c"])
 """)
