@@ -78,8 +78,10 @@ def _moving_frames(path: Path, count: int) -> list[np.ndarray]:
     return frames
 
 
-# The people of the 3faces bag: the first validation photo (sorted) of each.
-THREE_PEOPLE = ("ben_afflek", "elton_john", "jerry_seinfeld")
+# The people of the 3faces bag and which validation photo (sorted) of each. Elton John's
+# first photo drops below the 0.9 detection score in some drifted frames: a hard face,
+# but the bag is there to compare speed, so his third (found in every frame) is used.
+THREE_PEOPLE = (("ben_afflek", 0), ("elton_john", 2), ("jerry_seinfeld", 0))
 _TILE = (200, 240)  # w, h of each person's photo in the frame
 
 
@@ -87,8 +89,8 @@ def three_faces_frames(count: int, shown: int = 3) -> list[np.ndarray]:
     """The first ``shown`` of THREE_PEOPLE side by side, drifting like the 5faces bag."""
     root = dataset_dir("celebrity") / "val"
     tiles = []
-    for person in THREE_PEOPLE[:shown]:
-        path = sorted((root / person).glob("*.jpg"))[0]
+    for person, index in THREE_PEOPLE[:shown]:
+        path = sorted((root / person).glob("*.jpg"))[index]
         image = cv2.imread(str(path))
         if image is None:
             raise RuntimeError(f"cannot read {path}")

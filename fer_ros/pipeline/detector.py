@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from fer_ros.assets import AssetError, sha256_of
+from fer_ros.pipeline.tracker import iou_matrix
 from fer_ros.pipeline.types import Detection
 
 # facenet-pytorch==2.6.0, facenet_pytorch/data/*.pt
@@ -159,9 +160,17 @@ def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray,
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2)), valid
 
 
+def _outside(boxes: np.ndarray, known: np.ndarray | None) -> np.ndarray:
+    """``boxes`` (N, >=4) without those overlapping a ``known`` box by IoU > 0.3."""
+    if known is None or not len(known) or not len(boxes):
+        return boxes
+    return boxes[iou_matrix(boxes[:, :4], known).max(axis=1) <= 0.3]
+
+
 def detect_faces_fast(image: np.ndarray, min_size: float, pnet: nn.Module, rnet: nn.Module,
                       onet: nn.Module, thresholds: tuple[float, float, float],
-                      factor: float = 0.709) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      factor: float = 0.709, known: np.ndarray | None = None,
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """facenet-pytorch's three-stage MTCNN ``detect_face`` for one uint8 RGB image, with
     the resampling done by OpenCV on uint8/float32 HWC arrays and the bookkeeping in NumPy.
 
@@ -170,6 +179,8 @@ def detect_faces_fast(image: np.ndarray, min_size: float, pnet: nn.Module, rnet:
     small torch calls and a quarter of the detection time; ``cv2.resize`` does the same
     area averaging for a fraction. The networks, thresholds, pyramid and NMS steps are
     unchanged. Returns boxes (N, 4), scores (N,), landmarks (N, 5, 2) in pixels.
+    ``known`` (M, 4): faces already tracked; candidates on them are dropped before R-Net
+    and O-Net, which then see only possible new faces (most of their work otherwise).
     """
     empty = (np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2)))
     device = next(pnet.parameters()).device  # inputs go to the nets' device, results back
@@ -205,7 +216,7 @@ def detect_faces_fast(image: np.ndarray, min_size: float, pnet: nn.Module, rnet:
     boxes = np.stack([boxes[:, 0] + boxes[:, 5] * w, boxes[:, 1] + boxes[:, 6] * h,
                       boxes[:, 2] + boxes[:, 7] * w, boxes[:, 3] + boxes[:, 8] * h,
                       boxes[:, 4]], axis=1)
-    boxes = _square(boxes)
+    boxes = _outside(_square(boxes), known)
 
     data, valid = _crops(image, boxes, 24)
     boxes = boxes[valid]
@@ -218,7 +229,7 @@ def detect_faces_fast(image: np.ndarray, min_size: float, pnet: nn.Module, rnet:
     boxes = np.concatenate([boxes[keep, :4], score[keep, None]], axis=1)
     reg = reg.numpy()[keep]
     pick = _nms(boxes[:, :4], boxes[:, 4], 0.7)
-    boxes = _square(_regress(boxes[pick], reg[pick]))
+    boxes = _outside(_square(_regress(boxes[pick], reg[pick])), known)
 
     return onet_stage(image, boxes, onet, thresholds[2])
 
@@ -289,8 +300,12 @@ class FaceDetector:
         self._mtcnn.eval()
         self.fast_pools = _speed_up_pools(self._mtcnn)
 
-    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
-        """Every face in ``image_rgb`` (H, W, 3 uint8 RGB), by falling score; [] if none."""
+    def detect(self, image_rgb: np.ndarray, known: np.ndarray | None = None) -> list[Detection]:
+        """Every face in ``image_rgb`` (H, W, 3 uint8 RGB), by falling score; [] if none.
+
+        ``known`` (M, 4 pixels): faces already tracked, not searched for again (only new
+        faces are returned then; faster, see :func:`detect_faces_fast`).
+        """
         check_image(image_rgb)
         height, width = image_rgb.shape[:2]
         small = image_rgb
@@ -301,10 +316,12 @@ class FaceDetector:
         sx = width / small.shape[1]
         sy = height / small.shape[0]
         mtcnn = self._mtcnn
+        if known is not None:
+            known = np.asarray(known, np.float64).reshape(-1, 4) / np.array([sx, sy, sx, sy])
         with torch.inference_mode():
             boxes, probs, points = detect_faces_fast(
                 np.ascontiguousarray(small), mtcnn.min_face_size, mtcnn.pnet, mtcnn.rnet,
-                mtcnn.onet, self.thresholds, mtcnn.factor)
+                mtcnn.onet, self.thresholds, mtcnn.factor, known)
         return self._detections(boxes * np.array([sx, sy, sx, sy]), probs,
                                 points * np.array([sx, sy]), width, height)
 

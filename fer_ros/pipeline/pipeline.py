@@ -238,8 +238,8 @@ class FacePipeline:
         faces are found at the next full detection, at most ``full_detection_interval``
         frames later. A gap in time (tracking cannot bridge it) or a tracked face that
         refinement loses (it left, or the scene cut) triggers a full detection at once.
-        With ``async_detection`` the periodic search and the one after a loss run in the
-        background instead (BackgroundSearch), and this frame is refined only.
+        With ``async_detection`` the periodic search runs in the background instead
+        (BackgroundSearch) and this frame is refined only; a loss still searches at once.
         """
         cfg = self.config
         with self._lock:
@@ -253,9 +253,9 @@ class FacePipeline:
             self._frames_since_full = 0 if full else self._frames_since_full + 1
         if not full:
             refined = self.detector.refine(rgb, np.stack(recent))
-            if cfg.async_detection:  # a lost face also asks for a search, in the background
+            if cfg.async_detection and len(refined) >= len(recent):
                 detections = self.search.merge(rgb, refined)
-                if (due or len(refined) < len(recent)) and self.search.start(rgb):
+                if due and self.search.start(rgb, refined):
                     with self._lock:
                         self._frames_since_full = 0
                 return detections, False

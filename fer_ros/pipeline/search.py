@@ -5,7 +5,8 @@ about a millisecond a face); the whole-image search (MTCNN's pyramid, about 100 
 five faces on one core) is there only to find faces that are new. Run on the frame path
 it delays every ``full_detection_interval``-th frame by its whole time and the frames
 that arrive meanwhile are dropped. Here it runs on a worker thread on a copy of a recent
-frame, and when its result is ready the faces it found that no track covers are refined
+frame, told the faces already tracked there (R- and O-Net then skip them, most of their
+work), and when its result is ready the faces it found that no track covers are refined
 on the current frame (so their boxes are where the faces are now) and join the tracks,
 to be embedded and named in that frame like any new face.
 """
@@ -38,13 +39,15 @@ class BackgroundSearch:
     def busy(self) -> bool:
         return self._job is not None and not self._job.done()
 
-    def start(self, rgb: np.ndarray) -> bool:
-        """Search ``rgb`` in the background unless a search runs; True when started."""
+    def start(self, rgb: np.ndarray, tracked: list[Detection]) -> bool:
+        """Search ``rgb`` for faces other than ``tracked`` in the background, unless a
+        search runs; True when started."""
         if self._job is not None:  # running, or finished and not merged yet
             return False
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="face-search")
-        self._job = self._pool.submit(self.detector.detect, rgb.copy())
+        known = np.stack([d.box for d in tracked]) if tracked else None
+        self._job = self._pool.submit(self.detector.detect, rgb.copy(), known)
         return True
 
     def merge(self, rgb: np.ndarray, tracked: list[Detection]) -> list[Detection]:

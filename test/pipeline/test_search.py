@@ -1,0 +1,92 @@
+"""The whole-image search off the frame path (async_detection): tracked faces are
+published in every frame, a face that comes into view joins the tracks (embedded, with its
+emotion) when the background search is done, a lost face is searched for at once, and the
+search told the tracked faces finds only the others. Behaviour only; timings are the
+benchmark's (`fer-ros bench`: time to name, latency)."""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import data_path
+
+from fer_ros.bench.data import three_faces_frames
+from fer_ros.pipeline import FacePipeline, PipelineConfig
+from fer_ros.pipeline.detector import FaceDetector
+from fer_ros.pipeline.tracker import iou_matrix
+
+torch.set_num_threads(1)
+
+
+def rgb_frames(shown: int, count: int) -> list[np.ndarray]:
+    data_path("celebrity", "val")  # fail with the fetch command when missing
+    return [np.ascontiguousarray(f[:, :, ::-1]) for f in three_faces_frames(count, shown)]
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> FacePipeline:
+    return FacePipeline(PipelineConfig(device="cpu", full_detection_interval=3,
+                                       async_detection=True))
+
+
+def wait_idle(pipeline: FacePipeline, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while pipeline.search.busy and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not pipeline.search.busy, "the background search did not finish"
+
+
+def test_known_faces_are_not_searched_again() -> None:
+    detector = FaceDetector()
+    image = cv2.cvtColor(cv2.imread(str(data_path("pyfeat", "multi_face.jpg"))),
+                         cv2.COLOR_BGR2RGB)
+    everyone = detector.detect(image)
+    assert len(everyone) == 5
+    boxes = np.stack([d.box for d in everyone])
+    assert detector.detect(image, known=boxes) == []
+    new = detector.detect(image, known=boxes[1:])
+    assert len(new) == 1 and iou_matrix(new[0].box, boxes[:1])[0, 0] > 0.9
+
+
+def test_a_face_joins_from_the_background_and_tracked_faces_never_wait(
+        pipeline: FacePipeline) -> None:
+    two, three = rgb_frames(2, 40), rgb_frames(3, 40)
+    stamp = 100.0
+    first = pipeline.process(two[0], stamp=stamp)
+    assert len(first) == 2 and pipeline.last_times.extra["full_detection"]  # nobody tracked
+    ids = {r.track_id for r in first}
+    for frame in two[1:8]:  # searches run in the background, find nobody new
+        stamp += 1 / 30
+        results = pipeline.process(frame, stamp=stamp)
+        assert {r.track_id for r in results} == ids
+        assert not pipeline.last_times.extra["full_detection"]
+        wait_idle(pipeline)
+    joined = None
+    for k, frame in enumerate(three):
+        stamp += 1 / 30
+        results = pipeline.process(frame, stamp=stamp)
+        assert ids <= {r.track_id for r in results}  # the tracked two, in every frame
+        assert all(r.emotion for r in results)
+        assert not pipeline.last_times.extra["full_detection"]
+        if len(results) == 3:
+            joined = k
+            newcomer = next(r for r in results if r.track_id not in ids)
+            assert newcomer.embedding is not None  # embedded in the frame it joined
+            break
+        wait_idle(pipeline)
+    # Searched at most every 3rd frame, merged at the frame after it finished.
+    assert joined is not None and joined <= 4, joined
+    assert pipeline.search.merged >= 1 and pipeline.search.errors == 0
+
+
+def test_a_lost_face_is_searched_for_at_once(pipeline: FacePipeline) -> None:
+    pipeline.tracker.reset()
+    three, two = rgb_frames(3, 3), rgb_frames(2, 1)
+    assert len(pipeline.process(three[0], stamp=200.0)) == 3
+    assert len(pipeline.process(three[1], stamp=200.033)) == 3
+    results = pipeline.process(two[0], stamp=200.066)  # the third leaves
+    assert len(results) == 2 and pipeline.last_times.extra["full_detection"]
