@@ -39,6 +39,7 @@ def machine_info() -> dict:
             "python": platform.python_version(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "opencv": cv2.__version__,
             "cuda": bool(torch.cuda.is_available()),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "",
             "load_average": [round(v, 2) for v in load]}
 
 

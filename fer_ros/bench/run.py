@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import torch
 
-from fer_ros.bench import RATE_HZ, data, live, naming, peers, report
+from fer_ros.bench import BAGS, RATE_HZ, data, live, naming, peers, report, streams
 from fer_ros.nodes.perception_node import PARAMS
 from fer_ros.pipeline import FacePipeline, PipelineConfig
 from fer_ros.pipeline.emotion import EmotionClassifier
@@ -66,7 +66,7 @@ class BenchRun:
         self.results: dict[str, dict] = {}
         self.identity: dict[str, dict] = {}
         self.bags: dict[str, list[np.ndarray]] = {}
-        self.overrides: dict[str, Any] = {"device": "cpu", **parse_params(args.param)}
+        self.overrides: dict[str, Any] = {"device": args.device, **parse_params(args.param)}
 
     def log(self, text: str) -> None:
         # With --json, stdout carries only the JSON object.
@@ -74,6 +74,8 @@ class BenchRun:
 
     def run(self) -> int:
         self.prepare()
+        if self.args.streams:
+            return streams.run_streams(self.args, self.overrides, self.out, self.log)
         self.load_bags()
         if self.args.soak > 0:
             return self.soak()
@@ -98,14 +100,14 @@ class BenchRun:
                  f"{' '.join(map(str, m['load_average']))}")
 
     def load_bags(self) -> None:
-        for name in self.args.bags:
+        for name in self.args.bags or BAGS:
             bag = data.build_bag(self.out, name, self.args.seconds)
             self.bags[name] = data.read_bag(bag)
             self.log(f"bag {bag}: {len(self.bags[name])} frames 640x480 bgr8 at {RATE_HZ:g} Hz")
 
     def soak(self) -> int:
         """--soak: images into the node for minutes; exit 1 when memory keeps growing."""
-        name = self.args.bags[-1]
+        name = list(self.bags)[-1]
         self.log(f"soak: {self.args.soak:g} min at {self.args.soak_rate:g} Hz ({name})")
         self.report["soak"] = s = live.soak(self.bags[name], self.args.soak,
                                             self.args.soak_rate, self.overrides,

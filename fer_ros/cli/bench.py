@@ -20,7 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds of each bag streamed to the node (default 10)")
     parser.add_argument("--rate", type=float, default=RATE_HZ,
                         help=f"camera rate in Hz (default {RATE_HZ:g})")
-    parser.add_argument("--bags", nargs="+", choices=BAGS, default=list(BAGS))
+    parser.add_argument("--bags", nargs="+", choices=BAGS, default=None,
+                        help="bags to stream (default all; with --streams: 1face, cycled "
+                             "over the cameras)")
+    parser.add_argument("--device", default="cpu",
+                        help="the node's device for the live runs: cpu (default), cuda[:N] "
+                             "or auto")
     parser.add_argument("--peer-frames", type=int, default=40,
                         help="frames per bag for the in-process runs (default 40)")
     parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=PEERS,
@@ -49,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "100,000 people (SQLite, random embeddings)")
     parser.add_argument("--people", type=int, nargs="+", default=None,
                         help="gallery sizes for --gallery-scale (default 100 1000 10000 100000)")
+    parser.add_argument("--streams", type=int, nargs="+", default=None, metavar="N",
+                        help="instead: one node serving N cameras at --rate Hz each, for "
+                             "each N given (fer_ros/bench/streams.py)")
     parser.add_argument("--idle", action="store_true",
                         help="instead: the node's CPU with nobody in view and the time to "
                              "detect a person who steps in (fer_ros/bench/idle.py)")

@@ -18,6 +18,13 @@ services and diagnostics), cleanup frees the models. With ``autostart`` (the def
 it configures and activates itself at start-up, so `ros2 run` and the launch files
 work unchanged; a model that cannot be loaded then ends the node (exit code 2).
 
+One node can serve several cameras (``streams``: ["cam1", "cam2"] subscribes to
+cam1/image and publishes cam1/faces/emotions, and so on; see fer_ros/ros/image_streams.py).
+Each stream has its own tracks, its own messages stamped with its own images' headers and
+its own diagnostics status; the newest image of every stream is taken together and all
+their faces go through FaceNet and the emotion model as one batch. ``streams`` can be
+changed while the node is inactive (deactivate, set, activate): the models stay loaded.
+
 Services: ``~/enroll`` (fer_ros/srv/EnrollFace: enrol the largest face of the latest
 image) and ``~/reload_gallery`` (std_srvs/srv/Trigger), from configure to cleanup. The
 gallery is also reloaded when another process changes it.
@@ -26,30 +33,27 @@ gallery is also reloaded when another process changes it.
 from __future__ import annotations
 
 import gc
-import re
 import sys
 import threading
 import time
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 
-from fer_ros.msg import FaceEmotionArray
-from fer_ros.pipeline import FacePipeline, GalleryError, PipelineConfig
+from fer_ros.pipeline import GalleryError, PipelineConfig
 from fer_ros.pipeline.gallery import validate_name
 from fer_ros.pipeline.gallery_store import GalleryStore
 from fer_ros.pipeline.pipeline import RUNTIME_SETTINGS
-from fer_ros.ros.face_msgs import camera_for, face_to_msg
-from fer_ros.ros.image_codec import ImageDecodeError, msg_to_image
+from fer_ros.pipeline.streams import FaceStreams
+from fer_ros.ros.image_streams import ImageStream, check_stream_names
 from fer_ros.ros.params import ParamSpec, declare_parameters
-from fer_ros.ros.perception_diagnostics import PerceptionStats, perception_status
+from fer_ros.ros.perception_diagnostics import perception_status
 from fer_ros.ros.qos import QOS_CHOICES, qos_profile
 from fer_ros.ros.run import log_final, run_node
 from fer_ros.srv import EnrollFace
@@ -68,7 +72,14 @@ PARAMS = (
               "'unknown'.", (0.0, 1.0)),
     ParamSpec("recognition_margin", 0.05, "How much the best person must beat the second "
               "best; closer calls are 'unknown'.", (0.0, 1.0)),
+    ParamSpec("streams", [""], "Cameras served by this node: for each name N, images from "
+              "N/image (and N/camera_info), results on N/faces/emotions; '' = image -> "
+              "faces/emotions. Each stream has its own tracks, messages and diagnostics; "
+              "their faces are batched together. Can change only while the node is "
+              "inactive (deactivate, set, activate).", rule=check_stream_names),
     ParamSpec("device", "auto", "auto (CUDA when present), cpu or cuda[:N].", read_only=True),
+    ParamSpec("half_precision", False, "Run FaceNet and the emotion model in float16 "
+              "(CUDA only; embeddings stay within cosine 0.999 of float32).", read_only=True),
     ParamSpec("backend", "auto", "Runtime of the FaceNet and emotion models: auto (ONNX "
               "Runtime on a CPU for the default models when `fer-ros models fetch` made their "
               "ONNX files, PyTorch otherwise; WARN when a file is missing or fails its "
@@ -137,9 +148,6 @@ PARAMS = (
               "report WARN.", (0.0, 1.0)),
 )
 
-_DIGITS = re.compile(r"\d+")
-_MAX_BAD_KINDS = 32
-
 # Parameters named differently from the PipelineConfig field they set.
 _CONFIG_NAMES = {"enable_recognition": "recognition", "enable_emotion": "emotion",
                  "enable_tracking": "tracking"}
@@ -147,33 +155,27 @@ _CONFIG_NAMES = {"enable_recognition": "recognition", "enable_emotion": "emotion
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
-@dataclass
-class Frame:
-    msg: Image
-    received: float  # monotonic seconds
-
-
 class PerceptionNode(LifecycleNode):
     def __init__(self, **kwargs) -> None:
         super().__init__("perception", **kwargs)
         self.p = declare_parameters(self, PARAMS, on_change=self._on_parameters_changed)
-        self.stats = PerceptionStats()
-        self.pipeline: FacePipeline | None = None
+        self.add_on_set_parameters_callback(self._refuse_streams_while_active)
+        self.pipeline: FaceStreams | None = None
         self.gallery: GalleryStore | None = None
         self.load_seconds = 0.0
         self._state = "unconfigured"
-        self._slot: Frame | None = None  # the newest unprocessed image
-        self._slot_cv = threading.Condition()
+        self._wake = threading.Condition()  # an image arrived on some stream
+        self.streams: dict[str, ImageStream] = {}
+        self._set_streams(self.p["streams"])
         self._stop = threading.Event()
         self._active = threading.Event()  # images are processed and published
         self._worker: threading.Thread | None = None
-        # The last processed image and its number of faces, for enrolment (one tuple, so
-        # the service never pairs an image with another image's count).
-        self._latest: tuple[np.ndarray, int] | None = None
-        self._bad_encodings: set[str] = set()
-        self._camera_info: CameraInfo | None = None  # the latest; the camera may change
+        # The last processed image of each stream and its number of faces, for enrolment
+        # (one tuple, so the service never pairs an image with another image's count),
+        # and the stream processed last.
+        self._latest: dict[str, tuple[np.ndarray, int]] = {}
+        self._latest_stream = ""
         self._configured: list = []  # what configure made, for cleanup
-        self._subscriptions: list = []  # what activate made, for deactivate
         self._configure_error: Exception | None = None
         # Diagnostics in every state: a lifecycle manager sees why nothing comes out.
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -205,10 +207,10 @@ class PerceptionNode(LifecycleNode):
         self.gallery = GalleryStore(self.pipeline, self.p["gallery_path"],
                                     self.p["persist_gallery"], self.get_logger())
         self.gallery.reload()
-        self.publisher = self.create_lifecycle_publisher(FaceEmotionArray, "faces/emotions", 10)
+        for stream in self.streams.values():
+            stream.open_publisher()
         services = MutuallyExclusiveCallbackGroup()
         self._configured = [
-            self.publisher,
             self.create_service(EnrollFace, "~/enroll", self._on_enroll,
                                 callback_group=services),
             self.create_service(Trigger, "~/reload_gallery", self._on_reload,
@@ -224,20 +226,16 @@ class PerceptionNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         qos = qos_profile(self.p["qos"])
-        self._subscriptions = [
-            self.create_subscription(Image, "image", self._on_image, qos),
-            self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)]
+        for stream in self.streams.values():
+            stream.subscribe(qos)
         self._active.set()
         self._state = "active"
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active.clear()
-        for subscription in self._subscriptions:
-            self.destroy_subscription(subscription)
-        self._subscriptions = []
-        with self._slot_cv:
-            self._slot = None  # a waiting image is not processed any more
+        for stream in self.streams.values():
+            stream.unsubscribe()
         self._state = "inactive"
         return super().on_deactivate(state)
 
@@ -256,37 +254,61 @@ class PerceptionNode(LifecycleNode):
 
     def _release(self) -> None:
         self._stop_worker()
+        for stream in self.streams.values():
+            stream.close_publisher()
         for entity in self._configured:
-            if entity is getattr(self, "publisher", None):
-                self.destroy_lifecycle_publisher(entity)
-            elif hasattr(entity, "srv_name"):
+            if hasattr(entity, "srv_name"):
                 self.destroy_service(entity)
             else:
                 self.destroy_timer(entity)
         self._configured = []
         if self.gallery is not None:
             self.gallery.close()
-        self.gallery, self.pipeline, self._latest = None, None, None
+        if self.pipeline is not None:
+            self.pipeline.close()
+        self.gallery, self.pipeline, self._latest = None, None, {}
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
     def _stop_worker(self) -> None:
         self._stop.set()
-        with self._slot_cv:
-            self._slot_cv.notify_all()
+        with self._wake:
+            self._wake.notify_all()
         if self._worker is not None and self._worker.is_alive():
             self._worker.join(timeout=5.0)
         self._worker = None
 
     # ------------------------------------------------------------------ set-up
-    def _make_pipeline(self) -> FacePipeline:
+    def _make_pipeline(self) -> FaceStreams:
         if self.p["torch_threads"] > 0:
             torch.set_num_threads(self.p["torch_threads"])
             # OpenCV's resizes are small here: its thread pool only competes for the cores.
             cv2.setNumThreads(self.p["torch_threads"])
         values = {_CONFIG_NAMES.get(name, name): value for name, value in self.p.items()}
-        return FacePipeline(PipelineConfig.from_values(values))
+        return FaceStreams(PipelineConfig.from_values(values), names=self.streams)
+
+    def _set_streams(self, names: list[str]) -> None:
+        """Serve exactly these streams (while not active; publishers while configured)."""
+        kept = {name: self.streams.get(name) or ImageStream(self, name, self._wake)
+                for name in names}
+        for name, stream in self.streams.items():
+            if name not in kept:
+                stream.close_publisher()
+        if self.pipeline is not None:
+            self.pipeline.set_streams(names)
+            for stream in kept.values():
+                if stream.publisher is None:
+                    stream.open_publisher()
+        self.streams = kept
+
+    def _refuse_streams_while_active(self, parameters: list) -> SetParametersResult:
+        """The subscriptions follow ``streams`` only between activations."""
+        if self._state == "active" and any(p.name == "streams" for p in parameters):
+            return SetParametersResult(
+                successful=False, reason="streams can change only while the node is "
+                "inactive: deactivate it, set streams, activate it")
+        return SetParametersResult(successful=True)
 
     def _on_parameters_changed(self, changed: dict) -> None:
         """Apply accepted run-time changes (after the set succeeded); while unconfigured
@@ -294,6 +316,8 @@ class PerceptionNode(LifecycleNode):
         settings = {name: value for name, value in changed.items() if name in RUNTIME_SETTINGS}
         if settings and self.pipeline is not None:
             self.pipeline.configure(**settings)
+        if "streams" in changed:
+            self._set_streams(changed["streams"])
         if self.gallery is not None:
             if "persist_gallery" in changed:
                 self.gallery.persist = changed["persist_gallery"]
@@ -313,7 +337,12 @@ class PerceptionNode(LifecycleNode):
             response.message = f"refused: {exc}"
             self.get_logger().warning(response.message)
             return response
-        latest = self._latest
+        stream = request.stream or self._latest_stream
+        if stream not in self.streams:
+            response.message = (f"refused: no stream {stream!r} (streams: "
+                                f"{', '.join(map(repr, self.streams))})")
+            return response
+        latest = self._latest.get(stream)
         if latest is None:
             response.message = "refused: no image received yet"
             return response
@@ -346,82 +375,63 @@ class PerceptionNode(LifecycleNode):
         return response
 
     # ------------------------------------------------------------------ images
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._camera_info = msg
-
-    def _on_image(self, msg: Image) -> None:
-        self.stats.last_received = time.monotonic()
-        with self._slot_cv:
-            self.stats.count("received")
-            if self._slot is not None:
-                self.stats.count("dropped")  # superseded before inference got to it
-            self._slot = Frame(msg, time.monotonic())
-            self._slot_cv.notify()
-
     def _run(self) -> None:
         while not self._stop.is_set():
-            with self._slot_cv:
-                while self._slot is None and not self._stop.is_set():
-                    self._slot_cv.wait(0.5)
-                frame, self._slot = self._slot, None
-            if frame is None or not self._active.is_set():
+            with self._wake:
+                streams = self.streams
+                while (not self._stop.is_set()
+                       and all(s.slot is None for s in streams.values())):
+                    self._wake.wait(0.5)
+                    streams = self.streams
+                frames = {name: frame for name, s in streams.items()
+                          if (frame := s.take()) is not None}
+            if not frames or not self._active.is_set():
                 continue
             try:
-                self._process(frame)
-            except Exception as exc:
-                self.stats.count("bad")
-                self.get_logger().error(f"processing an image failed: {exc!r}",
-                                        throttle_duration_sec=5.0)
+                self._process(streams, frames)
+            except Exception as exc:  # the shared models failed: every stream's images
+                for name in frames:
+                    streams[name].failed(exc)
 
-    def _process(self, frame: Frame) -> None:
-        msg = frame.msg
-        try:
-            rgb = msg_to_image(msg, "rgb8")
-        except ImageDecodeError as exc:
-            self.stats.count("bad")
-            # One log line per kind of problem: the same fault with other sizes (a
-            # truncation by 5 or by 7 bytes) is the same kind. The set is capped so that
-            # a publisher sending ever new garbage cannot grow it without end.
-            kind = _DIGITS.sub("#", str(exc))
-            if kind not in self._bad_encodings and len(self._bad_encodings) < _MAX_BAD_KINDS:
-                self._bad_encodings.add(kind)
-                more = (" (further kinds of bad images are not logged; see diagnostics "
-                        "'images rejected')" if len(self._bad_encodings) == _MAX_BAD_KINDS
-                        else "")
-                self.get_logger().error(f"dropping image: {exc}{more}")
+    def _process(self, streams: dict[str, ImageStream], frames: dict) -> None:
+        """The newest image of each stream that has one, through the pipeline together."""
+        images = {}
+        for name, frame in frames.items():
+            rgb = streams[name].decode(frame)
+            if rgb is not None:
+                images[name] = (rgb, "rgb", ImageStream.stamp_of(frame))
+        if not images:
             return
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        # Unstamped images (stamp 0) still need time to move on, or tracks never age.
-        faces = self.pipeline.process(rgb, color="rgb",
-                                      stamp=stamp if stamp > 0 else frame.received)
-        self._latest = (rgb, len(faces))
-        out = FaceEmotionArray()
-        out.header = msg.header
-        out.image_width, out.image_height = int(msg.width), int(msg.height)
-        camera = camera_for(self._camera_info, int(msg.width), int(msg.height),
-                            self.p["fov_deg"])
-        out.faces = [face_to_msg(face, camera) for face in faces]
-        if not self._active.is_set():
-            return  # deactivated while this image was processed: say nothing
-        self.publisher.publish(out)
-        ros_now = self.get_clock().now().nanoseconds * 1e-9
-        latency = ros_now - stamp if stamp > 0 else time.monotonic() - frame.received
-        self.stats.published(latency, self.pipeline.last_times)
+        results = self.pipeline.process(images)
+        for name, faces in results.items():
+            stream = streams[name]
+            if isinstance(faces, Exception):  # this stream's image only
+                stream.failed(faces)
+                continue
+            self._latest[name] = (images[name][0], len(faces))
+            self._latest_stream = name
+            if not self._active.is_set():
+                return  # deactivated while these images were processed: say nothing
+            stream.publish(frames[name], faces, self.p["fov_deg"])
+            stream.published(frames[name], self.pipeline[name].last_times)
 
     # ------------------------------------------------------------------ diagnostics
     def _publish_diagnostics(self) -> None:
         diag = DiagnosticArray()
         diag.header.stamp = self.get_clock().now().to_msg()
-        diag.status = [perception_status(self.stats, self.pipeline, self._state, self.p,
-                                         self.load_seconds)]
+        diag.status = [
+            perception_status(stream.stats, self.pipeline[name] if self.pipeline else None,
+                              self._state, self.p, self.load_seconds, stream=name)
+            for name, stream in self.streams.items()]
         self.diag_pub.publish(diag)
 
     def destroy_node(self) -> None:
-        if hasattr(self, "stats"):  # absent when start-up failed before it: nothing ran
+        if hasattr(self, "streams"):  # absent when start-up failed before it: nothing ran
             self._stop_worker()
             if self.gallery is not None:
                 self.gallery.close()
-            log_final(self, self.stats.summary())
+            for name, stream in self.streams.items():
+                log_final(self, (f"{name}: " if name else "") + stream.stats.summary())
         super().destroy_node()
 
 

@@ -231,6 +231,17 @@ def _load_weights(source: Path) -> tuple[dict[str, Any], str]:
     return state, name
 
 
+def check_half(half: bool, device: torch.device) -> torch.dtype:
+    """The models' dtype: float16 when ``half`` (CUDA only: CPUs gain nothing from it and
+    some of their kernels lack float16), else float32."""
+    if not half:
+        return torch.float32
+    if device.type != "cuda":
+        raise ValueError(f"half precision needs a CUDA device, not {device.type!r} "
+                         f"(set half_precision false)")
+    return torch.float16
+
+
 class FaceEmbedder:
     """Crops faces from RGB frames and maps them to L2-normalised 512-d embeddings.
 
@@ -243,14 +254,17 @@ class FaceEmbedder:
     ``backend``: ``torch`` (``self.model``), ``onnxruntime`` or ``auto`` (``self.session``
     for the default model on the CPU; see :func:`ort_backend.select_session`; a reason
     to fall back to PyTorch is kept in ``backend_warning``). ``threads``: ONNX Runtime's
-    intra-op threads, default torch's current setting.
+    intra-op threads, default torch's current setting. ``half``: float16 weights and
+    inputs on CUDA (see :func:`check_half`); embeddings come back as float32.
     """
 
     dim: int = EMBEDDING_DIM
 
     def __init__(self, weights: str | Path | None = None, device: str = "cpu",
-                 backend: str = ort_backend.TORCH, threads: int | None = None) -> None:
+                 backend: str = ort_backend.TORCH, threads: int | None = None,
+                 half: bool = False) -> None:
         self.device = torch.device(device)
+        self.dtype = check_half(half, self.device)
         self.model: Any = None
         default = weights is None
         self.session, self.backend_warning = ort_backend.select_session(
@@ -260,7 +274,7 @@ class FaceEmbedder:
             self.backend, self.model_name = ort_backend.ORT, MODEL_NAME
         else:
             self.backend = ort_backend.TORCH
-            self.model = self._load_torch(weights).eval().to(self.device)
+            self.model = self._load_torch(weights).eval().to(self.device, self.dtype)
 
     def _load_torch(self, weights: str | Path | None) -> Any:
         """facenet-pytorch's InceptionResnetV1 with ``weights``; sets ``model_name``."""
@@ -339,10 +353,10 @@ class FaceEmbedder:
             x = np.ascontiguousarray(standardize(crops).transpose(0, 3, 1, 2))
             return self.session.run(None, {"input": x})[0].astype(np.float32, copy=False)
         batch = (torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
-                 .permute(0, 3, 1, 2).float().sub_(127.5).div_(128.0))
+                 .permute(0, 3, 1, 2).float().sub_(127.5).div_(128.0).to(self.dtype))
         with torch.inference_mode():
-            out = self.model(batch)
-        return out.float().cpu().numpy().astype(np.float32, copy=False)
+            out = torch.nn.functional.normalize(self.model(batch).float(), dim=1)
+        return out.cpu().numpy().astype(np.float32, copy=False)
 
     def embed(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """(N, 512) float32 unit embeddings of the faces in ``boxes`` of an RGB frame."""

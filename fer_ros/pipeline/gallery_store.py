@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from fer_ros.pipeline.gallery import GalleryError, GalleryUnavailable, Person, validate_name
 from fer_ros.pipeline.gallery_storage import GalleryStorage, open_storage
 from fer_ros.pipeline.pipeline import FacePipeline
+
+if TYPE_CHECKING:  # streams.py is above this module
+    from fer_ros.pipeline.streams import FaceStreams
 
 
 class Logger(Protocol):
@@ -39,7 +42,7 @@ class Enrolment:
 
 
 class GalleryStore:
-    def __init__(self, pipeline: FacePipeline, path: str, persist: bool,
+    def __init__(self, pipeline: FacePipeline | FaceStreams, path: str, persist: bool,
                  logger: Logger) -> None:
         self.pipeline = pipeline
         self.persist = persist

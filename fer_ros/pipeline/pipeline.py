@@ -13,12 +13,13 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 import torch
 
+from fer_ros.pipeline.batch import Frame, process_frames
 from fer_ros.pipeline.detector import FaceDetector
 from fer_ros.pipeline.emotion import EmotionClassifier
 from fer_ros.pipeline.facenet import FaceEmbedder
@@ -26,7 +27,7 @@ from fer_ros.pipeline.gallery import UNKNOWN, Gallery, GalleryError
 from fer_ros.pipeline.idle import IdleGate
 from fer_ros.pipeline.search import BackgroundSearch
 from fer_ros.pipeline.tracker import FaceTracker, thumbnail
-from fer_ros.pipeline.types import Detection, FaceResult
+from fer_ros.pipeline.types import Detection, FaceResult, StageTimes
 
 
 def resolve_device(device: str) -> str:
@@ -47,6 +48,9 @@ class PipelineConfig:
     # FaceNet and emotion runtime: auto (ONNX Runtime on a CPU for the default models
     # when their checked ONNX files exist, else PyTorch), torch or onnxruntime.
     backend: str = "auto"
+    # float16 FaceNet and emotion model on CUDA (embeddings within cosine 0.999 of
+    # float32 on the test faces: test/pipeline/test_cuda.py); MTCNN stays float32.
+    half_precision: bool = False
     # detection
     min_face_size: int = 40
     detection_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
@@ -108,19 +112,6 @@ RUNTIME_SETTINGS = frozenset({
     "idle_detection_rate", "idle_change_threshold", "idle_refresh_period"})
 
 
-@dataclass
-class StageTimes:
-    """Milliseconds spent in each stage for the last frame."""
-
-    detect: float = 0.0
-    embed: float = 0.0
-    emotion: float = 0.0
-    total: float = 0.0
-    faces: int = 0
-    embedded: int = 0
-    extra: dict = field(default_factory=dict)
-
-
 class FacePipeline:
     def __init__(self, config: PipelineConfig | None = None, gallery: Gallery | None = None,
                  models: tuple | None = None) -> None:
@@ -157,11 +148,18 @@ class FacePipeline:
         embedder = classifier = None
         if cfg.recognition:
             embedder = FaceEmbedder(cfg.facenet_weights or None, device=self.device,
-                                    backend=cfg.backend)
+                                    backend=cfg.backend, half=cfg.half_precision)
         if cfg.emotion:
             classifier = EmotionClassifier(cfg.emotion_weights or None, device=self.device,
-                                           backend=cfg.backend)
+                                           backend=cfg.backend, half=cfg.half_precision)
         return detector, embedder, classifier
+
+    def close(self) -> None:
+        """End the background search and re-embedding threads (the models stay)."""
+        self.search.close()
+        if self._reembed_pool is not None:
+            self._reembed_pool.shutdown(wait=True, cancel_futures=True)
+            self._reembed_pool, self._reembed_job = None, None
 
     @property
     def backends(self) -> dict[str, str]:
@@ -286,6 +284,13 @@ class FacePipeline:
         With ``idle_detection_rate`` set, an image seen while nobody is tracked may not be
         searched (IdleGate): it gives [] and ``last_times.extra["searched"]`` is False.
         """
+        result = process_frames([(self, image, color, stamp)])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def _begin(self, image: np.ndarray, color: str, stamp: float | None) -> Frame:
+        """Idle gate and detection: the part of a frame that is this stream's alone."""
         cfg = self.config
         t0 = time.perf_counter()
         rgb = self.to_rgb(image, color)
@@ -294,32 +299,31 @@ class FacePipeline:
             tracking = bool(self.tracker.tracks) if cfg.tracking else self._faces_seen
             searched = self.idle.decide(rgb, stamp, tracking).search
         if not searched:  # nobody there and nothing new: the empty answer costs nothing
-            self.last_times = StageTimes(total=(time.perf_counter() - t0) * 1e3,
-                                         extra={"full_detection": False, "searched": False})
-            return []
+            return Frame(rgb, stamp, t0, [], StageTimes(
+                extra={"full_detection": False, "searched": False}))
         detections, full = self._detect(rgb, stamp)
         self._faces_seen = bool(detections)
-        t1 = time.perf_counter()
-        results = [FaceResult(detection=d) for d in detections]
-        times = StageTimes(faces=len(results), extra={"full_detection": full, "searched": True})
-        with self._lock:
-            # Read under the lock that set_gallery takes: votes cast with one gallery
-            # never land in tracks just reset for another.
-            gallery = self._gallery
-            tracks = self.tracker.update(detections, stamp) if cfg.tracking else []
-            thumbs = self._split_changed_tracks(rgb, results, tracks)
-            if self.embedder is not None and results:
-                self._recognise(rgb, results, tracks, thumbs, gallery, times)
-            t2 = time.perf_counter()
-            if self.classifier is not None and results:
-                self._classify(rgb, results, tracks)
-        t3 = time.perf_counter()
-        times.detect = (t1 - t0) * 1e3
-        times.embed = (t2 - t1) * 1e3 if results else 0.0
-        times.emotion = (t3 - t2) * 1e3 if results else 0.0
-        times.total = (t3 - t0) * 1e3
-        self.last_times = times
-        return results
+        times = StageTimes(faces=len(detections),
+                           extra={"full_detection": full, "searched": True})
+        times.detect = (time.perf_counter() - t0) * 1e3
+        return Frame(rgb, stamp, t0, [FaceResult(detection=d) for d in detections], times)
+
+    def _plan(self, frame: Frame) -> None:
+        """Track the frame's faces and choose which to embed now. Called with
+        ``self._lock`` held, which stays held until the frame's names and emotions are
+        set: votes cast with one gallery never land in tracks just reset for another."""
+        frame.gallery = self._gallery
+        if self.config.tracking:
+            frame.tracks = self.tracker.update([r.detection for r in frame.results],
+                                               frame.stamp)
+        frame.thumbs = self._split_changed_tracks(frame.rgb, frame.results, frame.tracks)
+        if self.embedder is not None and frame.results:
+            frame.to_embed = self._to_embed(frame)
+
+    def _end(self, frame: Frame) -> list[FaceResult]:
+        frame.times.total = (time.perf_counter() - frame.t0) * 1e3
+        self.last_times = frame.times
+        return frame.results
 
     def _split_changed_tracks(self, rgb: np.ndarray, results: list[FaceResult],
                               tracks: list) -> list[np.ndarray]:
@@ -341,40 +345,43 @@ class FacePipeline:
                 track.ref_thumb = thumb
         return thumbs
 
-    def _recognise(self, rgb: np.ndarray, results: list[FaceResult], tracks: list,
-                   thumbs: list[np.ndarray], gallery: Gallery | None,
-                   times: StageTimes) -> None:
+    def _to_embed(self, frame: Frame) -> list[int]:
+        """Indices of the faces to embed in this frame: new tracks and tracks without a
+        name now; periodic re-embeddings too, unless they go to the background."""
         cfg = self.config
-        if tracks:
-            todo, later = [], []
-            for i, (r, t) in enumerate(zip(results, tracks, strict=True)):
-                t.frames_since_embedding += 1
-                if t.frames == 1 or not t.votes:
-                    todo.append(i)
-                elif (t.frames_since_embedding >= cfg.reembed_interval
-                        or r.detection.area > 1.5 * t.embedded_area):
-                    (later if cfg.async_reembed else todo).append(i)
-            if later:
-                self._reembed_in_background(rgb, results, tracks, thumbs, gallery, later,
-                                            times)
-        else:
-            todo = list(range(len(results)))
-        if todo:
-            boxes = np.stack([results[i].box for i in todo])
-            embeddings = self.embedder.embed(rgb, boxes)
-            times.embedded = len(todo)
-            matches = (gallery.match(embeddings, cfg.recognition_threshold,
-                                     cfg.recognition_margin)
-                       if gallery is not None and len(gallery) else None)
-            for k, i in enumerate(todo):
-                results[i].embedding = embeddings[k]
-                name, sim = (matches[k].name, matches[k].similarity) if matches else (UNKNOWN, 0.0)
-                results[i].name, results[i].similarity = name, sim
-                if tracks:
-                    tracks[i].votes.append((name, sim))
-                    tracks[i].frames_since_embedding = 0
-                    tracks[i].embedded_area = results[i].detection.area
-                    tracks[i].ref_thumb = thumbs[i]
+        results, tracks = frame.results, frame.tracks
+        if not tracks:
+            return list(range(len(results)))
+        todo, later = [], []
+        for i, (r, t) in enumerate(zip(results, tracks, strict=True)):
+            t.frames_since_embedding += 1
+            if t.frames == 1 or not t.votes:
+                todo.append(i)
+            elif (t.frames_since_embedding >= cfg.reembed_interval
+                    or r.detection.area > 1.5 * t.embedded_area):
+                (later if cfg.async_reembed else todo).append(i)
+        if later:
+            self._reembed_in_background(frame.rgb, results, tracks, frame.thumbs,
+                                        frame.gallery, later, frame.times)
+        return todo
+
+    def _name(self, frame: Frame, embeddings: np.ndarray) -> None:
+        """Match the embeddings of ``frame.to_embed`` and vote each face's name."""
+        cfg = self.config
+        results, tracks, gallery = frame.results, frame.tracks, frame.gallery
+        frame.times.embedded = len(frame.to_embed)
+        matches = (gallery.match(embeddings, cfg.recognition_threshold,
+                                 cfg.recognition_margin)
+                   if gallery is not None and len(gallery) and len(embeddings) else None)
+        for k, i in enumerate(frame.to_embed):
+            results[i].embedding = embeddings[k]
+            name, sim = (matches[k].name, matches[k].similarity) if matches else (UNKNOWN, 0.0)
+            results[i].name, results[i].similarity = name, sim
+            if tracks:
+                tracks[i].votes.append((name, sim))
+                tracks[i].frames_since_embedding = 0
+                tracks[i].embedded_area = results[i].detection.area
+                tracks[i].ref_thumb = frame.thumbs[i]
         for result, track in zip(results, tracks, strict=False):
             result.name, result.similarity = track.vote()
 
@@ -418,13 +425,13 @@ class FacePipeline:
                 track.embedded_area = area
                 track.ref_thumb = thumb
 
-    def _classify(self, rgb: np.ndarray, results: list[FaceResult], tracks: list) -> None:
+    def _feel(self, frame: Frame, probs: np.ndarray) -> None:
+        """Set each face's emotion from its probabilities, smoothed along its track."""
         labels = tuple(self.classifier.labels)
-        probs = self.classifier.predict(rgb, np.stack([r.box for r in results]))
-        for i, result in enumerate(results):
+        for i, result in enumerate(frame.results):
             raw = probs[i].astype(np.float32)
-            smooth = (tracks[i].smooth_emotion(raw, self.config.emotion_smoothing)
-                      if tracks else raw)
+            smooth = (frame.tracks[i].smooth_emotion(raw, self.config.emotion_smoothing)
+                      if frame.tracks else raw)
             best = int(np.argmax(smooth))
             result.emotion_labels = labels
             result.emotion_scores_raw = raw

@@ -75,3 +75,9 @@ class BackgroundSearch:
             new = [d for d, o in zip(new, overlap, strict=True) if o <= COVERED_IOU]
         self.merged += len(new)
         return tracked + new
+
+    def close(self) -> None:
+        """Let a running search finish and end the worker thread."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool, self._job = None, None

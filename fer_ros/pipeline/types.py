@@ -70,3 +70,16 @@ class FaceResult:
                                for label, p in zip(self.emotion_labels, self.emotion_scores,
                                                    strict=False)},
         }
+
+
+@dataclass
+class StageTimes:
+    """Milliseconds spent in each stage for the last frame."""
+
+    detect: float = 0.0
+    embed: float = 0.0
+    emotion: float = 0.0
+    total: float = 0.0
+    faces: int = 0
+    embedded: int = 0
+    extra: dict = field(default_factory=dict)

@@ -74,12 +74,16 @@ def _level(stats: PerceptionStats, delta: dict[str, int], latency_ms: np.ndarray
 
 
 def perception_status(stats: PerceptionStats, pipeline: FacePipeline | None, state: str,
-                      params: dict[str, Any], load_seconds: float) -> DiagnosticStatus:
-    """The status for one diagnostics period; ``state`` is the lifecycle state's label."""
+                      params: dict[str, Any], load_seconds: float,
+                      stream: str = "") -> DiagnosticStatus:
+    """The status of one stream for one diagnostics period; ``state`` is the lifecycle
+    state's label. The default stream's status is "fer_ros: perception", stream cam1's
+    "fer_ros: perception cam1"."""
     totals, delta, recent = stats.period()
-    status = DiagnosticStatus(name="fer_ros: perception",
+    status = DiagnosticStatus(name=f"fer_ros: perception {stream}".rstrip(),
                               hardware_id=pipeline.device if pipeline else "")
-    values: dict[str, Any] = {"lifecycle state": state}
+    values: dict[str, Any] = {"lifecycle state": state,
+                              "image topic": f"{stream}/image" if stream else "image"}
     if state != "active" or pipeline is None:
         status.level, status.message = DiagnosticStatus.OK, f"{state}: no inference"
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]

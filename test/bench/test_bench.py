@@ -79,6 +79,27 @@ def test_soak_reports_memory(tmp_path) -> None:
 
 
 @pytest.mark.timeout(300)
+def test_streams_bench_reports_every_camera(tmp_path) -> None:
+    report = bench(tmp_path, "--streams", "1", "2", "--seconds", "1.5", "--bags", "1face",
+                   "3faces")
+    runs = report["streams"]
+    assert [r["n"] for r in runs] == [1, 2] and report["device"] == "cpu"
+    for run in runs:
+        assert len(run["per_stream"]) == run["n"] and run["node_exit_code"] == 0
+        assert run["aggregate_fps"] == pytest.approx(sum(s["fps"] for s in run["per_stream"]),
+                                                     abs=0.05)
+        for stream in run["per_stream"]:
+            assert stream["sent"] >= 30 and 0 < stream["answered"] <= stream["sent"]
+            assert 0 < stream["latency_ms"]["p50"] <= stream["latency_ms"]["p95"]
+    # Cameras cycle over the bags: the second camera shows three people.
+    assert [s["bag"] for s in runs[1]["per_stream"]] == ["1face", "3faces"]
+    assert runs[1]["per_stream"][1]["faces_mean"] > runs[1]["per_stream"][0]["faces_mean"]
+    assert (tmp_path / "streams.png").stat().st_size > 10_000
+    one = bench(tmp_path, "--streams", "1", "--seconds", "1")["streams"]
+    assert one["n"] == 1 and one["per_stream"][0]["bag"] == "1face"  # one N: one object
+
+
+@pytest.mark.timeout(300)
 def test_backend_comparison() -> None:
     """`fer-ros bench --backends`: FaceNet in PyTorch, TorchScript and ONNX Runtime agree."""
     result = subprocess.run([*fer_ros_command(), "bench", "--backends"], capture_output=True,

@@ -18,6 +18,7 @@ from fer_ros.pipeline.emotion.io import (
     load_emotion_model,
 )
 from fer_ros.pipeline.emotion.model import NORMALISATIONS
+from fer_ros.pipeline.facenet import check_half
 
 
 class EmotionClassifier:
@@ -30,13 +31,16 @@ class EmotionClassifier:
     """
 
     def __init__(self, weights: str | Path | None = None, device: str = "cpu",
-                 backend: str = ort_backend.TORCH, threads: int | None = None) -> None:
+                 backend: str = ort_backend.TORCH, threads: int | None = None,
+                 half: bool = False) -> None:
         path = Path(weights) if weights else default_model_path()
         if not path.is_file():
             raise AssetError(f"emotion model {path} is missing; run `{FETCH_HINT}` first"
                              if weights is None else f"emotion model {path} does not exist")
         self.device = torch.device(device)
+        self.dtype = check_half(half, self.device)
         self.model, self.spec = load_emotion_model(path, self.device)
+        self.model.to(self.dtype)
         self.labels: tuple[str, ...] = self.spec.labels
         self.path = path
         self._normalise = NORMALISATIONS[self.spec.normalisation]
@@ -85,12 +89,16 @@ class EmotionClassifier:
 
     def predict(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """(N, K) float32 probabilities over ``labels``; one batched forward pass."""
-        x = self.inputs(image_rgb, boxes)
+        return self.predict_inputs(self.inputs(image_rgb, boxes))
+
+    def predict_inputs(self, x: np.ndarray) -> np.ndarray:
+        """(N, K) probabilities for (N, C, S, S) inputs from :meth:`inputs` (of one image
+        or, concatenated, of several: one forward pass for all)."""
         if x.shape[0] == 0:
             return np.zeros((0, len(self.labels)), np.float32)
         if self.session is not None:  # the exported graph ends in the softmax
             return self.session.run(None, {"input": x})[0].astype(np.float32, copy=False)
-        x = torch.from_numpy(x).to(self.device)
+        x = torch.from_numpy(x).to(self.device, self.dtype)
         with torch.inference_mode():
-            probs = torch.softmax(self.model(x), dim=1)
-        return probs.float().cpu().numpy()
+            probs = torch.softmax(self.model(x).float(), dim=1)
+        return probs.cpu().numpy()

@@ -1,0 +1,165 @@
+"""The perception node's image streams: one per camera it serves.
+
+A stream named ``cam1`` subscribes to ``cam1/image`` and ``cam1/camera_info`` and
+publishes ``cam1/faces/emotions`` (all relative to the node's namespace, so they can be
+remapped); the stream named "" uses ``image``, ``camera_info`` and ``faces/emotions``.
+Each stream keeps the newest image it received (an older one waiting is dropped and
+counted), its own counters for /diagnostics and its own record of bad images, so one
+camera's faults never hide or silence another's.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image
+
+from fer_ros.msg import FaceEmotionArray
+from fer_ros.pipeline.types import FaceResult
+from fer_ros.ros.face_msgs import camera_for, face_to_msg
+from fer_ros.ros.image_codec import ImageDecodeError, msg_to_image
+from fer_ros.ros.perception_diagnostics import PerceptionStats
+
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)*")
+MAX_STREAMS = 64
+_DIGITS = re.compile(r"\d+")
+_MAX_BAD_KINDS = 32
+
+
+def check_stream_names(names: list[str]) -> str | None:
+    """Why ``names`` is not a valid ``streams`` parameter, or None."""
+    if not names:
+        return "streams must name at least one stream ('' = image -> faces/emotions)"
+    if len(names) > MAX_STREAMS:
+        return f"streams: {len(names)} streams, at most {MAX_STREAMS}"
+    if len(set(names)) != len(names):
+        return f"streams: names repeat in {names}"
+    bad = [n for n in names if n and not _NAME.fullmatch(n)]
+    if bad:
+        return (f"streams: {bad[0]!r} is not a topic prefix (letters, digits, '_', "
+                f"parts separated by '/', each starting with a letter)")
+    return None
+
+
+def topic(stream: str, base: str) -> str:
+    return f"{stream}/{base}" if stream else base
+
+
+@dataclass
+class Frame:
+    msg: Image
+    received: float  # monotonic seconds
+
+
+class ImageStream:
+    """One camera's topics, newest image, counters and bad-image log."""
+
+    def __init__(self, node: Node, name: str, wake: threading.Condition) -> None:
+        self.node = node
+        self.name = name
+        self.label = name or "image"  # in log lines
+        self.stats = PerceptionStats()
+        self.slot: Frame | None = None  # guarded by ``wake``
+        self._wake = wake
+        self.camera_info: CameraInfo | None = None
+        self._bad_kinds: set[str] = set()
+        self._last_failure_log = -1e9
+        self.publisher = None
+        self._subscriptions: list = []
+
+    def open_publisher(self) -> None:
+        self.publisher = self.node.create_lifecycle_publisher(
+            FaceEmotionArray, topic(self.name, "faces/emotions"), 10)
+
+    def close_publisher(self) -> None:
+        if self.publisher is not None:
+            self.node.destroy_lifecycle_publisher(self.publisher)
+            self.publisher = None
+
+    def subscribe(self, qos) -> None:
+        self._subscriptions = [
+            self.node.create_subscription(Image, topic(self.name, "image"), self._on_image,
+                                          qos),
+            self.node.create_subscription(CameraInfo, topic(self.name, "camera_info"),
+                                          self._on_camera_info, qos)]
+
+    def unsubscribe(self) -> None:
+        for subscription in self._subscriptions:
+            self.node.destroy_subscription(subscription)
+        self._subscriptions = []
+        with self._wake:
+            self.slot = None  # a waiting image is not processed any more
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self.camera_info = msg
+
+    def _on_image(self, msg: Image) -> None:
+        self.stats.last_received = time.monotonic()
+        with self._wake:
+            self.stats.count("received")
+            if self.slot is not None:
+                self.stats.count("dropped")  # superseded before inference got to it
+            self.slot = Frame(msg, time.monotonic())
+            self._wake.notify()
+
+    def take(self) -> Frame | None:
+        """The waiting image, if any (call with ``wake`` held)."""
+        frame, self.slot = self.slot, None
+        return frame
+
+    def decode(self, frame: Frame) -> np.ndarray | None:
+        """The image as RGB, or None (counted and logged) when it is malformed."""
+        try:
+            return msg_to_image(frame.msg, "rgb8")
+        except ImageDecodeError as exc:
+            self.stats.count("bad")
+            # One log line per kind of problem: the same fault with other sizes (a
+            # truncation by 5 or by 7 bytes) is the same kind. The set is capped so that
+            # a publisher sending ever new garbage cannot grow it without end.
+            kind = _DIGITS.sub("#", str(exc))
+            if kind not in self._bad_kinds and len(self._bad_kinds) < _MAX_BAD_KINDS:
+                self._bad_kinds.add(kind)
+                more = (" (further kinds of bad images are not logged; see diagnostics "
+                        "'images rejected')" if len(self._bad_kinds) == _MAX_BAD_KINDS
+                        else "")
+                where = f" on {self.name}/image" if self.name else ""
+                self.node.get_logger().error(f"dropping image{where}: {exc}{more}")
+            return None
+
+    def failed(self, exc: Exception) -> None:
+        """An image of this stream could not be processed: counted, logged at most every
+        5 s per stream (so one camera's failures never hide another's)."""
+        self.stats.count("bad")
+        now = time.monotonic()
+        if now - self._last_failure_log >= 5.0:
+            self._last_failure_log = now
+            where = f" from {self.name}/image" if self.name else ""
+            self.node.get_logger().error(f"processing an image{where} failed: {exc!r}")
+
+    @staticmethod
+    def stamp_of(frame: Frame) -> float:
+        """The image's stamp in seconds; unstamped images (0) get their arrival time, or
+        tracks would never age."""
+        stamp = frame.msg.header.stamp
+        seconds = stamp.sec + stamp.nanosec * 1e-9
+        return seconds if seconds > 0 else frame.received
+
+    def publish(self, frame: Frame, faces: list[FaceResult], fov_deg: float) -> None:
+        msg = frame.msg
+        out = FaceEmotionArray()
+        out.header = msg.header
+        out.image_width, out.image_height = int(msg.width), int(msg.height)
+        camera = camera_for(self.camera_info, int(msg.width), int(msg.height), fov_deg)
+        out.faces = [face_to_msg(face, camera) for face in faces]
+        self.publisher.publish(out)
+
+    def published(self, frame: Frame, times) -> None:
+        stamp = frame.msg.header.stamp.sec + frame.msg.header.stamp.nanosec * 1e-9
+        ros_now = self.node.get_clock().now().nanoseconds * 1e-9
+        latency = ros_now - stamp if stamp > 0 else time.monotonic() - frame.received
+        self.stats.published(latency, times)
