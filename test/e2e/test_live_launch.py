@@ -16,8 +16,9 @@ import cv2
 import numpy as np
 import pytest
 from conftest import data_path, wait_for
-from rosutil import enroll, frame_bgr
+from rosutil import TestNode, enroll, frame_bgr
 
+from fer_ros.msg import FaceEmotionArray
 from fer_ros.paths import fer_ros_command, node_executable, share_dir
 
 PERSON = "mindy_kaling"
@@ -114,3 +115,42 @@ def test_idle_nodes_stop_on_ctrl_c(spawn, node: str, args: list[str]) -> None:
     assert proc.interrupt(timeout=5) == 0, proc.output()
     assert time.monotonic() - start < 3.0
     assert "Traceback" not in proc.output()
+
+
+def test_multicam_launch_two_cameras_one_perception(tmp_path: Path, spawn) -> None:
+    """multicam.launch.py: a camera node per camera, one perception node serving both;
+    each camera's results on its own topic, with its own person's name."""
+    people = {"front": PERSON, "back": "jerry_seinfeld"}
+    gallery = tmp_path / "gallery.json"
+    folders = []
+    for camera, person in people.items():
+        enroll(gallery, person, sorted(data_path("celebrity", "train", person).glob("*.jpg"))[:4])
+        folder = tmp_path / camera
+        folder.mkdir()
+        for i, image in enumerate(sorted(data_path("celebrity", "val", person).glob("*.jpg"))[:2]):
+            cv2.imwrite(str(folder / f"{i:03d}.png"), frame_bgr(image))
+        folders.append(str(folder))
+    launch_file = share_dir() / "launch" / "multicam.launch.py"
+    launch = spawn([*fer_ros_command(), "launch", str(launch_file), "cameras:=front,back",
+                    f"sources:={','.join(folders)}", "loop:=true", f"gallery:={gallery}",
+                    "device:=cpu"], "launch")
+    node = TestNode("multicam_listener")
+    names: dict[str, set[str]] = {camera: set() for camera in people}
+    try:
+        for camera in people:
+            node.node.create_subscription(
+                FaceEmotionArray, f"/{camera}/faces/emotions",
+                lambda msg, c=camera: names[c].update(f.name for f in msg.faces), 10)
+        assert wait_for(lambda: all(p in names[c] for c, p in people.items()), 120), (
+            names, launch.output()[-3000:])
+    finally:
+        node.close()
+    for camera, person in people.items():  # never the other camera's person
+        assert names[camera] - {"unknown"} == {person}, names
+    log = launch.output()
+    assert log.count("models loaded") == 1  # one perception node, one copy of the models
+    assert launch.interrupt(timeout=30) == 0, log[-3000:]
+    log = launch.output()
+    assert "Traceback" not in log
+    assert len(re.findall(r"\[camera(-\d+)+\]: process has finished cleanly", log)) == 2, log
+    assert re.search(r"\[perception-\d+\]: process has finished cleanly", log), log

@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import pytest
 from conftest import Proc, data_path, wait_for
-from rosutil import letterbox
+from rosutil import enroll, letterbox
 
 LIB = Path(sys.prefix) / "lib" / "fer_ros"
 PERSON = "madonna"
@@ -154,6 +154,91 @@ def test_camera_on_one_host_perception_on_another(namespaces: Namespaces,
         assert ns.bytes_sent(ns.a, ns.veth_a) - before > 500_000
         assert ns.bytes_sent(ns.b, ns.veth_b) > 0
         assert camera.popen.poll() is None and perception.popen.poll() is None, logs
+    finally:
+        for proc in procs:
+            proc.stop()
+    for proc in procs:
+        assert "Traceback" not in proc.output(), proc.output()
+
+
+LISTENER = """
+import sys
+import rclpy
+from fer_ros.msg import FaceEmotionArray
+
+rclpy.init()
+node = rclpy.create_node("robot_listener")
+want, topics = int(sys.argv[1]), sys.argv[2:]
+counts = dict.fromkeys(topics, 0)
+
+def listen(topic):
+    def on_msg(msg):
+        counts[topic] += 1
+        print(f"GOT {topic} {msg.header.frame_id} names={','.join(f.name for f in msg.faces)}",
+              flush=True)
+    return on_msg
+
+for topic in topics:
+    node.create_subscription(FaceEmotionArray, topic, listen(topic), 10)
+while rclpy.ok() and min(counts.values()) < want:
+    rclpy.spin_once(node, timeout_sec=0.2)
+rclpy.shutdown()
+"""
+
+ROBOTS = {"robot1": "madonna", "robot2": "elton_john"}
+
+
+@pytest.mark.slow
+def test_two_robots_one_perception_host(namespaces: Namespaces, tmp_path: Path) -> None:
+    """Two camera nodes on the "robots" side, one perception node serving both
+    (streams: [robot1, robot2]) on the "GPU host" side; each robot gets its own
+    results back, naming only its own person."""
+    ns = namespaces
+    gallery = tmp_path / "gallery.json"
+    train = data_path("celebrity", "train")
+    for person in ROBOTS.values():
+        enroll(gallery, person, sorted((train / person).glob("*.jpg"))[:3])
+    folders = {}
+    for robot, person in ROBOTS.items():
+        folders[robot] = tmp_path / robot
+        folders[robot].mkdir()
+        for i, path in enumerate(sorted(data_path("celebrity", "val", person).glob("*.jpg"))[:2]):
+            cv2.imwrite(str(folders[robot] / f"{i}.jpg"),
+                        letterbox(cv2.imread(str(path)), (320, 240)))
+    script = tmp_path / "listener.py"
+    script.write_text(LISTENER)
+    params = tmp_path / "perception.yaml"
+    params.write_text("/**/perception:\n  ros__parameters:\n    streams: [robot1, robot2]\n")
+    env = {"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4", "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}
+    procs: list[Proc] = []
+    try:
+        for robot in ROBOTS:
+            procs.append(Proc(ns.exec(ns.a, [
+                str(LIB / "camera_node"), "--ros-args", "-r", f"__ns:=/{robot}",
+                "-r", "image_raw:=image", "-p", f"source:={folders[robot]}",
+                "-p", "loop:=true", "-p", "fps:=4.0", "-p", "qos:=reliable",
+                "-p", f"frame_id:={robot}_camera"]), tmp_path / f"{robot}.log", env))
+        procs.append(Proc(ns.exec(ns.b, [
+            str(LIB / "perception_node"), "--ros-args", "--params-file", str(params),
+            "-p", "qos:=reliable", "-p", "device:=cpu", "-p", f"gallery_path:={gallery}"]),
+            tmp_path / "perception.log", env))
+        listener = Proc(ns.exec(ns.a, [sys.executable, str(script), "4",
+                                       *(f"/{robot}/faces/emotions" for robot in ROBOTS)]),
+                        tmp_path / "listener.log", env)
+        procs.append(listener)
+        finished = wait_for(lambda: listener.popen.poll() is not None, 90, 0.2)
+        logs = "\n".join(f"--- {p.log_path.name}\n{p.output()[-2000:]}" for p in procs)
+        assert finished and listener.popen.returncode == 0, logs
+        got = [line.split() for line in listener.output().splitlines()
+               if line.startswith("GOT")]
+        for robot, person in ROBOTS.items():
+            mine = [g for g in got if g[1] == f"/{robot}/faces/emotions"]
+            assert len(mine) >= 4 and all(g[2] == f"{robot}_camera" for g in mine), logs
+            named = {n for g in mine for n in g[3].removeprefix("names=").split(",") if n}
+            # Its own person, never the other robot's ("unknown" at most while a
+            # track's first votes come in).
+            assert named - {"unknown"} == {person}, (robot, named, logs)
+        assert all(p.popen.poll() is None for p in procs[:-1]), logs
     finally:
         for proc in procs:
             proc.stop()
