@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import Proc, data_path, wait_for
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import Parameter as ParameterMsg
@@ -309,3 +310,15 @@ def test_idle_empty_stream_is_answered_and_a_face_is_found(session: Session) -> 
     finally:
         session.set_param("idle_detection_rate", 2.0)
         session.set_param("idle_refresh_period", 5.0)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-p", "device:=cuda"], "device 'cuda' requested but CUDA is not available"),
+    (["-p", "device:=cpu", "-p", "half_precision:=true"], "half precision needs a CUDA device"),
+])
+def test_cuda_asked_for_without_a_gpu_stops_at_start_up(spawn, args, message) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    proc = spawn([str(node_executable("perception_node")), "--ros-args", *args], "perception")
+    assert proc.popen.wait(120) == 2, proc.output()[-2000:]
+    assert message in proc.output() and "Traceback" not in proc.output()
