@@ -18,6 +18,7 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 ARGUMENTS = [
@@ -77,7 +78,10 @@ def launch_setup(context):
         nodes.append(Node(
             package="fer_ros", executable="camera_node", name="camera",
             namespace=f"{namespace}/{camera}".strip("/"),
-            parameters=[config("camera.yaml"), {"source": source, "loop": loop}, *extra],
+            # value_type=str keeps a source such as "0" a string, not the int 0
+            parameters=[config("camera.yaml"),
+                        {"source": ParameterValue(source, value_type=str), "loop": loop},
+                        *extra],
             remappings=[("image_raw", "image")], output="screen",
             on_exit=Shutdown(reason=f"camera {camera} ended")))
     return nodes

@@ -165,6 +165,9 @@ class PerceptionNode(LifecycleNode):
         self.load_seconds = 0.0
         self._state = "unconfigured"
         self._wake = threading.Condition()  # an image arrived on some stream
+        # Held by the inference thread while it processes a batch: deactivate waits for
+        # it, so the streams never change under a batch in flight.
+        self._busy = threading.Lock()
         self.streams: dict[str, ImageStream] = {}
         self._set_streams(self.p["streams"])
         self._stop = threading.Event()
@@ -174,7 +177,7 @@ class PerceptionNode(LifecycleNode):
         # (one tuple, so the service never pairs an image with another image's count),
         # and the stream processed last.
         self._latest: dict[str, tuple[np.ndarray, int]] = {}
-        self._latest_stream = ""
+        self._latest_stream: str | None = None
         self._configured: list = []  # what configure made, for cleanup
         self._configure_error: Exception | None = None
         # Diagnostics in every state: a lifecycle manager sees why nothing comes out.
@@ -236,6 +239,8 @@ class PerceptionNode(LifecycleNode):
         self._active.clear()
         for stream in self.streams.values():
             stream.unsubscribe()
+        with self._busy:  # the batch in flight, if any, ends before we return
+            pass
         self._state = "inactive"
         return super().on_deactivate(state)
 
@@ -266,7 +271,7 @@ class PerceptionNode(LifecycleNode):
             self.gallery.close()
         if self.pipeline is not None:
             self.pipeline.close()
-        self.gallery, self.pipeline, self._latest = None, None, {}
+        self.gallery, self.pipeline, self._latest, self._latest_stream = None, None, {}, None
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -295,6 +300,9 @@ class PerceptionNode(LifecycleNode):
         for name, stream in self.streams.items():
             if name not in kept:
                 stream.close_publisher()
+                self._latest.pop(name, None)
+                if self._latest_stream == name:
+                    self._latest_stream = None
         if self.pipeline is not None:
             self.pipeline.set_streams(names)
             for stream in kept.values():
@@ -338,6 +346,9 @@ class PerceptionNode(LifecycleNode):
             self.get_logger().warning(response.message)
             return response
         stream = request.stream or self._latest_stream
+        if stream is None:
+            response.message = "refused: no image received yet"
+            return response
         if stream not in self.streams:
             response.message = (f"refused: no stream {stream!r} (streams: "
                                 f"{', '.join(map(repr, self.streams))})")
@@ -385,13 +396,14 @@ class PerceptionNode(LifecycleNode):
                     streams = self.streams
                 frames = {name: frame for name, s in streams.items()
                           if (frame := s.take()) is not None}
-            if not frames or not self._active.is_set():
-                continue
-            try:
-                self._process(streams, frames)
-            except Exception as exc:  # the shared models failed: every stream's images
-                for name in frames:
-                    streams[name].failed(exc)
+            with self._busy:
+                if not frames or not self._active.is_set():
+                    continue
+                try:
+                    self._process(streams, frames)
+                except Exception as exc:  # the shared models failed: every stream's images
+                    for name in frames:
+                        streams[name].failed(exc)
 
     def _process(self, streams: dict[str, ImageStream], frames: dict) -> None:
         """The newest image of each stream that has one, through the pipeline together."""
@@ -412,7 +424,11 @@ class PerceptionNode(LifecycleNode):
             self._latest_stream = name
             if not self._active.is_set():
                 return  # deactivated while these images were processed: say nothing
-            stream.publish(frames[name], faces, self.p["fov_deg"])
+            try:
+                stream.publish(frames[name], faces, self.p["fov_deg"])
+            except Exception as exc:  # this stream's message only
+                stream.failed(exc)
+                continue
             stream.published(frames[name], self.pipeline[name].last_times)
 
     # ------------------------------------------------------------------ diagnostics

@@ -54,29 +54,34 @@ def process_frames(jobs: Sequence[tuple[FacePipeline, np.ndarray, str, float | N
             frames.append(pipeline._begin(image, color, stamp))
         except Exception as exc:  # this stream's problem only
             frames.append(exc)
-    live = [(p, f) for (p, *_), f in zip(jobs, frames, strict=True)
-            if isinstance(f, Frame) and f.results]
-    if live:
+    # Every searched frame goes on, with faces or without: tracks age (and end) only
+    # when the tracker sees the frames that no longer hold their face.
+    searched = [(p, f) for (p, *_), f in zip(jobs, frames, strict=True)
+                if isinstance(f, Frame) and f.times.extra["searched"]]
+    if searched:
         try:
-            _batch_models(live)
+            _batch_models(searched)
         except Exception as exc:
-            frames = [exc if isinstance(f, Frame) and f.results else f for f in frames]
+            failed = {id(f) for _, f in searched}
+            frames = [exc if id(f) in failed else f for f in frames]
     return [f if isinstance(f, Exception) else p._end(f)
             for (p, *_), f in zip(jobs, frames, strict=True)]
 
 
-def _batch_models(live: list[tuple[FacePipeline, Frame]]) -> None:
-    """Tracking, FaceNet and emotion for frames with faces, the models run once for all."""
-    embedder, classifier = live[0][0].embedder, live[0][0].classifier
-    if any(p.embedder is not embedder or p.classifier is not classifier for p, _ in live):
+def _batch_models(searched: list[tuple[FacePipeline, Frame]]) -> None:
+    """Tracking for every searched frame, then FaceNet and emotion for the faces of all of
+    them, each model run once."""
+    embedder, classifier = searched[0][0].embedder, searched[0][0].classifier
+    if any(p.embedder is not embedder or p.classifier is not classifier for p, _ in searched):
         raise ValueError("pipelines batched together must share their models")
     with ExitStack() as held:
-        for lock in dict.fromkeys(p._lock for p, _ in live):  # each once, in a fixed order
+        for lock in dict.fromkeys(p._lock for p, _ in searched):  # each once, fixed order
             held.enter_context(lock)
-        for pipeline, frame in live:
+        for pipeline, frame in searched:
             pipeline._plan(frame)
+        live = [(p, f) for p, f in searched if f.results]
         t1 = time.perf_counter()
-        if embedder is not None:
+        if embedder is not None and live:
             crops = [embedder.crop(f.rgb, np.stack([f.results[i].box for i in f.to_embed]))
                      for _, f in live if f.to_embed]
             embeddings = (embedder.embed_crops(np.concatenate(crops)) if crops
@@ -87,7 +92,7 @@ def _batch_models(live: list[tuple[FacePipeline, Frame]]) -> None:
                 pipeline._name(frame, embeddings[start:start + n])
                 start += n
         t2 = time.perf_counter()
-        if classifier is not None:
+        if classifier is not None and live:
             inputs = np.concatenate([classifier.inputs(f.rgb, np.stack([r.box for r in f.results]))
                                      for _, f in live])
             probs = classifier.predict_inputs(inputs)

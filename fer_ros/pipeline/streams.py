@@ -31,30 +31,29 @@ class FaceStreams:
                  names: Iterable[str] = ("",), models: tuple | None = None) -> None:
         """Load the models once (or share ``models`` = (detector, embedder, classifier))."""
         self.config = config or PipelineConfig()
-        first = FacePipeline(dataclasses.replace(self.config), models=models)
-        self.models = (first.detector, first.embedder, first.classifier)
-        self.device = first.device
-        self._template = first  # the model-level properties, and a first stream to reuse
+        # Loads the models and answers for them (names, labels, enrolment crops); it
+        # serves no stream, so a stream always starts with nothing of another's.
+        self._template = FacePipeline(dataclasses.replace(self.config), models=models)
+        self.models = (self._template.detector, self._template.embedder,
+                       self._template.classifier)
+        self.device = self._template.device
+        self._gallery: Gallery | None = None
         self.streams: dict[str, FacePipeline] = {}
         self.set_streams(names)
 
     def set_streams(self, names: Iterable[str]) -> None:
-        """Serve exactly ``names``: streams kept keep their tracks, new ones start empty."""
+        """Serve exactly ``names``: streams kept keep their tracks, new ones start empty
+        (with the current gallery and settings)."""
         names = list(dict.fromkeys(names))
         if not names:
             raise ValueError("at least one stream is needed")
-        spare = [self._template] if self._template not in self.streams.values() else []
         streams = {}
         for name in names:
             if name in self.streams:
                 streams[name] = self.streams[name]
-            elif spare:
-                streams[name] = spare.pop()
             else:
                 streams[name] = FacePipeline(dataclasses.replace(self.config),
-                                             gallery=None, models=self.models)
-                if self.gallery is not None:
-                    streams[name].set_gallery(self.gallery)
+                                             gallery=self._gallery, models=self.models)
         for name, pipeline in self.streams.items():
             if name not in streams:
                 pipeline.close()
@@ -89,12 +88,14 @@ class FaceStreams:
     # ------------------------------------------------------------------ gallery
     @property
     def gallery(self) -> Gallery | None:
-        return next(iter(self.streams.values())).gallery if self.streams else None
+        return self._gallery
 
     def set_gallery(self, gallery: Gallery | None) -> None:
-        """One gallery for every stream (checked once against the model)."""
+        """One gallery for every stream, now and to come (checked against the model)."""
+        self._template.set_gallery(gallery)  # raises GalleryError for a wrong model
         for pipeline in self.streams.values():
             pipeline.set_gallery(gallery)
+        self._gallery = gallery
 
     def new_gallery(self) -> Gallery:
         return self._template.new_gallery()

@@ -103,8 +103,32 @@ def test_streams_can_be_added_and_removed(streams: FaceStreams) -> None:
     assert out["d"][0].name == PEOPLE["c"]
     faces.set_streams(["d"])
     assert list(faces.streams) == ["d"]
+    faces.set_streams(["d", "a"])  # a camera that comes back starts afresh
+    assert faces["a"] is not kept and not faces["a"].tracker.tracks
+    assert faces["a"].gallery is streams.gallery
     with pytest.raises(ValueError, match="at least one"):
         faces.set_streams([])
     faces.configure(recognition_threshold=0.9)
     assert faces["d"].config.recognition_threshold == 0.9
+    faces.close()
+
+
+def test_tracks_end_when_the_face_leaves_and_idle_resumes(streams: FaceStreams) -> None:
+    """Frames searched with nobody in them still reach the tracker: the track ends after
+    track_max_age, and the idle gate then skips unchanged empty images again."""
+    config = PipelineConfig(device="cpu", backend="torch", idle_detection_rate=2.0,
+                            track_max_age=0.5)
+    faces = FaceStreams(config, names=["a", "b"], models=streams.models)
+    face, empty = photo(PEOPLE["a"]), np.full((480, 640, 3), 90, np.uint8)
+    stamp = 50.0
+    assert len(faces.process({"a": (face, "rgb", stamp), "b": (empty, "rgb", stamp)})["a"]) == 1
+    assert len(faces["a"].tracker.tracks) == 1 and not faces["b"].tracker.tracks
+    searched = []
+    for _ in range(40):  # 1.3 s of the empty scene on both cameras
+        stamp += 1 / 30
+        out = faces.process({"a": (empty, "rgb", stamp), "b": (empty, "rgb", stamp)})
+        assert out["a"] == [] and out["b"] == []
+        searched.append(faces["a"].last_times.extra["searched"])
+    assert not faces["a"].tracker.tracks  # ended after track_max_age
+    assert not any(searched[-10:]), searched  # idle again: unchanged, nobody tracked
     faces.close()
