@@ -93,13 +93,20 @@ class OverlayNode(Node):
             return False
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
-        for status in msg.status:
-            if status.name == "fer_ros: perception":
-                values = {kv.key: kv.value for kv in status.values}
+        # An overlay in namespace /front shows the perception node's camera "front" (see
+        # README "Many cameras"); otherwise its single camera.
+        stream = self.get_namespace().strip("/")
+        wanted = [f"fer_ros: perception {stream}"] if stream else []
+        wanted.append("fer_ros: perception")
+        found = {status.name: status for status in msg.status if status.name in wanted}
+        for name in wanted:
+            if name in found:
+                values = {kv.key: kv.value for kv in found[name].values}
                 if "output rate (Hz)" in values:
                     self.perception = {"fps": values["output rate (Hz)"],
                                        "latency_ms": values.get("latency mean (ms)", ""),
                                        "latency_p95_ms": values.get("latency p95 (ms)", "")}
+                return
 
     @staticmethod
     def _key(header) -> tuple[int, int]:
