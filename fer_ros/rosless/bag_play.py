@@ -226,7 +226,11 @@ class Player:
         while not all(p.get_subscription_count() >= need for p in self.by_topic.values()):
             now = time.monotonic()
             if deadline is not None and now >= deadline:
-                break  # play anyway: whoever subscribes later gets what follows
+                missing = [t for t, p in self.by_topic.items() if p.get_subscription_count() < 1]
+                print(f"fer-ros bag play: warning: no subscriber on {', '.join(missing)} after "
+                      f"{self.options.start_delay:g} s; playing anyway (--wait-for-subscribers "
+                      f"N waits for them)", file=sys.stderr, flush=True)
+                break  # whoever subscribes later gets what follows
             wake = now + POLL_S if deadline is None else min(deadline, now + POLL_S)
             if not self.stop.sleep_until(wake):
                 return False

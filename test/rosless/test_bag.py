@@ -126,10 +126,13 @@ def test_record_then_play_round_trip(storage, spawn, tmp_path, rclpy_context) ->
     graph.node.destroy_publisher(faces_pub)
     graph.listen("/rt/image", Image)
     graph.listen("/played/faces", FaceEmotionArray)
-    player = spawn([FER_ROS, "bag", "play", str(bag), "--rate", "2",
-                    "--remap", "/rt/faces:=/played/faces"], "play")
+    # The subscribers exist before the player starts: it waits until it has matched both
+    # (not a fixed start delay, which a slow discovery on a busy machine can outlast).
+    player = spawn([FER_ROS, "bag", "play", str(bag), "--rate", "2", "--wait-for-subscribers",
+                    "1", "--remap", "/rt/faces:=/played/faces"], "play")
     assert graph.spin_until(lambda: sum(map(len, graph.received.values())) >= 2 * N, 15), \
-        player.output()
+        ({t: len(m) for t, m in graph.received.items()}, player.output())
+    assert "warning" not in player.output(), player.output()
     assert player.popen.wait(10) == 0, player.output()
     # Compared as messages: raw CDR from the wire may end in alignment padding.
     assert [deserialize_message(m, Image) for m in graph.received["/rt/image"]] == images
