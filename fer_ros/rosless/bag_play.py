@@ -238,8 +238,11 @@ class Player:
 
     def play_once(self) -> bool:
         """The whole bag once, in its timing; False when stopped."""
-        schedule = Schedule(self.reader.start_time, self.options.rate, self.options.clock_hz)
+        schedule: Schedule | None = None
         for connection, timestamp, data in self.reader.messages(connections=self.connections):
+            if schedule is None:  # from the first message in hand, not before reading it
+                schedule = Schedule(self.reader.start_time, self.options.rate,
+                                    self.options.clock_hz)
             due = schedule.due(timestamp)
             if not self._clock_until(schedule, due) or not self.stop.sleep_until(due):
                 return False
