@@ -201,6 +201,8 @@ class FacePipeline:
             if gallery.dim != self.embedder.dim:
                 raise GalleryError(f"gallery embeddings have {gallery.dim} values, the model "
                                    f"gives {self.embedder.dim}")
+        if gallery is not None:
+            gallery.prepare()  # a large gallery's index is built here, not in a frame
         with self._lock:
             self._gallery = gallery
             # Names voted under the old gallery may be wrong now: vote afresh.

@@ -1,0 +1,155 @@
+"""The int8 index (gallery_index.py) gives exactly the float32 rule's matches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fer_ros.pipeline import gallery_index
+from fer_ros.pipeline.gallery import Gallery, Match, Person
+
+DIM = 512
+
+
+def unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    v = rng.standard_normal((n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def near(rng: np.random.Generator, rows: np.ndarray, noise: float) -> np.ndarray:
+    v = rows + noise * unit(rng, len(rows))
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture
+def indexed(monkeypatch) -> None:
+    """Any gallery with an embedding goes through the index (normally 8,192 or more)."""
+    monkeypatch.setattr(gallery_index, "MIN_ROWS", 1)
+
+
+def float32_matches(gallery: Gallery, faces: np.ndarray) -> list[Match]:
+    """Today's rule: one float32 product over everyone."""
+    plain = gallery.copy()
+    plain._index, plain._plan = None, False
+    return plain.match(faces, 0.5, 0.05)
+
+
+def assert_same(got: list[Match], want: list[Match]) -> None:
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        assert (a.name, a.best) == (b.name, b.best), (a, b)
+        assert a.similarity == pytest.approx(b.similarity, abs=1e-6), (a, b)
+        assert a.runner_up == pytest.approx(b.runner_up, abs=1e-6), (a, b)
+
+
+def make_gallery(rng: np.random.Generator, people: int) -> Gallery:
+    """2 or 3 embeddings each, a few with 12 (beyond the slots), and two twins."""
+    gallery = Gallery("test-model", DIM)
+    for i in range(people):
+        count = 12 if i % 97 == 5 else 2 if i % 7 == 0 else 3
+        gallery.people[f"p{i:04d}"] = Person(f"p{i:04d}", unit(rng, count))
+    twin = gallery.people["p0010"].embeddings
+    gallery.people["a-twin"] = Person("a-twin", twin.copy())  # ties go to the first name
+    return gallery
+
+
+def faces_for(rng: np.random.Generator, gallery: Gallery) -> np.ndarray:
+    enrolled = np.stack([gallery.people[n].embeddings[0] for n in ("p0003", "p0021", "p0040")])
+    return np.concatenate([unit(rng, 6), near(rng, enrolled, 0.4), near(rng, enrolled, 1.2),
+                           gallery.people["p0010"].embeddings[:1]])
+
+
+def test_index_matches_the_float32_rule_exactly(indexed) -> None:
+    rng = np.random.default_rng(7)
+    gallery = make_gallery(rng, 400)
+    plan = gallery.prepare()
+    assert plan is not None and plan.index.slots >= 2 and len(plan.index.overflow_owner) > 0
+    faces = faces_for(rng, gallery)
+    got = gallery.match(faces, 0.5, 0.05)
+    assert_same(got, float32_matches(gallery, faces))
+    assert got[-1].best == "a-twin" and got[-1].runner_up == pytest.approx(1.0)
+    assert {m.name for m in got[6:9]} == {"p0003", "p0021", "p0040"}  # the close ones named
+
+
+def test_error_bound_holds_for_every_person(indexed) -> None:
+    rng = np.random.default_rng(8)
+    gallery = make_gallery(rng, 300)
+    index = gallery.prepare().index
+    faces = np.concatenate([faces_for(rng, gallery), np.eye(DIM, dtype=np.float32)[:4]])
+    best, unit_, error = index.approximate(faces)
+    exact = index.exact(faces, np.arange(len(index.names)))
+    assert np.all(np.abs(best * unit_[:, None] - exact) <= error[:, None])
+    assert np.all(error < 0.05)  # and the bound is tight enough to prune
+
+
+def test_int8_products_are_exact_at_the_extremes() -> None:
+    """uint8 x int8 saturates in ONNX Runtime on AVX2; the uint8 x uint8 product we use
+    must not, even with every value at +-127."""
+    rng = np.random.default_rng(9)
+    weights = rng.choice(np.array([1, 255], np.uint8), size=(DIM, 300))
+    session, _value = gallery_index._int8_product_session(weights)
+    faces = rng.choice(np.array([1, 255], np.uint8), size=(4, DIM))
+    products = session.run(None, {"faces": faces})[0]
+    want = (faces.astype(np.int64) - 128) @ (weights.astype(np.int64) - 128)
+    np.testing.assert_array_equal(products, want)
+
+
+def test_changed_galleries_reuse_the_index_and_stay_exact(indexed) -> None:
+    rng = np.random.default_rng(10)
+    gallery = make_gallery(rng, 400)
+    index = gallery.prepare().index
+    faces = faces_for(rng, gallery)
+    newcomer = near(rng, faces[6:7], 0.05)
+    changed = gallery.with_changes({
+        "p0021": None,  # removed: the face that matched them matches someone else now
+        "p0040": Person("p0040", unit(rng, 2)),  # re-enrolled with other embeddings
+        "newcomer": Person("newcomer", newcomer),
+    })
+    plan = changed.prepare()
+    assert plan.index is index and plan.extra == ["newcomer", "p0040"]
+    got = changed.match(faces, 0.5, 0.05)
+    assert_same(got, float32_matches(changed, faces))
+    assert got[6].best == "newcomer" and "p0021" not in {m.best for m in got}
+    # An edit in place (enrolment without persistence) is seen as well.
+    edited = changed.copy()
+    edited.add("p0003", faces[8:9])
+    assert_same(edited.match(faces, 0.5, 0.05), float32_matches(edited, faces))
+
+
+def test_a_stale_index_is_rebuilt(indexed) -> None:
+    rng = np.random.default_rng(11)
+    gallery = make_gallery(rng, 200)
+    index = gallery.prepare().index
+    many = {f"new{i:03d}": Person(f"new{i:03d}", unit(rng, 3)) for i in range(40)}
+    changed = gallery.with_changes(many)  # 120 new rows: over 5% of about 520
+    plan = changed.prepare()
+    assert plan.index is not index and plan.extra == []
+    faces = faces_for(rng, gallery)
+    assert_same(changed.match(faces, 0.5, 0.05), float32_matches(changed, faces))
+
+
+def test_small_galleries_and_no_onnxruntime_use_float32(monkeypatch) -> None:
+    rng = np.random.default_rng(12)
+    gallery = make_gallery(rng, 50)
+    assert gallery.prepare() is None  # far below MIN_ROWS
+    monkeypatch.setattr(gallery_index, "MIN_ROWS", 1)
+    monkeypatch.setattr(gallery_index, "int8_runtime_available", lambda: False)
+    other = gallery.copy()
+    assert other.prepare() is None
+    faces = faces_for(rng, gallery)
+    assert_same(other.match(faces, 0.5, 0.05), float32_matches(gallery, faces))
+
+
+def test_two_people_and_a_person_without_embeddings(indexed) -> None:
+    rng = np.random.default_rng(13)
+    gallery = Gallery("test-model", DIM)
+    gallery.people["ann"] = Person("ann", unit(rng, 2))
+    gallery.people["bob"] = Person("bob", unit(rng, 1))
+    gallery.people["cy"] = Person("cy", np.zeros((0, DIM), np.float32))
+    faces = np.concatenate([near(rng, gallery.people["bob"].embeddings, 0.2), unit(rng, 3)])
+    assert gallery.prepare() is not None
+    assert_same(gallery.match(faces, 0.5, 0.05), float32_matches(gallery, faces))
+    alone = gallery.with_changes({"bob": None, "cy": None})
+    got = alone.match(faces, 0.5, 0.05)
+    assert_same(got, float32_matches(alone, faces))
+    assert all(m.best == "ann" and m.runner_up == -1.0 for m in got)
