@@ -32,7 +32,10 @@ if TYPE_CHECKING:
 MIN_ROWS = 8192  # below this the float32 product takes at most ~3 ms and needs no index
 STALE_SHARE = 0.05  # rebuild once the people scored outside the index hold 5% of the rows
 FALLBACK_SHARE = 0.05  # candidates above this share of rows: one float32 product instead
-SLACK = 1e-5  # float32 rounding in the int8 scores and in the exact ones
+# Rounding, added to the bound: a float32 dot product of 512 terms is within 512 * 2**-24
+# (3e-5) of the real one at worst, for the exact scores and for the float32 product that
+# Gallery.similarities would compute; the quantisation's own float32 steps are ~1e-7.
+SLACK = 1e-4
 LOWEST = np.iinfo(np.int32).min  # an int8 best for "not searched through the index"
 
 

@@ -74,6 +74,10 @@ class PipelineConfig:
     # That search on a worker thread while tracked faces are refined every frame; its new
     # faces join when it is done (fer_ros/pipeline/search.py). Needs tracking.
     async_detection: bool = False
+    # With async_detection: when a thumbnail cell outside the tracked faces changed by more
+    # than this many grey levels since the last searched image (someone may have come in),
+    # search at once instead of at the interval (fer_ros/pipeline/search.py). 0 = off.
+    search_change_threshold: float = 0.0
     iou_threshold: float = 0.3
     track_max_age: float = 1.0  # seconds unseen before a track is dropped
     reembed_interval: int = 10  # a tracked face is embedded again every N frames
@@ -109,7 +113,8 @@ class PipelineConfig:
 RUNTIME_SETTINGS = frozenset({
     "recognition_threshold", "recognition_margin", "emotion_smoothing",
     "full_detection_interval", "reembed_interval", "track_max_age", "detection_min_score",
-    "idle_detection_rate", "idle_change_threshold", "idle_refresh_period"})
+    "idle_detection_rate", "idle_change_threshold", "idle_refresh_period",
+    "search_change_threshold"})
 
 
 class FacePipeline:
@@ -132,7 +137,7 @@ class FacePipeline:
         self.idle = IdleGate(self.config.idle_detection_rate, self.config.idle_change_threshold,
                              self.config.idle_refresh_period)
         self._faces_seen = False  # the last searched image had faces (for tracking off)
-        self.search = BackgroundSearch(self.detector)
+        self.search = BackgroundSearch(self.detector, self.config.search_change_threshold)
         self._reembed_pool = None  # ThreadPoolExecutor(1), made on first use
         self._reembed_job = None  # the Future of the re-embedding in flight
         self.reembed_errors = 0
@@ -180,6 +185,7 @@ class FacePipeline:
             self.detector.min_score = self.config.detection_min_score
             self.idle.configure(self.config.idle_detection_rate,
                                 self.config.idle_change_threshold, self.config.idle_refresh_period)
+            self.search.change_threshold = self.config.search_change_threshold
 
     # ------------------------------------------------------------------ gallery
     @property
@@ -255,7 +261,8 @@ class FacePipeline:
             refined = self.detector.refine(rgb, np.stack(recent))
             if cfg.async_detection and len(refined) >= len(recent):
                 detections = self.search.merge(rgb, refined)
-                if due and self.search.start(rgb, refined):
+                early = not due and self._may_search_early() and self.search.changed(rgb, refined)
+                if (due or early) and self.search.start(rgb, refined, early):
                     with self._lock:
                         self._frames_since_full = 0
                 return detections, False
@@ -263,7 +270,17 @@ class FacePipeline:
                 return refined, False
             with self._lock:
                 self._frames_since_full = 0
-        return self.detector.detect(rgb), True
+        detections = self.detector.detect(rgb)
+        if cfg.async_detection:
+            self.search.searched(rgb, detections)
+        return detections, True
+
+    def _may_search_early(self) -> bool:
+        """An early search (a change outside the tracked faces) may start: 2 images or more
+        after the last search began, and that one was not early itself. So a scene that
+        never stops changing (a moving camera) costs at most 2 searches per interval."""
+        return (not self.search.busy and self._frames_since_full >= 2
+                and not self.search.last_was_early)
 
     def embed_largest_face(self, image: np.ndarray, color: str = "rgb",
                            require_single: bool = False) -> tuple[Detection, np.ndarray]:

@@ -59,6 +59,11 @@ PARAMS = (
               "while the tracked faces are re-located in every image, so no image waits for "
               "it; new faces join when it is done. False: the search runs in the image's own "
               "time.", read_only=True),
+    ParamSpec("search_change_threshold", 40.0, "With async_detection: when the image "
+              "differs from the last searched one by more than this many grey levels in a "
+              "thumbnail cell outside the tracked faces (someone may have come in), search "
+              "at once instead of at full_detection_interval (at most twice per interval); "
+              "0 = only at the interval.", (0.0, 255.0)),
     ParamSpec("reembed_interval", 10, "A tracked face is embedded again every N images.",
               (1, 1000)),
     ParamSpec("async_reembed", True, "Re-embed already named faces on a background "

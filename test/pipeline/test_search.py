@@ -17,7 +17,9 @@ from conftest import data_path
 from fer_ros.bench.data import three_faces_frames
 from fer_ros.pipeline import FacePipeline, PipelineConfig
 from fer_ros.pipeline.detector import FaceDetector
+from fer_ros.pipeline.search import BackgroundSearch
 from fer_ros.pipeline.tracker import iou_matrix
+from fer_ros.pipeline.types import Detection
 
 torch.set_num_threads(1)
 
@@ -90,3 +92,54 @@ def test_a_lost_face_is_searched_for_at_once(pipeline: FacePipeline) -> None:
     assert len(pipeline.process(three[1], stamp=200.033)) == 3
     results = pipeline.process(two[0], stamp=200.066)  # the third leaves
     assert len(results) == 2 and pipeline.last_times.extra["full_detection"]
+
+
+def test_change_outside_tracked_faces_is_seen_and_drift_is_not() -> None:
+    search = BackgroundSearch(FaceDetector(), change_threshold=40.0)
+    rng = np.random.default_rng(0)
+    grey = cv2.resize(rng.integers(40, 200, (14, 18), dtype=np.uint8), (720, 560),
+                      interpolation=cv2.INTER_NEAREST)  # 40-pixel blocks of 40-200 grey
+    world = np.repeat(grey[:, :, None], 3, axis=2)
+    scene = world[40:520, 40:680]
+    face = Detection(np.array([200, 150, 280, 250], np.float32), 0.99)
+    assert not search.changed(scene, [face])  # nothing searched yet: nothing to compare
+    search.start(scene, [face])
+    search.close()
+    assert not search.changed(scene, [face])
+    assert not search.changed(world[48:528, 30:670], [face])  # the camera moved 8, 10 px
+    inside = scene.copy()
+    inside[160:240, 210:270] = 255  # the tracked face turns, or its box moves a bit
+    assert not search.changed(inside, [face])
+    outside = scene.copy()
+    outside[300:400, 450:530] = 255  # someone stepping in
+    assert search.changed(outside, [face])
+    search.change_threshold = 0.0
+    assert not search.changed(outside, [face])  # off
+
+
+@pytest.mark.parametrize("threshold", [40.0, 0.0])
+def test_a_newcomer_is_searched_for_at_once_when_the_scene_changes(threshold: float) -> None:
+    pipeline = FacePipeline(PipelineConfig(device="cpu", full_detection_interval=30,
+                                           async_detection=True,
+                                           search_change_threshold=threshold))
+    two, three = rgb_frames(2, 20), rgb_frames(3, 20)
+    stamp = 300.0
+    ids = {r.track_id for r in pipeline.process(two[0], stamp=stamp)}
+    assert len(ids) == 2
+    for frame in two[1:12]:  # drifting by up to 12 pixels: no reason to search early
+        stamp += 1 / 30
+        assert {r.track_id for r in pipeline.process(frame, stamp=stamp)} == ids
+        wait_idle(pipeline)
+    assert pipeline.search.early == 0
+    joined = None
+    for k, frame in enumerate(three[12:], start=0):
+        stamp += 1 / 30
+        if len(pipeline.process(frame, stamp=stamp)) == 3:
+            joined = k
+            break
+        wait_idle(pipeline)
+    if threshold:  # searched in the first image that shows them, merged in the next
+        assert joined is not None and joined <= 2 and pipeline.search.early == 1, joined
+    else:  # only at the interval: 30 images after the first search
+        assert joined is None and pipeline.search.early == 0
+    pipeline.close()
