@@ -12,8 +12,10 @@ The bound. One scale ``s`` for the whole gallery (``max |g| / 127``), ``g = s·q
 with ``q`` int8; each face ``x = t·p + u`` with its own scale ``t``. Then
 ``x·g - s·t·(p·q) = t·p·r + u·g``, and by Cauchy-Schwarz its size is at most
 ``t·|p|·max|r| + |u|·max|g|``: one number per face (``error``). A person's true best
-similarity lies within ``error`` of their int8 best; whoever's int8 best plus ``error`` is
-below the second-largest int8 best minus ``error`` cannot be in the top two.
+similarity lies within ``error`` of their int8 best. So, per face: its two best by int8 are
+scored exactly; the second largest of those exact scores is at most the true second
+largest, and whoever's int8 best plus ``error`` is below it cannot be in the top two; the
+rest are scored exactly too (`IndexPlan.top_two`).
 
 A gallery that changed after its index was built (an enrolment, another robot's edit)
 keeps the index: people whose embeddings changed are left out of it and scored exactly
