@@ -21,8 +21,14 @@ Why a reliable subscriber that exists when we start gets every message:
    (wait_for_all_acked). A reader acknowledges only a writer it has matched, and our
    reliable writer owes that sample to every reader it had matched when writing it
    (volatile or not), so it resends it until acknowledged: when the wait returns, the
-   first message has arrived and the reader knows our writer for the rest. The bag's
-   timing starts after the handshake.
+   reader knows our writer for the rest. The bag's timing starts after the handshake.
+   One case remains: a VOLATILE reader that finds our writer only after the handshake
+   was written treats it as history it did not ask for and acknowledges it without
+   delivering it (DDS volatile semantics; seen once in a whole-suite run on Jazzy on a
+   busy machine: 7 of 8 messages on each topic, the first missing). A reader that must
+   get every message subscribes TRANSIENT_LOCAL; the player offers that for topics whose
+   recorded publishers all offered it (the module's first paragraph), and then a late
+   reader gets the history too.
 3. Before we exit, every message must be acknowledged (--ack-timeout again): a writer that
    goes away takes unacknowledged messages with it. Topics where that failed are reported.
 Best-effort publishers have no acknowledgements: wait_for_all_acked returns at once.

@@ -61,8 +61,8 @@ class Graph:
                 return True
         return predicate()
 
-    def listen(self, topic: str, msg_type) -> None:
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
+    def listen(self, topic: str, msg_type, durable: bool = False) -> None:
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
         received: list[bytes] = []
         sent_at: list[int] = []
@@ -73,20 +73,28 @@ class Graph:
             received.append(data)
             sent_at.append(info["source_timestamp"])
 
-        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL if durable
+                         else DurabilityPolicy.VOLATILE)
         self.node.create_subscription(msg_type, topic, keep, qos, raw=True)
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
 def test_record_then_play_round_trip(storage, spawn, tmp_path, rclpy_context) -> None:
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from rosbags.highlevel import AnyReader
     from sensor_msgs.msg import Image
 
     from fer_ros.msg import FaceEmotionArray
 
     graph = Graph(rclpy_context)
-    image_pub = graph.node.create_publisher(Image, "/rt/image", 50)
-    faces_pub = graph.node.create_publisher(FaceEmotionArray, "/rt/faces", 50)
+    # Transient local, recorded as such, so the player offers it and our transient-local
+    # readers get every message even if they find the player's writers late (a volatile
+    # reader may lose the first: fer_ros/rosless/bag_play.py, step 2).
+    durable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    image_pub = graph.node.create_publisher(Image, "/rt/image", durable)
+    faces_pub = graph.node.create_publisher(FaceEmotionArray, "/rt/faces", durable)
     bag = tmp_path / "bag"
     args = [FER_ROS, "bag", "record", "-o", str(bag), "--storage", storage,
             "/rt/image", "rt/faces"]
@@ -132,8 +140,8 @@ def test_record_then_play_round_trip(storage, spawn, tmp_path, rclpy_context) ->
     # Play back to a subscriber, one topic remapped.
     graph.node.destroy_publisher(image_pub)
     graph.node.destroy_publisher(faces_pub)
-    graph.listen("/rt/image", Image)
-    graph.listen("/played/faces", FaceEmotionArray)
+    graph.listen("/rt/image", Image, durable=True)
+    graph.listen("/played/faces", FaceEmotionArray, durable=True)
     # The subscribers exist before the player starts: it waits until it has matched both
     # (not a fixed start delay, which a slow discovery on a busy machine can outlast).
     player = spawn([FER_ROS, "bag", "play", str(bag), "--rate", "2", "--wait-for-subscribers",
