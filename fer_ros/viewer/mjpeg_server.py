@@ -9,10 +9,25 @@ timeout) so a stalled browser never blocks the node or other viewers.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: tuple) -> None:
+        """A browser that goes away (connection reset, broken pipe, timeout) is normal:
+        nothing to say. Anything else is one line, never socketserver's traceback."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            return
+        print(f"fer_ros viewer: a request from {client_address[0]} failed: {exc!r}",
+              file=sys.stderr, flush=True)
+
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>fer_ros overlay</title>
@@ -128,8 +143,7 @@ class MjpegServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((host, port), Handler)
         self.port = self.httpd.server_address[1]
         self.host = host
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="mjpeg",

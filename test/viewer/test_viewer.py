@@ -122,3 +122,21 @@ def test_a_viewer_waiting_for_the_first_frame_does_not_spin() -> None:
     finally:
         srv.stop()
     assert used < 0.3, f"{used:.2f} s of CPU in 1 s while waiting for a frame"
+
+
+def test_a_client_that_resets_its_connection_leaves_no_traceback(server: MjpegServer,
+                                                                  capfd) -> None:
+    """Browsers drop keep-alive connections; socketserver printed a traceback for each."""
+    import struct
+
+    for _ in range(3):
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.sendall(b"GET / HT")  # the server waits for the rest of the request line
+        time.sleep(0.1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # RST, not FIN: ConnectionResetError on the server's read
+    time.sleep(0.3)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    conn.request("GET", "/stats.json")
+    assert conn.getresponse().status == 200  # still serving
+    assert "Traceback" not in capfd.readouterr().err
