@@ -34,6 +34,11 @@ from fer_ros.pipeline.types import Detection
 
 # A found face overlapping a tracked one by more than this is that face.
 COVERED_IOU = 0.3
+# A tracked face's box, grown by this share of its size on each side, is not looked at for
+# changes (a head that turns or moves within it is no newcomer).
+FACE_MARGIN = 0.3
+
+
 def area_thumbnail(rgb: np.ndarray) -> np.ndarray:
     """The image's grey cell means, THUMB_WIDTH cells across: true area averages (0.3 ms at
     640x480). The idle gate's sampled thumbnail aliases on textured tiles: a 2-pixel drift
@@ -42,11 +47,6 @@ def area_thumbnail(rgb: np.ndarray) -> np.ndarray:
     size = (THUMB_WIDTH, max(1, round(THUMB_WIDTH * h / w)))
     small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA).astype(np.float32)
     return small.mean(axis=2) if small.ndim == 3 else small
-
-
-# A tracked face's box, grown by this share of its size on each side, is not looked at for
-# changes (a head that turns or moves within it is no newcomer).
-FACE_MARGIN = 0.3
 
 
 class BackgroundSearch:
