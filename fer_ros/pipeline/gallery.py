@@ -177,7 +177,7 @@ class Gallery:
 
     def prepare(self) -> IndexPlan | None:
         """Decide how to match, and build what that needs: an int8 index for a large
-        gallery (gallery_index.py; ~65 ms at 10,000 people), reused from the gallery this
+        gallery (gallery_index.py; 0.2 s at 10,000 people), reused from the gallery this
         one was copied from while it is not stale. FacePipeline.set_gallery calls this, so
         no frame waits for it."""
         if self._plan is None:
@@ -198,26 +198,14 @@ class Gallery:
         plan = self.prepare()
         if plan is not None and len(embeddings):
             emb = np.asarray(embeddings, np.float32).reshape(-1, self.dim)
-            return [Match(best if sim >= threshold and sim - second >= margin else UNKNOWN,
-                          sim, best, second) for best, sim, second in plan.top_two(emb)]
-        per_person, names = self.similarities(embeddings)
-        if not names:
-            return [Match(UNKNOWN, 0.0, "", -1.0) for _ in range(len(per_person))]
-        rows = np.arange(len(per_person))
-        best = per_person.argmax(axis=1)
-        best_sim = per_person[rows, best]
-        if len(names) > 1:
-            others = per_person.copy()
-            others[rows, best] = -np.inf
-            runner_up = others.max(axis=1)
+            tops = plan.top_two(emb)
         else:
-            runner_up = np.full(len(per_person), -1.0, np.float32)
-        out: list[Match] = []
-        for i, j in enumerate(best):
-            sim, second = float(best_sim[i]), float(runner_up[i])
-            accepted = sim >= threshold and sim - second >= margin
-            out.append(Match(names[j] if accepted else UNKNOWN, sim, names[j], second))
-        return out
+            per_person, names = self.similarities(embeddings)
+            if not names:
+                return [Match(UNKNOWN, 0.0, "", -1.0) for _ in range(len(per_person))]
+            tops = _top_two(per_person, names)
+        return [Match(best if sim >= threshold and sim - second >= margin else UNKNOWN,
+                      sim, best, second) for best, sim, second in tops]
 
     # ------------------------------------------------------------------ edits
     def add(self, name: str, embeddings: np.ndarray | list, sources: list[str] | None = None,
@@ -413,6 +401,20 @@ class Gallery:
         for name, arr in arrays.items():
             gallery.add(name, arr, [f"legacy:{path.name}"] * len(arr))
         return gallery
+
+
+def _top_two(per_person: np.ndarray, names: list[str]) -> list[tuple[str, float, float]]:
+    """(best person, their similarity, the best other person's; -1 if none) per row."""
+    rows = np.arange(len(per_person))
+    best = per_person.argmax(axis=1)
+    best_sim = per_person[rows, best]
+    if len(names) > 1:
+        others = per_person.copy()
+        others[rows, best] = -np.inf
+        runner_up = others.max(axis=1)
+    else:
+        runner_up = np.full(len(per_person), -1.0, np.float32)
+    return [(names[j], float(best_sim[i]), float(runner_up[i])) for i, j in enumerate(best)]
 
 
 def _checked(values: object, name: str) -> list:
