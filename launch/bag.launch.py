@@ -6,13 +6,21 @@
 Images are read from `image_topic` (relative names resolve inside `namespace`).
 With `bag` set, the bag is played here (`fer-ros bag play`, with /clock when use_sim_time
 is true) and everything stops when it ends. Parameters come from config/<node>.yaml,
-then the launch arguments, then `params_file` (applied last, so it wins).
+then the launch arguments, then `params_file` (applied last, so it wins). The nodes come
+from perception.launch.py, included with this file's arguments.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction, Shutdown
+from launch.actions import (
+    DeclareLaunchArgument,
+    ExecuteProcess,
+    GroupAction,
+    IncludeLaunchDescription,
+    OpaqueFunction,
+    Shutdown,
+)
+from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 ARGUMENTS = [
@@ -31,52 +39,31 @@ ARGUMENTS = [
 ]
 
 
-def flag(context, name):
-    value = LaunchConfiguration(name).perform(context).strip().lower()
-    if value not in ("true", "false"):
-        raise ValueError(f"launch argument {name} must be true or false, got {value!r}")
-    return value == "true"
-
-
-def given(context, name, key, cast=str):
-    """{key: value} for a launch argument that was set, {} for an empty one, so that an
-    argument left alone does not override the value in config/*.yaml."""
-    value = LaunchConfiguration(name).perform(context)
-    return {key: cast(value)} if value else {}
-
-
-def config(name):
-    return PathJoinSubstitution([FindPackageShare("fer_ros"), "config", name])
+def include(launch_file, **arguments):
+    """launch_file of this package, given every one of its arguments; in a scoped group, so
+    the values set for it stay there."""
+    path = PathJoinSubstitution([FindPackageShare("fer_ros"), "launch", launch_file])
+    return GroupAction([IncludeLaunchDescription(PythonLaunchDescriptionSource(path),
+                                                 launch_arguments=arguments.items())])
 
 
 def launch_setup(context):
-    override = LaunchConfiguration("params_file").perform(context)
-    extra = [override] if override else []
-    namespace = LaunchConfiguration("namespace")
-    image_topic = LaunchConfiguration("image_topic")
-    sim_time = flag(context, "use_sim_time")
+    # Included from an OpaqueFunction, so that --show-args lists this file's arguments
+    # only: the included file's other arguments are fixed here.
+    this = {name: LaunchConfiguration(name) for name, _, _ in ARGUMENTS}
     actions = [
-        Node(package="fer_ros", executable="perception_node", name="perception",
-             namespace=namespace,
-             parameters=[config("perception.yaml"),
-                         {**given(context, "gallery", "gallery_path"),
-                          **given(context, "device", "device"),
-                          "use_sim_time": sim_time}, *extra],
-             remappings=[("image", image_topic),
-                         ("camera_info", LaunchConfiguration("camera_info_topic"))],
-             output="screen"),
+        include("perception.launch.py", image_topic=this["image_topic"],
+                camera_info_topic=this["camera_info_topic"], streams="",
+                gallery=this["gallery"], device=this["device"], half_precision="",
+                use_sim_time=this["use_sim_time"], viewer=this["viewer"],
+                viewer_port=this["viewer_port"], video_path="", greeter="false",
+                namespace=this["namespace"], params_file=this["params_file"]),
     ]
-    if flag(context, "viewer"):
-        actions.append(Node(
-            package="fer_ros", executable="overlay_node", name="overlay", namespace=namespace,
-            parameters=[config("overlay.yaml"),
-                        {**given(context, "viewer_port", "port", int),
-                         "use_sim_time": sim_time}, *extra],
-            remappings=[("image", image_topic)], output="screen"))
     bag = LaunchConfiguration("bag").perform(context)
     if bag:
-        cmd = ["fer-ros", "bag", "play", bag, "--rate", LaunchConfiguration("rate")]
-        if sim_time:
+        cmd = ["fer-ros", "bag", "play", bag, "--rate", this["rate"]]
+        # (perception.launch.py, included first, stops the launch unless it is true or false)
+        if LaunchConfiguration("use_sim_time").perform(context).strip().lower() == "true":
             cmd.append("--clock")
         actions.append(ExecuteProcess(cmd=cmd, name="bag_play", output="screen",
                                       on_exit=Shutdown(reason="bag finished")))

@@ -12,13 +12,19 @@ on robots publishing <robot>/image for a perception host (see the README's "Many
 The perception node's `streams` parameter is set from `cameras`; the other parameters
 come from config/perception.yaml, then the arguments below, then `params_file`.
 For one camera use webcam.launch.py (its topics are camera/image_raw -> faces/emotions).
+The nodes come from perception.launch.py and camera.launch.py (once per camera), included
+with this file's arguments.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
+from launch.actions import (
+    DeclareLaunchArgument,
+    GroupAction,
+    IncludeLaunchDescription,
+    OpaqueFunction,
+)
+from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 ARGUMENTS = [
@@ -35,22 +41,20 @@ ARGUMENTS = [
 ]
 
 
+def include(launch_file, **arguments):
+    """launch_file of this package, given every one of its arguments; in a scoped group, so
+    the values set for it stay there."""
+    path = PathJoinSubstitution([FindPackageShare("fer_ros"), "launch", launch_file])
+    return GroupAction([IncludeLaunchDescription(PythonLaunchDescriptionSource(path),
+                                                 launch_arguments=arguments.items())])
+
+
 def text(context, name):
     return LaunchConfiguration(name).perform(context).strip()
 
 
 def names(context, name):
     return [part.strip() for part in text(context, name).split(",") if part.strip()]
-
-
-def flag(value, name):
-    if value.lower() not in ("true", "false"):
-        raise ValueError(f"launch argument {name} must be true or false, got {value!r}")
-    return value.lower() == "true"
-
-
-def config(name):
-    return PathJoinSubstitution([FindPackageShare("fer_ros"), "config", name])
 
 
 def launch_setup(context):
@@ -61,30 +65,21 @@ def launch_setup(context):
     if sources and len(sources) != len(cameras):
         raise ValueError(f"{len(sources)} sources for {len(cameras)} cameras: give one "
                          f"source per camera, or none")
-    override = text(context, "params_file")
-    extra = [override] if override else []
+    params_file = text(context, "params_file")
     namespace = text(context, "namespace").strip("/")
-    perception = {"streams": cameras}
-    for arg, key in (("gallery", "gallery_path"), ("device", "device")):
-        if text(context, arg):
-            perception[key] = text(context, arg)
-    if text(context, "half_precision"):
-        perception["half_precision"] = flag(text(context, "half_precision"), "half_precision")
-    nodes = [Node(package="fer_ros", executable="perception_node", name="perception",
-                  namespace=namespace,
-                  parameters=[config("perception.yaml"), perception, *extra], output="screen")]
-    loop = flag(text(context, "loop"), "loop")
+    # One perception node for all cameras: no remappings, it reads N/image per camera N.
+    actions = [include("perception.launch.py", image_topic="", camera_info_topic="",
+                       streams=",".join(cameras), gallery=text(context, "gallery"),
+                       device=text(context, "device"),
+                       half_precision=text(context, "half_precision"), use_sim_time="",
+                       viewer="false", viewer_port="", video_path="", greeter="false",
+                       namespace=namespace, params_file=params_file)]
     for camera, source in zip(cameras, sources, strict=False):
-        nodes.append(Node(
-            package="fer_ros", executable="camera_node", name="camera",
-            namespace=f"{namespace}/{camera}".strip("/"),
-            # value_type=str keeps a source such as "0" a string, not the int 0
-            parameters=[config("camera.yaml"),
-                        {"source": ParameterValue(source, value_type=str), "loop": loop},
-                        *extra],
-            remappings=[("image_raw", "image")], output="screen",
-            on_exit=Shutdown(reason=f"camera {camera} ended")))
-    return nodes
+        actions.append(include(
+            "camera.launch.py", source=source, loop=text(context, "loop"), fps="",
+            image_topic="image", camera_info_topic="", camera_name=camera,
+            namespace=f"{namespace}/{camera}".strip("/"), params_file=params_file))
+    return actions
 
 
 def generate_launch_description():

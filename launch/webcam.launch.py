@@ -7,14 +7,19 @@ Topics (relative to `namespace`, so with the default they are absolute): camera/
 camera/camera_info, faces/emotions, faces/overlay. Parameters come from config/<node>.yaml,
 then the launch arguments below, then `params_file` (applied last, so it wins).
 The camera node is required: when it ends (a file source that is not looped ends after
-its last frame) or dies, everything stops.
+its last frame) or dies, everything stops. The nodes come from camera.launch.py and
+perception.launch.py, included with this file's arguments.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
+from launch.actions import (
+    DeclareLaunchArgument,
+    GroupAction,
+    IncludeLaunchDescription,
+    OpaqueFunction,
+)
+from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 ARGUMENTS = [
@@ -33,62 +38,29 @@ ARGUMENTS = [
 ]
 
 
-def flag(context, name):
-    value = LaunchConfiguration(name).perform(context).strip().lower()
-    if value not in ("true", "false"):
-        raise ValueError(f"launch argument {name} must be true or false, got {value!r}")
-    return value == "true"
-
-
-def given(context, name, key, cast=str):
-    """{key: value} for a launch argument that was set, {} for an empty one, so that an
-    argument left alone does not override the value in config/*.yaml."""
-    value = LaunchConfiguration(name).perform(context)
-    return {key: cast(value)} if value else {}
-
-
-def config(name):
-    return PathJoinSubstitution([FindPackageShare("fer_ros"), "config", name])
+def include(launch_file, **arguments):
+    """launch_file of this package, given every one of its arguments; in a scoped group, so
+    the values set for it stay there."""
+    path = PathJoinSubstitution([FindPackageShare("fer_ros"), "launch", launch_file])
+    return GroupAction([IncludeLaunchDescription(PythonLaunchDescriptionSource(path),
+                                                 launch_arguments=arguments.items())])
 
 
 def launch_setup(context):
-    override = LaunchConfiguration("params_file").perform(context)
-    extra = [override] if override else []
-    namespace = LaunchConfiguration("namespace")
-    text = ParameterValue  # value_type=str keeps e.g. source '0' a string, not the int 0
-    camera = {"source": text(LaunchConfiguration("source"), value_type=str),
-              "loop": flag(context, "loop")}
-    fps = LaunchConfiguration("fps").perform(context)
-    if fps:
-        camera["fps"] = float(fps)
-    nodes = [
-        Node(package="fer_ros", executable="camera_node", name="camera", namespace=namespace,
-             parameters=[config("camera.yaml"), camera, *extra],
-             remappings=[("image_raw", "camera/image_raw"),
-                         ("camera_info", "camera/camera_info")],
-             output="screen", on_exit=Shutdown(reason="camera node ended")),
-        Node(package="fer_ros", executable="perception_node", name="perception",
-             namespace=namespace,
-             parameters=[config("perception.yaml"),
-                         {**given(context, "gallery", "gallery_path"),
-                          **given(context, "device", "device")},
-                         *extra],
-             remappings=[("image", "camera/image_raw"), ("camera_info", "camera/camera_info")],
-             output="screen"),
+    # Included from an OpaqueFunction, so that --show-args lists this file's arguments
+    # only: the included files' other arguments are fixed here.
+    this = {name: LaunchConfiguration(name) for name, _, _ in ARGUMENTS}
+    topics = {"image_topic": "camera/image_raw", "camera_info_topic": "camera/camera_info"}
+    return [
+        include("camera.launch.py", source=this["source"], loop=this["loop"], fps=this["fps"],
+                camera_name="", namespace=this["namespace"],
+                params_file=this["params_file"], **topics),
+        include("perception.launch.py", streams="", gallery=this["gallery"],
+                device=this["device"], half_precision="", use_sim_time="",
+                viewer=this["viewer"], viewer_port=this["viewer_port"],
+                video_path=this["video_path"], greeter=this["greeter"],
+                namespace=this["namespace"], params_file=this["params_file"], **topics),
     ]
-    if flag(context, "viewer"):
-        nodes.append(Node(
-            package="fer_ros", executable="overlay_node", name="overlay", namespace=namespace,
-            parameters=[config("overlay.yaml"),
-                        {**given(context, "viewer_port", "port", int),
-                         **given(context, "video_path", "video_path")},
-                        *extra],
-            remappings=[("image", "camera/image_raw")], output="screen"))
-    if flag(context, "greeter"):
-        nodes.append(Node(
-            package="fer_ros", executable="greeter_node", name="greeter", namespace=namespace,
-            parameters=[config("greeter.yaml"), *extra], output="screen"))
-    return nodes
 
 
 def generate_launch_description():

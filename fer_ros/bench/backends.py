@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from fer_ros.pipeline.emotion import EmotionClassifier
-from fer_ros.pipeline.facenet import FaceEmbedder
+from fer_ros.pipeline.recognition.facenet import FaceEmbedder
 
 
 def median_ms(call: Callable[[], object], repeats: int = 8) -> float:

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from fer_ros.cli.data import dataset_dir
-from fer_ros.pipeline.gallery import Gallery
+from fer_ros.pipeline.detection.tv_compat import import_facenet_pytorch
 from fer_ros.pipeline.images import read_image_rgb
-from fer_ros.pipeline.tv_compat import import_facenet_pytorch
+from fer_ros.pipeline.recognition.gallery import Gallery
 
 PEERS = ("naive", "face_recognition", "ours")
 

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from fer_ros.bench import BAGS, RATE_HZ, data, live, naming, peers, report, streams
-from fer_ros.nodes.perception_node import PARAMS
+from fer_ros.nodes.perception.node import PARAMS
 from fer_ros.pipeline import FacePipeline, PipelineConfig
 from fer_ros.pipeline.emotion import EmotionClassifier
-from fer_ros.pipeline.facenet import FaceEmbedder
+from fer_ros.pipeline.recognition.facenet import FaceEmbedder
 
 NAIVE = "naive (MTCNN+FaceNet+emotion, every face)"
 FACE_RECOGNITION = "face_recognition (HOG+dlib)"

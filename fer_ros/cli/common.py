@@ -7,6 +7,8 @@ import sys
 
 from fer_ros.pipeline import FacePipeline, PipelineConfig
 
+STILLS = PipelineConfig.stills()
+
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("models")
@@ -14,10 +16,12 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime"),
                        help="runtime of FaceNet and the emotion model (default auto: ONNX "
                             "Runtime on a CPU when `fer-ros models fetch` made its files)")
-    group.add_argument("--min-face-size", type=int, default=40,
-                       help="smallest face searched for, in pixels (default 40)")
-    group.add_argument("--downscale", type=float, default=1.0,
-                       help="run detection on the image scaled by this factor (default 1.0)")
+    group.add_argument("--min-face-size", type=int, default=STILLS.min_face_size,
+                       help=f"smallest face searched for, in pixels "
+                            f"(default {STILLS.min_face_size})")
+    group.add_argument("--downscale", type=float, default=STILLS.downscale,
+                       help=f"run detection on the image scaled by this factor "
+                            f"(default {STILLS.downscale})")
     group.add_argument("--threshold", type=float, default=None,
                        help="cosine similarity below which a face is 'unknown'")
     group.add_argument("--facenet-weights", default="",
@@ -27,11 +31,13 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def pipeline_from_args(args: argparse.Namespace, emotion: bool = True, tracking: bool = False):
-    config = PipelineConfig(device=args.device, backend=args.backend,
-                            min_face_size=args.min_face_size,
-                            downscale=args.downscale, emotion=emotion, tracking=tracking,
-                            facenet_weights=args.facenet_weights,
-                            emotion_weights=args.emotion_weights)
+    # Photos: the stills preset (each image searched in full in this thread); a video
+    # (tracking) gets the plain config, which also searches every image.
+    preset = PipelineConfig if tracking else PipelineConfig.stills
+    config = preset(device=args.device, backend=args.backend,
+                    min_face_size=args.min_face_size, downscale=args.downscale,
+                    emotion=emotion, tracking=tracking, facenet_weights=args.facenet_weights,
+                    emotion_weights=args.emotion_weights)
     if getattr(args, "threshold", None) is not None:
         config.recognition_threshold = args.threshold
     pipeline = FacePipeline(config)

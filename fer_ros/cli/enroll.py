@@ -15,9 +15,9 @@ import numpy as np
 
 from fer_ros.assets import AssetError
 from fer_ros.cli.common import add_pipeline_arguments, pipeline_from_args
-from fer_ros.pipeline.gallery import GalleryError, validate_name
-from fer_ros.pipeline.gallery_storage import open_storage
 from fer_ros.pipeline.images import expand_images, read_image_rgb
+from fer_ros.pipeline.recognition.gallery import GalleryError, validate_name
+from fer_ros.pipeline.recognition.storage import open_storage
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

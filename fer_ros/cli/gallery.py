@@ -1,7 +1,7 @@
 """``fer-ros gallery list|remove|import|export``: inspect, edit and convert galleries.
 
 A gallery is a .json file, an SQLite file (.db/.sqlite) or a postgresql:// URL
-(fer_ros.pipeline.gallery_storage). `import` and `export` copy every person from one
+(fer_ros.pipeline.recognition.storage). `import` and `export` copy every person from one
 to another, e.g. the original system's face_embeddings_pytorch.json into SQLite, or
 an SQLite gallery into the fleet's PostgreSQL database.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fer_ros.pipeline.gallery import GalleryError
-from fer_ros.pipeline.gallery_storage import copy_gallery, open_storage
+from fer_ros.pipeline.recognition.gallery import GalleryError
+from fer_ros.pipeline.recognition.storage import copy_gallery, open_storage
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,10 +8,10 @@ import sys
 
 from fer_ros.assets import AssetError
 from fer_ros.cli.common import add_pipeline_arguments, pipeline_from_args
-from fer_ros.pipeline.gallery import GalleryError
-from fer_ros.pipeline.gallery_storage import open_storage
 from fer_ros.pipeline.head_pose import Intrinsics, estimate_head_pose
 from fer_ros.pipeline.images import expand_images, read_image_rgb
+from fer_ros.pipeline.recognition.gallery import GalleryError
+from fer_ros.pipeline.recognition.storage import open_storage
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -10,6 +10,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# The name of a face that matches nobody in the gallery (or no gallery is loaded).
+UNKNOWN = "unknown"
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise intersection-over-union of boxes (N,4) and (M,4), x1 y1 x2 y2."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+
 
 @dataclass
 class Detection:
@@ -74,12 +92,15 @@ class FaceResult:
 
 @dataclass
 class StageTimes:
-    """Milliseconds spent in each stage for the last frame."""
+    """What the last frame cost: milliseconds per stage and what was done."""
 
     detect: float = 0.0
     embed: float = 0.0
     emotion: float = 0.0
     total: float = 0.0
     faces: int = 0
-    embedded: int = 0
-    extra: dict = field(default_factory=dict)
+    embedded: int = 0  # faces embedded before the frame was returned
+    # False: the idle gate skipped the image (nobody tracked, nothing changed): no faces.
+    searched: bool = True
+    full_detection: bool = False  # the whole image was searched (not only tracked faces)
+    reembed_background: int = 0  # tracked faces handed to the background re-embedding

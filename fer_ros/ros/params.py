@@ -206,3 +206,29 @@ def declare_parameters(node: Node, specs: tuple[ParamSpec, ...],
         values[spec.name] = value
     _Applier(node, {spec.name: spec for spec in specs}, values, on_change).register()
     return values
+
+
+def _yaml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def render_yaml(node: str, specs: tuple[ParamSpec, ...], header: str) -> str:
+    """A config/*.yaml for ``node``: every parameter at its default, its description (and
+    whether it is read only) as the comment above it. The YAML is made from the specs, so
+    its comments cannot drift from `ros2 param describe`."""
+    import textwrap
+
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    lines += [f"/**/{node}:", "  ros__parameters:"]
+    for spec in specs:
+        text = spec.description + (" Read only." if spec.read_only else "")
+        lines += textwrap.wrap(text, width=92, initial_indent="    # ",
+                               subsequent_indent="    # ", break_on_hyphens=False)
+        lines.append(f"    {spec.name}: {_yaml_value(spec.default)}")
+    return "\n".join(lines) + "\n"

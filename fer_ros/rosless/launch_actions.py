@@ -30,17 +30,25 @@ class LaunchDescription:
     def visit(self, context: LaunchContext) -> list[Any]:
         return list(self.entities)
 
-    def get_launch_arguments(self) -> list[DeclareLaunchArgument]:
-        found: list[DeclareLaunchArgument] = []
+    def describe_sub_entities(self) -> list[Any]:
+        return self.entities
 
-        def walk(entities: Iterable[Any]) -> None:
+    def get_launch_arguments(self, conditional_inclusion: bool = False
+                             ) -> list[DeclareLaunchArgument]:
+        """The arguments declared here, in groups and in included files that load without
+        a context; the first declaration of a name wins, as in real launch."""
+        found: dict[str, DeclareLaunchArgument] = {}
+
+        def walk(entities: Iterable[Any], conditional: bool) -> None:
             for entity in entities:
-                if isinstance(entity, DeclareLaunchArgument):
-                    found.append(entity)
-                elif isinstance(entity, (GroupAction, LaunchDescription)):
-                    walk(entity.entities)
-        walk(self.entities)
-        return found
+                held_conditionally = conditional or getattr(entity, "condition", None) is not None
+                if isinstance(entity, DeclareLaunchArgument) and entity.name not in found:
+                    entity.conditionally_included = held_conditionally
+                    found[entity.name] = entity
+                if isinstance(entity, (Action, LaunchDescription)):
+                    walk(entity.describe_sub_entities(), held_conditionally)
+        walk(self.entities, conditional_inclusion)
+        return list(found.values())
 
 
 def run_entities(entities: Iterable[Any], context: LaunchContext) -> None:
@@ -64,6 +72,7 @@ class DeclareLaunchArgument(Action):
         self.default_value = default_value
         self.description = description
         self.choices = list(choices) if choices is not None else None
+        self.conditionally_included = False  # set by LaunchDescription.get_launch_arguments
 
     def execute(self, context: LaunchContext) -> None:
         if self.name not in context.launch_configurations:
@@ -126,6 +135,9 @@ class GroupAction(Action):
         self.scoped = scoped
         self.forwarding = forwarding
         self.launch_configurations = launch_configurations or {}
+
+    def describe_sub_entities(self) -> list[Any]:
+        return self.entities
 
     def execute(self, context: LaunchContext) -> None:
         if not self.scoped:

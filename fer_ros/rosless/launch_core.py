@@ -78,6 +78,10 @@ class Action:
     def execute(self, context: LaunchContext) -> list[Any] | None:
         raise NotImplementedError
 
+    def describe_sub_entities(self) -> list[Any]:
+        """What this action holds, known without running it (for get_launch_arguments)."""
+        return []
+
 
 def perform(value: Any, context: LaunchContext) -> str:
     """Evaluate text, a substitution, or a list of them (concatenated) to a string."""

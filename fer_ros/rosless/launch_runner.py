@@ -24,6 +24,7 @@ from fer_ros.rosless.launch_core import (
     perform,
 )
 from fer_ros.rosless.launch_shim import stand_in_modules
+from fer_ros.rosless.launch_sources import load_description
 from fer_ros.rosless.launch_supervisor import Supervisor
 
 
@@ -92,26 +93,6 @@ def run_with_ros_launch(path: Path, launch_args: dict[str, str], show_args: bool
     service.include_launch_description(IncludeLaunchDescription(
         source, launch_arguments=list(launch_args.items())))
     return int(service.run())
-
-
-def load_description(path: Path) -> LaunchDescription:
-    """Call the file's generate_launch_description(); needs stand_in_modules() active."""
-    spec = importlib.util.spec_from_file_location(f"fer_ros_launch_{path.stem}".replace(
-        ".", "_"), path)
-    if spec is None or spec.loader is None:
-        raise LaunchError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-        description = module.generate_launch_description()
-    except LaunchError:
-        raise
-    except Exception as exc:
-        raise LaunchError(f"{path.name}: {type(exc).__name__}: {exc}") from exc
-    if not isinstance(description, LaunchDescription):
-        raise LaunchError(f"{path.name}: generate_launch_description() must return a "
-                          "launch.LaunchDescription")
-    return description
 
 
 def show_arguments(description: LaunchDescription) -> None:

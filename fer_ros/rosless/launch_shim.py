@@ -8,12 +8,14 @@ ExecuteProcess whose condition holds) that launch_runner starts and supervises.
 
 Supported: LaunchDescription; actions DeclareLaunchArgument, SetLaunchConfiguration,
 LogInfo, SetEnvironmentVariable, GroupAction, OpaqueFunction, ExecuteProcess, Shutdown
-(launch_actions); substitutions LaunchConfiguration, TextSubstitution,
-PathJoinSubstitution, PythonExpression, EnvironmentVariable, EqualsSubstitution,
-NotEqualsSubstitution; conditions IfCondition, UnlessCondition, LaunchConfigurationEquals,
-LaunchConfigurationNotEquals (launch_substitutions); launch_ros Node, FindPackageShare,
-FindPackagePrefix, ParameterValue (launch_ros_standins). Anything else raises
-UnsupportedLaunchFeature naming it.
+(launch_actions); IncludeLaunchDescription of Python launch files, with
+launch_description_sources PythonLaunchDescriptionSource and AnyLaunchDescriptionSource
+and launch.LaunchDescriptionSource (launch_sources); substitutions LaunchConfiguration,
+TextSubstitution, PathJoinSubstitution, PythonExpression, EnvironmentVariable,
+EqualsSubstitution, NotEqualsSubstitution; conditions IfCondition, UnlessCondition,
+LaunchConfigurationEquals, LaunchConfigurationNotEquals (launch_substitutions); launch_ros
+Node, FindPackageShare, FindPackagePrefix, ParameterValue (launch_ros_standins). Anything
+else raises UnsupportedLaunchFeature naming it.
 
 This module maps those classes onto module names and installs them while a file loads.
 """
@@ -29,16 +31,20 @@ from typing import Any
 
 from fer_ros.rosless import launch_actions as actions
 from fer_ros.rosless import launch_ros_standins as ros
+from fer_ros.rosless import launch_sources as sources
 from fer_ros.rosless import launch_substitutions as subst
 from fer_ros.rosless.launch_core import Action, Condition, LaunchContext, Substitution, unsupported
 
 _MODULES: dict[str, dict[str, Any]] = {
     "launch": {"LaunchDescription": actions.LaunchDescription, "LaunchContext": LaunchContext,
-               "Action": Action, "Condition": Condition, "Substitution": Substitution},
+               "Action": Action, "Condition": Condition, "Substitution": Substitution,
+               "LaunchDescriptionSource": sources.LaunchDescriptionSource},
     "launch.actions": {c.__name__: c for c in (
         actions.DeclareLaunchArgument, actions.SetLaunchConfiguration, actions.LogInfo,
         actions.SetEnvironmentVariable, actions.Shutdown, actions.GroupAction,
-        actions.OpaqueFunction, actions.ExecuteProcess)},
+        actions.OpaqueFunction, actions.ExecuteProcess, sources.IncludeLaunchDescription)},
+    "launch.launch_description_sources": {c.__name__: c for c in (
+        sources.PythonLaunchDescriptionSource, sources.AnyLaunchDescriptionSource)},
     "launch.substitutions": {c.__name__: c for c in (
         subst.LaunchConfiguration, subst.TextSubstitution, subst.PathJoinSubstitution,
         subst.PythonExpression, subst.EnvironmentVariable, subst.EqualsSubstitution,

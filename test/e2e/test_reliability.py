@@ -27,7 +27,8 @@ from rosutil import TestNode, enroll, frame_bgr, letterbox
 from sensor_msgs.msg import Image
 
 from fer_ros.msg import FaceEmotionArray
-from fer_ros.pipeline.gallery import Gallery
+from fer_ros.pipeline import PipelineConfig
+from fer_ros.pipeline.recognition.gallery import Gallery
 from fer_ros.ros.image_codec import image_to_msg
 from fer_ros.srv import EnrollFace
 
@@ -300,9 +301,9 @@ def _bad_galleries(good: str) -> list[tuple[str, str, str]]:
         ("schema version", edited(lambda c: c.update(schema_version=99)), "schema_version 99"),
         ("embedding length", edited(shorten),
          f"embedding length 128, expected {data['embedding_dim']}"),
-        # Rows of different lengths within one person: only the file is named for now
-        # (gallery.py lets numpy's ValueError through; the node must survive it).
-        ("ragged embeddings", edited(ragged), ""),
+        # Rows of different lengths within one person: numpy cannot make them a matrix.
+        ("ragged embeddings", edited(ragged),
+         f"embeddings for {person!r}: embeddings are not numbers"),
         ("NaN", edited(lambda c: embedding(c).__setitem__(3, math.nan)), "NaN or infinite"),
         ("inf", edited(lambda c: embedding(c).__setitem__(3, math.inf)), "NaN or infinite"),
         ("other model", edited(lambda c: c.update(model="some-other-facenet")),
@@ -400,13 +401,16 @@ def test_enrolment_while_recognising_never_tears(shared: Client) -> None:
     gallery = Gallery.load(shared.gallery)
     assert gallery.num_embeddings(PERSON) == counts[-1]
     names = set(gallery.names()) | {"unknown"}
+    threshold = PipelineConfig().recognition_threshold  # the node's default
     outputs = [shared.answer(k) for k in keys if shared.answer(k) is not None]
     assert len(outputs) > 10
     for out in outputs:
         assert (out.image_width, out.image_height) == (640, 480)
         for face in out.faces:
             assert face.name in names, face.name
-            assert -1.0 <= face.name_similarity <= 1.0 + 1e-6
+            # A name is given only to a face at least this similar (a cosine: at most 1).
+            if face.name != "unknown":
+                assert threshold <= face.name_similarity <= 1.0 + 1e-6, face
             assert list(face.emotion_labels) == LABELS and face.emotion in LABELS
             assert len(face.emotion_scores) == len(LABELS) == len(face.emotion_scores_raw)
             assert abs(sum(face.emotion_scores) - 1.0) < 1e-3
@@ -492,22 +496,27 @@ def test_overload_drops_stale_frames_with_bounded_latency_and_memory(tmp_path: P
         client.close()
         code = proc.interrupt()
     assert code == 0, proc.output()[-2000:]
-    assert rate > 80, f"the test could only publish {rate:.0f} Hz"
+    # Overloaded, whatever the machine's speed: most images were dropped, not answered
+    # (counts, not the publishing rate: a busy machine slows the test and node alike).
+    print(f"published {sent} images at {rate:.0f} Hz, {len(arrivals)} answered")
     assert 5 <= len(arrivals) < sent / 2, (len(arrivals), sent)
     assert int(diag["images dropped"]) > sent / 2, diag
     latency = [(t - start, t - (m.header.stamp.sec + m.header.stamp.nanosec * 1e-9))
                for t, m in arrivals]
+    # The node's time per image in this run, under this run's load: the gap between
+    # consecutive answers (it is busy all the time).
+    per_image = float(np.median(np.diff([t for t, _ in arrivals])))
+    print("time per image (s):", round(per_image, 3))
     print("latency (time, s):", [(round(t, 2), round(lat, 3)) for t, lat in latency])
     print("rss (MB):", [(round(t - start, 1), round(mb)) for t, mb in rss])
-    # A queue would make latency climb towards the 8 s of the run; only the newest frame
-    # waiting keeps it at about one or two inference times (with slack for a neighbour's
-    # load on a 2-core machine).
-    assert np.median([lat for _, lat in latency]) < 1.0, latency
-    assert max(lat for _, lat in latency) < 3.0, latency
+    # A queue would make latency climb towards the 8 s of the run (hundreds of images'
+    # time); only the newest frame waiting keeps it at about two images' time: waiting
+    # for the image in hand, then its own (4 for slack: a neighbour's load on 2 cores).
     early = [lat for t, lat in latency if 2.0 <= t < 5.0]
     late = [lat for t, lat in latency if t >= 5.0]
     assert early and late, latency
-    assert np.median(late) < np.median(early) + 0.3, latency  # not growing
+    assert np.median(early) < 4 * per_image, (per_image, latency)
+    assert np.median(late) < 4 * per_image, (per_image, latency)  # not growing
     at3 = next(mb for t, mb in rss if t - start >= 3.0)
     at8 = rss[-1][1]
     assert at8 - at3 < 100, rss

@@ -6,7 +6,8 @@ import pytest
 import yaml
 from conftest import REPO
 
-from fer_ros.nodes import camera_node, greeter_node, overlay_node, perception_node
+from fer_ros.nodes import camera_node, greeter_node, overlay_node
+from fer_ros.nodes.perception import node as perception_node
 
 CONFIG = REPO / "config"
 
@@ -29,3 +30,37 @@ def test_yaml_matches_declared_parameters(module, file: str, node: str) -> None:
     assert params == declared
     for spec in module.PARAMS:
         assert spec.description and spec.check(spec.default) is None
+
+
+def test_perception_yaml_is_made_from_the_declarations() -> None:
+    """Its comments are the declared descriptions, word for word: they cannot drift."""
+    from fer_ros.nodes.perception.params import perception_yaml
+
+    assert (CONFIG / "perception.yaml").read_text() == perception_yaml(), (
+        "config/perception.yaml differs from the declarations: run "
+        "`python -m fer_ros.nodes.perception.params > config/perception.yaml` (from outside "
+        "the checkout's root, with the venv's python)")
+
+
+def test_pipeline_parameters_are_the_live_preset_and_described_once() -> None:
+    """Every parameter that sets the pipeline defaults to PipelineConfig.live()'s value and
+    carries the config field's own description and limits; no description is written
+    twice; only run-time settings may change while the node runs."""
+    from fer_ros.pipeline import RUNTIME_SETTINGS, PipelineConfig
+    from fer_ros.pipeline.config import param_name, settings
+
+    live = PipelineConfig.live()
+    specs = {spec.name: spec for spec in perception_node.PARAMS}
+    exposed = [(name, s) for name, s in settings() if param_name(name)]
+    assert len(exposed) == 25
+    for name, setting in exposed:
+        spec = specs[param_name(name)]
+        value = getattr(live, name)
+        assert spec.default == (list(value) if isinstance(value, tuple) else value), name
+        assert spec.description == setting.description and spec.limits == setting.limits
+        assert spec.read_only == (name not in RUNTIME_SETTINGS), name
+    descriptions = [spec.description for spec in perception_node.PARAMS]
+    assert len(set(descriptions)) == len(descriptions)
+    # The node builds its pipeline from its parameters through the same names.
+    values = {spec.name: spec.default for spec in perception_node.PARAMS}
+    assert PipelineConfig.from_values(values) == live

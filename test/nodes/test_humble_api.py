@@ -34,7 +34,7 @@ class Case:
 CASES = [
     Case("fer_ros.nodes.camera_node", "camera", ["-p", "loop:=true", "-p", "fps:=5.0"],
          ["-p", "fps:=500.0"], ("fps", 0.05), ("fps", 10.0), "opened"),
-    Case("fer_ros.nodes.perception_node", "perception", ["-p", "device:=cpu"],
+    Case("fer_ros.nodes.perception.node", "perception", ["-p", "device:=cpu"],
          ["-p", "recognition_threshold:=1.5"], ("recognition_margin", 2.0),
          ("recognition_threshold", 0.6), "models loaded"),
     Case("fer_ros.nodes.overlay_node", "overlay", ["-p", "port:=0"],

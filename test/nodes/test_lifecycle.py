@@ -69,7 +69,7 @@ class Manager:
 @pytest.mark.parametrize("api", ["current", "humble"])
 def test_every_transition(spawn, api: str) -> None:
     exe = [str(node_executable("perception_node"))] if api == "current" else \
-        [sys.executable, SHIM, "fer_ros.nodes.perception_node"]
+        [sys.executable, SHIM, "fer_ros.nodes.perception.node"]
     proc = spawn([*exe, "--ros-args", "-r", "image:=/camera/image_raw", "-p", "autostart:=false",
                   "-p", "qos:=reliable", "-p", "device:=cpu"], "perception")
     manager = Manager()

@@ -4,6 +4,10 @@ Each camera's faces come back only on its own topic, stamped with its own images
 headers; a camera that sends malformed images or stops sending does not stop the
 others; each stream has its own diagnostics status; and ``streams`` changes only while
 the node is inactive (deactivate, set, activate), with the models kept loaded.
+
+The node is shared by the whole module, but no test relies on what another left behind:
+each starts with ``cameras.serve(...)``, which puts the node in the state the test needs
+(active, serving exactly those streams).
 """
 
 from __future__ import annotations
@@ -13,11 +17,11 @@ import threading
 import pytest
 from conftest import Proc, data_path, wait_for
 from diagnostic_msgs.msg import DiagnosticArray
-from lifecycle_msgs.msg import Transition
-from lifecycle_msgs.srv import ChangeState
+from lifecycle_msgs.msg import State, Transition
+from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
-from rcl_interfaces.srv import SetParameters
+from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosutil import TestNode, enroll, frame_bgr
 from sensor_msgs.msg import Image
@@ -28,6 +32,7 @@ from fer_ros.ros.image_codec import image_to_msg
 from fer_ros.srv import EnrollFace
 
 PEOPLE = {"a": "ben_afflek", "b": "elton_john", "c": "jerry_seinfeld", "d": "madonna"}
+STRANGER = "mindy_kaling"  # in the data set but never enrolled in this module's gallery
 RELIABLE = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -49,7 +54,9 @@ class Cameras:
                                      lambda msg, n=name: self._on_out(n, msg), 50)
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         self.set_params = node.create_client(SetParameters, "/perception/set_parameters")
+        self.get_params = node.create_client(GetParameters, "/perception/get_parameters")
         self.change = node.create_client(ChangeState, "/perception/change_state")
+        self.get_state = node.create_client(GetState, "/perception/get_state")
         self.enroll = node.create_client(EnrollFace, "/perception/enroll")
         self.images = {n: face_msg(p) for n, p in PEOPLE.items()}
         self.stamp = 5000
@@ -95,6 +102,29 @@ class Cameras:
         request = ChangeState.Request(transition=Transition(id=transition))
         return self.client.call(self.change, request).success
 
+    def streams(self) -> list[str]:
+        request = GetParameters.Request(names=["streams"])
+        return list(self.client.call(self.get_params, request).values[0].string_array_value)
+
+    def state(self) -> int:
+        return self.client.call(self.get_state, GetState.Request()).current_state.id
+
+    def serve(self, names: list[str]) -> None:
+        """Whatever earlier tests did: active, serving exactly ``names``, each stream's
+        subscription matched and every other camera's gone."""
+        active = self.state() == State.PRIMARY_STATE_ACTIVE
+        if not active or self.streams() != names:
+            if active:
+                assert self.transition(Transition.TRANSITION_DEACTIVATE)
+            ok, reason = self.set_streams(names)
+            assert ok, reason
+            assert self.transition(Transition.TRANSITION_ACTIVATE)
+        assert (self.state(), self.streams()) == (State.PRIMARY_STATE_ACTIVE, names)
+        for name in PEOPLE:
+            want = (lambda n=name: self.pubs[n].get_subscription_count() > 0) if name in names \
+                else (lambda n=name: self.pubs[n].get_subscription_count() == 0)
+            assert wait_for(want, 20), (name, names)
+
 
 def face_msg(person: str) -> Image:
     path = sorted(data_path("celebrity", "val", person).glob("*.jpg"))[0]
@@ -126,6 +156,7 @@ def cameras(tmp_path_factory):
 
 
 def test_each_camera_gets_only_its_own_faces(cameras: Cameras) -> None:
+    cameras.serve(["a", "b", "c"])
     for _ in range(3):
         stamps = {name: cameras.send(name) for name in "abc"}
         for name, stamp in stamps.items():
@@ -138,6 +169,8 @@ def test_each_camera_gets_only_its_own_faces(cameras: Cameras) -> None:
 
 
 def test_bad_and_silent_cameras_do_not_stop_the_others(cameras: Cameras) -> None:
+    cameras.serve(["a", "b", "c"])
+    logged = cameras.proc.output().count("dropping image on c/image")
     bad = face_msg(PEOPLE["c"])
     bad.data = bytes(bad.data[:-7])  # truncated: not height * step bytes
     answered = 0
@@ -146,7 +179,7 @@ def test_bad_and_silent_cameras_do_not_stop_the_others(cameras: Cameras) -> None
         answered += cameras.wait_answer("a", cameras.send("a")) is not None
     assert answered == 10
     log = cameras.proc.output()
-    assert log.count("dropping image on c/image") == 1, log[-3000:]
+    assert log.count("dropping image on c/image") == logged + 1, log[-3000:]  # one kind
 
     def statuses() -> dict[str, dict[str, str]]:
         with cameras.lock:
@@ -164,17 +197,33 @@ def test_bad_and_silent_cameras_do_not_stop_the_others(cameras: Cameras) -> None
 
 
 def test_enrol_from_one_camera(cameras: Cameras) -> None:
-    cameras.wait_answer("b", cameras.send("b"))
-    cameras.wait_answer("a", cameras.send("a"))  # the last image processed is a's
+    """The face enrolled is the requested camera's, not the last image's (camera a's)."""
+    cameras.serve(["a", "b", "c"])
+    stranger = face_msg(STRANGER)
+    no_face = image_to_msg(frame_bgr(data_path("pyfeat", "free-mountain-vector-01.jpg")),
+                           "bgr8")
+
+    def names(name: str, msg: Image | None = None) -> list[str]:
+        return [f.name for f in cameras.wait_answer(name, cameras.send(name, msg)).faces]
+
+    assert names("b", stranger) == ["unknown"]  # nobody knows b's face yet
+    assert names("a") == [PEOPLE["a"]]  # the last image processed is a's
     reply = cameras.client.call(cameras.enroll, EnrollFace.Request(
-        name="elton_again", append=True, stream="b"))
-    assert reply.success, reply.message
+        name="newcomer", append=False, stream="b"))
+    assert reply.success and reply.num_embeddings == 1, reply.message
+    # Faces seen anew (a face-free image first ends every track): b's face is the one
+    # enrolled as "newcomer", and a's is still who it was.
+    for name in "ab":
+        assert names(name, no_face) == []
+    assert names("b", stranger) == ["newcomer"]
+    assert names("a") == [PEOPLE["a"]]
     missing = cameras.client.call(cameras.enroll, EnrollFace.Request(
         name="x", append=True, stream="nope"))
     assert not missing.success and "no stream 'nope'" in missing.message
 
 
 def test_streams_change_only_while_inactive(cameras: Cameras) -> None:
+    cameras.serve(["a", "b", "c"])
     ok, reason = cameras.set_streams(["a", "d"])
     assert not ok and "inactive" in reason
     assert cameras.transition(Transition.TRANSITION_DEACTIVATE)
@@ -192,7 +241,9 @@ def test_streams_change_only_while_inactive(cameras: Cameras) -> None:
 
 
 def test_removed_camera_is_not_answered(cameras: Cameras) -> None:
-    # after the previous test b is no longer served: its image waits for nothing
+    cameras.serve(["a", "b", "c"])
+    assert cameras.wait_answer("b", cameras.send("b")).faces[0].name == PEOPLE["b"]
+    cameras.serve(["a", "d"])  # b is no longer served: its image waits for nothing
     stamp = cameras.send("b")
     cameras.wait_answer("a", cameras.send("a"))
     assert cameras.answer("b", stamp) is None

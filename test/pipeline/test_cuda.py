@@ -15,10 +15,9 @@ import torch
 from conftest import data_path
 from rosutil import frame_bgr
 
-from fer_ros.pipeline import FacePipeline, PipelineConfig
+from fer_ros.pipeline import FacePipeline, FaceStreams, PipelineConfig
 from fer_ros.pipeline.emotion import EmotionClassifier
-from fer_ros.pipeline.facenet import FaceEmbedder
-from fer_ros.pipeline.streams import FaceStreams
+from fer_ros.pipeline.recognition.facenet import FaceEmbedder
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="no CUDA device on this machine")

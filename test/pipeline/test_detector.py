@@ -12,9 +12,9 @@ import torch
 from conftest import data_path
 
 from fer_ros.assets import AssetError
-from fer_ros.pipeline import detector as detector_module
-from fer_ros.pipeline import tv_compat
-from fer_ros.pipeline.detector import FaceDetector
+from fer_ros.pipeline.detection import detector as detector_module
+from fer_ros.pipeline.detection import tv_compat
+from fer_ros.pipeline.detection.detector import FaceDetector
 
 
 def load_rgb(name: str) -> np.ndarray:
@@ -189,7 +189,7 @@ def test_channels_last_pools_change_nothing(multi_rgb: np.ndarray) -> None:
 
 def test_refine_follows_tracked_faces_without_a_full_search() -> None:
     """Between full detections only known boxes are refined: same faces, moved boxes."""
-    from fer_ros.pipeline.tracker import iou_matrix
+    from fer_ros.pipeline.tracking.tracker import iou_matrix
 
     detector = FaceDetector()
     image = cv2.cvtColor(cv2.imread(str(data_path("pyfeat", "multi_face.jpg"))),

@@ -14,10 +14,10 @@ import torch
 from conftest import data_path
 
 from fer_ros.assets import AssetError
+from fer_ros.assets.convert import emotion_keras
 from fer_ros.paths import models_dir
 from fer_ros.pipeline import emotion
-from fer_ros.pipeline.convert import emotion_keras
-from fer_ros.pipeline.detector import FaceDetector
+from fer_ros.pipeline.detection.detector import FaceDetector
 from fer_ros.pipeline.emotion import (
     FER2013_LABELS,
     FER2013_SPEC,

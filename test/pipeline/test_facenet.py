@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from fer_ros.assets import AssetError, sha256_of
+from fer_ros.assets.convert import facenet_tf as fc
 from fer_ros.paths import data_dir, models_dir
-from fer_ros.pipeline import FacePipeline, PipelineConfig, facenet
-from fer_ros.pipeline.convert import facenet_tf as fc
-from fer_ros.pipeline.facenet import FaceEmbedder
+from fer_ros.pipeline import FacePipeline, PipelineConfig
+from fer_ros.pipeline.recognition import facenet
+from fer_ros.pipeline.recognition.facenet import FaceEmbedder
 
 torch.set_num_threads(2)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_ros.pipeline.gallery import UNKNOWN, Gallery, GalleryError
+from fer_ros.pipeline.recognition.gallery import UNKNOWN, Gallery, GalleryError
 
 DIM = 8
 
@@ -138,7 +138,7 @@ def test_kill_during_save_never_leaves_a_partial_gallery(tmp_path: Path) -> None
     path = tmp_path / "g.json"
     script = textwrap.dedent(f"""
         import numpy as np, sys
-        from fer_ros.pipeline.gallery import Gallery
+        from fer_ros.pipeline.recognition.gallery import Gallery
         g = Gallery("m", 512)
         for i in range(40):
             g.add(f"p{{i}}", np.random.default_rng(i).normal(size=(5, 512)))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fer_ros.pipeline import gallery_index
-from fer_ros.pipeline.gallery import Gallery, Match, Person
+from fer_ros.pipeline.recognition import index as gallery_index
+from fer_ros.pipeline.recognition.gallery import Gallery, Match, Person
 
 DIM = 512
 

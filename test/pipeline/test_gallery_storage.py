@@ -17,10 +17,10 @@ import pytest
 from pgutil import PostgresCluster, postgres  # noqa: F401 (fixture)
 
 from fer_ros.paths import fer_ros_command
-from fer_ros.pipeline.gallery import Gallery, GalleryError
-from fer_ros.pipeline.gallery_postgres import redact
-from fer_ros.pipeline.gallery_storage import GalleryStorage, copy_gallery, open_storage
-from fer_ros.pipeline.gallery_store import GalleryStore
+from fer_ros.pipeline.recognition.gallery import Gallery, GalleryError
+from fer_ros.pipeline.recognition.storage import GalleryStorage, copy_gallery, open_storage
+from fer_ros.pipeline.recognition.storage.postgres import redact
+from fer_ros.pipeline.recognition.sync import GallerySync
 
 DIM = 16
 MODEL = "test-model"
@@ -51,7 +51,7 @@ class Embedder:
 
 
 class Pipeline:
-    """What GalleryStore needs of a FacePipeline (no models: storage is under test)."""
+    """What GallerySync needs of a FacePipeline (no models: storage is under test)."""
 
     embedder = Embedder()
 
@@ -115,7 +115,7 @@ def exercise_catch_up(storage: GalleryStorage, other: GalleryStorage) -> None:
     other.add("ada", unit(1), ["first"])
     log = Log()
     pipeline = Pipeline()
-    store = GalleryStore(pipeline, "", True, log)
+    store = GallerySync(pipeline, "", True, log)
     store._storage = storage  # the location under test, opened by the caller
     assert store.reload()[0] and pipeline.gallery.names() == ["ada"]
     before = pipeline.gallery.people["ada"]
@@ -143,7 +143,7 @@ def test_postgres_catch_up_and_outage(postgres: PostgresCluster) -> None:  # noq
     exercise_catch_up(storage, other)
     log = Log()
     pipeline = Pipeline()
-    store = GalleryStore(pipeline, postgres.url, True, log)
+    store = GallerySync(pipeline, postgres.url, True, log)
     assert store.reload()[0]
     postgres.stop()
     store.watch()
@@ -184,7 +184,7 @@ def test_import_export_between_json_sqlite_and_legacy(tmp_path: Path) -> None:
 
 WRITER = textwrap.dedent("""
     import sys, numpy as np
-    from fer_ros.pipeline.gallery_storage import open_storage
+    from fer_ros.pipeline.recognition.storage import open_storage
     storage = open_storage(sys.argv[1], "test-model", 16)
     rng = np.random.default_rng()
     storage.add("first", rng.standard_normal((3, 16)), ["a", "b", "c"])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import data_path
 
-from fer_ros.pipeline.detector import FaceDetector
+from fer_ros.pipeline.detection.detector import FaceDetector
 from fer_ros.pipeline.head_pose import (
     FACING_CAMERA,
     HeadPose,

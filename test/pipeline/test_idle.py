@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from fer_ros.pipeline import FacePipeline, PipelineConfig
-from fer_ros.pipeline.idle import IDLE_BURST, IdleGate, scene_change, scene_thumbnail
+from fer_ros.pipeline.detection.idle import IDLE_BURST, IdleGate, scene_change
+from fer_ros.pipeline.images import scene_thumbnail
 from fer_ros.pipeline.types import Detection
 
 RATE = 30.0  # camera Hz
@@ -66,7 +67,8 @@ def test_static_noisy_scene_is_searched_once() -> None:
 def test_camera_shake_of_a_pixel_is_not_a_change() -> None:
     base = scene(3)
     shifted = np.roll(base, 1, axis=1)
-    assert scene_change(scene_thumbnail(base), scene_thumbnail(shifted)) < 12.0
+    assert scene_change(scene_thumbnail(base, sampled=True),
+                        scene_thumbnail(shifted, sampled=True)) < 12.0
 
 
 def test_a_real_change_is_searched_at_once() -> None:
@@ -132,7 +134,7 @@ def test_threshold_zero_counts_every_image_as_changed() -> None:
 
 def test_grey_and_colour_images_both_work() -> None:
     grey = cv2.cvtColor(scene(), cv2.COLOR_BGR2GRAY)
-    assert scene_thumbnail(grey).shape == scene_thumbnail(scene()).shape == (24, 32)
+    assert scene_thumbnail(grey, sampled=True).shape == scene_thumbnail(scene()).shape == (24, 32)
 
 
 # ------------------------------------------------------------------ in the pipeline
@@ -178,13 +180,13 @@ def test_pipeline_idle_then_face_then_idle(pipeline: FacePipeline) -> None:
     base = scene()
     empty = stream(pipeline, [noisy(base, rng) for _ in range(60)], 0.0)
     assert all(r == [] for r in empty) and detector.searches == 1
-    assert pipeline.last_times.extra["searched"] is False
+    assert pipeline.last_times.searched is False
     # Someone appears: found in the first image that shows them, then followed on every
     # image (full rate: whole-image searches every full_detection_interval images).
     faces = stream(pipeline, [noisy(with_face(base), rng) for _ in range(30)], 2.0)
     assert all(len(r) == 1 for r in faces)
     assert faces[0][0].track_id == faces[-1][0].track_id > 0
-    assert pipeline.last_times.extra["searched"] is True
+    assert pipeline.last_times.searched is True
     assert 1 + 6 <= detector.searches <= 1 + 7
     # They leave: searched at full rate until the track ends (0.5 s), then idle again.
     before = detector.searches

@@ -20,7 +20,7 @@ from rosutil import frame_bgr
 
 from fer_ros.paths import fer_ros_command
 from fer_ros.pipeline import FacePipeline, Gallery, GalleryError, PipelineConfig
-from fer_ros.pipeline.facenet import FaceEmbedder, inception_resnet_v1_class
+from fer_ros.pipeline.recognition.facenet import FaceEmbedder, inception_resnet_v1_class
 
 torch.set_num_threads(2)
 PEOPLE = ["ben_afflek", "elton_john", "jerry_seinfeld", "madonna", "mindy_kaling"]
@@ -166,7 +166,7 @@ def test_full_detection_every_n_frames_and_refinement_between(pipeline: FacePipe
     for i in range(7):
         faces = pipe.process(np.ascontiguousarray(np.roll(group, 2 * i, axis=1)), "bgr",
                              stamp=i / 30)
-        full.append(pipe.last_times.extra["full_detection"])
+        full.append(pipe.last_times.full_detection)
         ids.append(sorted(f.track_id for f in faces))
     assert full == [True, False, False, True, False, False, True]
     assert all(len(frame_ids) == 5 for frame_ids in ids)

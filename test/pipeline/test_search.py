@@ -16,9 +16,9 @@ from conftest import data_path
 
 from fer_ros.bench.data import three_faces_frames
 from fer_ros.pipeline import FacePipeline, PipelineConfig
-from fer_ros.pipeline.detector import FaceDetector
-from fer_ros.pipeline.search import BackgroundSearch
-from fer_ros.pipeline.tracker import iou_matrix
+from fer_ros.pipeline.detection.detector import FaceDetector
+from fer_ros.pipeline.detection.search import BackgroundSearch
+from fer_ros.pipeline.tracking.tracker import iou_matrix
 from fer_ros.pipeline.types import Detection
 
 torch.set_num_threads(1)
@@ -59,13 +59,13 @@ def test_a_face_joins_from_the_background_and_tracked_faces_never_wait(
     two, three = rgb_frames(2, 40), rgb_frames(3, 40)
     stamp = 100.0
     first = pipeline.process(two[0], stamp=stamp)
-    assert len(first) == 2 and pipeline.last_times.extra["full_detection"]  # nobody tracked
+    assert len(first) == 2 and pipeline.last_times.full_detection  # nobody tracked
     ids = {r.track_id for r in first}
     for frame in two[1:8]:  # searches run in the background, find nobody new
         stamp += 1 / 30
         results = pipeline.process(frame, stamp=stamp)
         assert {r.track_id for r in results} == ids
-        assert not pipeline.last_times.extra["full_detection"]
+        assert not pipeline.last_times.full_detection
         wait_idle(pipeline)
     joined = None
     for k, frame in enumerate(three):
@@ -73,7 +73,7 @@ def test_a_face_joins_from_the_background_and_tracked_faces_never_wait(
         results = pipeline.process(frame, stamp=stamp)
         assert ids <= {r.track_id for r in results}  # the tracked two, in every frame
         assert all(r.emotion for r in results)
-        assert not pipeline.last_times.extra["full_detection"]
+        assert not pipeline.last_times.full_detection
         if len(results) == 3:
             joined = k
             newcomer = next(r for r in results if r.track_id not in ids)
@@ -91,7 +91,7 @@ def test_a_lost_face_is_searched_for_at_once(pipeline: FacePipeline) -> None:
     assert len(pipeline.process(three[0], stamp=200.0)) == 3
     assert len(pipeline.process(three[1], stamp=200.033)) == 3
     results = pipeline.process(two[0], stamp=200.066)  # the third leaves
-    assert len(results) == 2 and pipeline.last_times.extra["full_detection"]
+    assert len(results) == 2 and pipeline.last_times.full_detection
 
 
 def test_change_outside_tracked_faces_is_seen_and_drift_is_not() -> None:

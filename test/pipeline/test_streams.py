@@ -14,8 +14,7 @@ import torch
 from conftest import data_path
 from rosutil import frame_bgr
 
-from fer_ros.pipeline import FacePipeline, PipelineConfig
-from fer_ros.pipeline.streams import FaceStreams
+from fer_ros.pipeline import FacePipeline, FaceStreams, PipelineConfig
 
 torch.set_num_threads(1)
 
@@ -85,7 +84,7 @@ def test_a_bad_frame_stays_on_its_stream(streams: FaceStreams) -> None:
                            "b": (np.zeros((10, 10, 4), np.uint8), "rgb", 20.0),
                            "c": (good.astype(np.float32), "rgb", 20.0)})
     assert [f.name for f in out["a"]] == [PEOPLE["a"]]
-    assert isinstance(out["b"], ValueError) and "HxWx3" in str(out["b"])
+    assert isinstance(out["b"], ValueError) and "(H, W, 3)" in str(out["b"])
     assert isinstance(out["c"], ValueError) and "uint8" in str(out["c"])
 
 
@@ -128,7 +127,7 @@ def test_tracks_end_when_the_face_leaves_and_idle_resumes(streams: FaceStreams) 
         stamp += 1 / 30
         out = faces.process({"a": (empty, "rgb", stamp), "b": (empty, "rgb", stamp)})
         assert out["a"] == [] and out["b"] == []
-        searched.append(faces["a"].last_times.extra["searched"])
+        searched.append(faces["a"].last_times.searched)
     assert not faces["a"].tracker.tracks  # ended after track_max_age
     assert not any(searched[-10:]), searched  # idle again: unchanged, nobody tracked
     faces.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fer_ros.pipeline.tracker import FaceTracker, iou_matrix
+from fer_ros.pipeline.tracking.tracker import FaceTracker, iou_matrix
 from fer_ros.pipeline.types import Detection
 
 

@@ -209,3 +209,165 @@ def test_webcam_launch_plan(tmp_path) -> None:
 
     with pytest.raises(Exception, match="viewer must be true or false"):
         Runner(share / "launch" / "webcam.launch.py", {"viewer": "maybe"}).plan(tmp_path)
+
+
+# A launch file of fake_pkg (share/fake_pkg/launch/inner.launch.py) that others include.
+INNER = """
+    from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument
+    from launch.substitutions import LaunchConfiguration
+    from launch_ros.actions import Node
+
+    def generate_launch_description():
+        return LaunchDescription([
+            DeclareLaunchArgument("word", default_value="inner-default",
+                                  description="the inner word"),
+            DeclareLaunchArgument("node_name", default_value="inner"),
+            Node(package="fake_pkg", executable="fake_node",
+                 name=LaunchConfiguration("node_name"), arguments=[LaunchConfiguration("word")]),
+        ])
+"""
+
+OUTER = """
+    from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument, GroupAction, IncludeLaunchDescription, LogInfo
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+    from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+    from launch_ros.substitutions import FindPackageShare
+
+    def generate_launch_description():
+        inner = PathJoinSubstitution([FindPackageShare("fake_pkg"), "launch", "inner.launch.py"])
+        return LaunchDescription([
+            DeclareLaunchArgument("outer_word", default_value="hello"),
+            # Scoped: what the include sets stays in the group.
+            GroupAction([IncludeLaunchDescription(
+                PythonLaunchDescriptionSource(inner),
+                launch_arguments={"word": LaunchConfiguration("outer_word"),
+                                  "node_name": "first"}.items())]),
+            # Not scoped, as in real launch: word keeps its default, and is set afterwards.
+            IncludeLaunchDescription(PythonLaunchDescriptionSource(inner),
+                                     launch_arguments=[("node_name", "second")]),
+            LogInfo(msg=["after the includes: ", LaunchConfiguration("node_name"), " ",
+                         LaunchConfiguration("word")]),
+        ])
+"""
+
+
+@pytest.fixture
+def inner_launch(fake_prefix: dict[str, str]) -> dict[str, str]:
+    """fake_prefix, with share/fake_pkg/launch/inner.launch.py."""
+    prefix = Path(fake_prefix["AMENT_PREFIX_PATH"].split(os.pathsep)[0])
+    launch_dir = prefix / "share" / "fake_pkg" / "launch"
+    launch_dir.mkdir(parents=True)
+    (launch_dir / "inner.launch.py").write_text(textwrap.dedent(INNER))
+    return fake_prefix
+
+
+def test_include_passes_arguments_and_keeps_defaults(tmp_path, spawn, inner_launch) -> None:
+    launch_file = write_launch(tmp_path, OUTER)
+    proc = spawn([FER_ROS, "launch", str(launch_file), "outer_word:=hi"], "launch",
+                 env=inner_launch)
+    assert wait_output(proc, "ready", 2), proc.output()
+    out = proc.output()
+    # The included file's nodes run; its arguments take the includer's values...
+    assert "[first] argv: hi --ros-args -r __node:=first" in out
+    # ... and their defaults where the includer gives none.
+    assert "[second] argv: inner-default --ros-args -r __node:=second" in out
+    assert "after the includes: second inner-default" in out
+    assert "is not declared" not in out
+    assert proc.interrupt() == 0
+    out = proc.log_path.read_text()
+    assert "[first] got SIGINT" in out and "[second] got SIGINT" in out
+    assert "Traceback" not in out
+
+
+def test_include_show_args_and_errors(tmp_path, inner_launch) -> None:
+    outer = write_launch(tmp_path, OUTER)
+    out = run_cli(str(outer), "--show-args", env=inner_launch)
+    assert out.returncode == 0, out.stderr
+    # The included file's arguments are listed too, each once.
+    assert out.stdout.count("'word':") == 1 and out.stdout.count("'node_name':") == 1
+    assert "the inner word" in out.stdout and "(default: 'inner-default')" in out.stdout
+
+    prefix = Path(inner_launch["AMENT_PREFIX_PATH"].split(os.pathsep)[0])
+    (prefix / "share" / "fake_pkg" / "launch" / "needs.launch.py").write_text(textwrap.dedent("""
+        from launch import LaunchDescription
+        from launch.actions import DeclareLaunchArgument
+
+        def generate_launch_description():
+            return LaunchDescription([DeclareLaunchArgument("needed", description="must")])
+    """))
+    for name, expected in (("needs.launch.py", "misses required argument 'needed'"),
+                           ("absent.launch.py", "absent.launch.py does not exist")):
+        including = tmp_path / f"include_{name}"
+        including.write_text(textwrap.dedent(f"""
+            from launch import LaunchDescription
+            from launch.actions import IncludeLaunchDescription
+            from launch.launch_description_sources import PythonLaunchDescriptionSource
+            from launch.substitutions import PathJoinSubstitution
+            from launch_ros.substitutions import FindPackageShare
+
+            def generate_launch_description():
+                path = PathJoinSubstitution([FindPackageShare("fake_pkg"), "launch", "{name}"])
+                return LaunchDescription([
+                    IncludeLaunchDescription(PythonLaunchDescriptionSource(path))])
+        """))
+        out = run_cli(str(including), env=inner_launch)
+        assert out.returncode == 1 and expected in out.stderr, out.stderr
+        assert "Traceback" not in out.stdout + out.stderr
+
+
+def plan(tmp_path: Path, launch_file: str, args: dict[str, str]) -> list:
+    from fer_ros.rosless.launch_runner import Runner
+
+    context = Runner(share_dir() / "launch" / launch_file, args).plan(tmp_path / "params")
+    return context.processes
+
+
+def dict_params(spec) -> str:
+    """The parameters that the launch file gave as a dict (the YAML file made of it)."""
+    files = [spec.cmd[i + 1] for i, arg in enumerate(spec.cmd) if arg == "--params-file"]
+    return "".join(Path(f).read_text() for f in files if Path(f).parent.name == "params")
+
+
+def test_package_launch_files_include_the_base_files(tmp_path) -> None:
+    """webcam, bag and multicam.launch.py start their nodes through the included
+    camera.launch.py and perception.launch.py, with their own arguments."""
+    share = share_dir()
+    multicam = plan(tmp_path, "multicam.launch.py",
+                    {"cameras": "front,back", "sources": "0,clip.mp4", "namespace": "/site/"})
+    assert [s.name for s in multicam] == ["perception", "camera", "camera"]
+    perception, front, back = multicam
+    remaps = [arg for arg in perception.cmd if ":=" in arg and not arg.startswith("__")]
+    assert remaps == []  # it reads N/image for each camera N
+    assert "streams:\n    - front\n    - back" in dict_params(perception)
+    assert "__ns:=/site/front" in front.cmd and "__ns:=/site/back" in back.cmd
+    assert front.cmd[-2:] == ["-r", "image_raw:=image"] and front.required
+    assert "source: '0'" in dict_params(front) and "source: clip.mp4" in dict_params(back)
+
+    bag = plan(tmp_path, "bag.launch.py", {"bag": "rec", "use_sim_time": "true",
+                                           "viewer": "true", "image_topic": "/img"})
+    assert [s.name for s in bag] == ["perception", "overlay", "bag_play"]
+    assert bag[2].cmd == ["fer-ros", "bag", "play", "rec", "--rate", "1.0", "--clock"]
+    assert bag[2].required
+    for spec in bag[:2]:
+        assert "use_sim_time: true" in dict_params(spec)
+        assert "image:=/img" in spec.cmd
+    assert "camera_info:=/camera/camera_info" in bag[0].cmd
+
+    webcam = plan(tmp_path, "webcam.launch.py", {"source": "clip.mp4", "fps": "5",
+                                                 "gallery": "/g.json", "video_path": "/v.mp4"})
+    assert [s.name for s in webcam] == ["camera", "perception", "overlay"]
+    assert "fps: 5.0" in dict_params(webcam[0])
+    assert "gallery_path: /g.json" in dict_params(webcam[1])
+    assert "use_sim_time" not in dict_params(webcam[1])
+    assert "video_path: /v.mp4" in dict_params(webcam[2])
+    assert str(share / "config" / "overlay.yaml") in webcam[2].cmd
+
+    # The base files run on their own too.
+    alone = plan(tmp_path, "perception.launch.py", {})
+    assert [s.name for s in alone] == ["perception"]
+    assert alone[0].cmd[-4:] == ["-r", "image:=camera/image_raw",
+                                 "-r", "camera_info:=camera/camera_info"]
+    camera = plan(tmp_path, "camera.launch.py", {"source": "1"})
+    assert [s.name for s in camera] == ["camera"] and camera[0].required

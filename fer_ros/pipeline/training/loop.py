@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from fer_ros.pipeline.device import resolve_device
 from fer_ros.pipeline.emotion import (
     NORMALISATIONS,
     EmotionModelSpec,
@@ -31,7 +32,6 @@ from fer_ros.pipeline.emotion import (
     export_onnx,
     save_emotion_model,
 )
-from fer_ros.pipeline.pipeline import resolve_device
 from fer_ros.pipeline.training.augment import FaceAugment
 from fer_ros.pipeline.training.checkpoint import (
     CHECKPOINT_FORMAT,

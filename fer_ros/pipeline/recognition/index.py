@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from fer_ros.pipeline.gallery import Person
+    from fer_ros.pipeline.recognition.gallery import Person
 
 MIN_ROWS = 8192  # below this the float32 product takes at most ~3 ms and needs no index
 STALE_SHARE = 0.05  # rebuild once the people scored outside the index hold 5% of the rows

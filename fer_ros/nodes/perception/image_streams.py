@@ -20,10 +20,10 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
 from fer_ros.msg import FaceEmotionArray
+from fer_ros.nodes.perception.diagnostics import PerceptionStats
 from fer_ros.pipeline.types import FaceResult
 from fer_ros.ros.face_msgs import camera_for, face_to_msg
 from fer_ros.ros.image_codec import ImageDecodeError, msg_to_image
-from fer_ros.ros.perception_diagnostics import PerceptionStats
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)*")
 MAX_STREAMS = 64

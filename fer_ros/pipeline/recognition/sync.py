@@ -1,4 +1,4 @@
-"""GalleryStore: the gallery a FacePipeline matches against, and the storage behind it.
+"""GallerySync: the gallery the face pipeline matches against, and the storage behind it.
 
 It loads the gallery (a JSON file, an SQLite file or a PostgreSQL database: see
 gallery_storage), notices when another process changes it, takes in what changed
@@ -13,16 +13,28 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from fer_ros.pipeline.gallery import GalleryError, GalleryUnavailable, Person, validate_name
-from fer_ros.pipeline.gallery_storage import GalleryStorage, open_storage
-from fer_ros.pipeline.pipeline import FacePipeline
+from fer_ros.pipeline.recognition.gallery import (
+    Gallery,
+    GalleryError,
+    GalleryUnavailable,
+    Person,
+    validate_name,
+)
+from fer_ros.pipeline.recognition.storage import GalleryStorage, open_storage
 
-if TYPE_CHECKING:  # streams.py is above this module
-    from fer_ros.pipeline.streams import FaceStreams
+
+class GalleryHolder(Protocol):
+    """What the sync hands galleries to: FacePipeline and FaceStreams both fit."""
+
+    embedder: Any
+    gallery: Gallery | None
+
+    def set_gallery(self, gallery: Gallery | None) -> None: ...
+    def new_gallery(self) -> Gallery: ...
 
 
 class Logger(Protocol):
@@ -41,8 +53,8 @@ class Enrolment:
     persisted: bool
 
 
-class GalleryStore:
-    def __init__(self, pipeline: FacePipeline | FaceStreams, path: str, persist: bool,
+class GallerySync:
+    def __init__(self, pipeline: GalleryHolder, path: str, persist: bool,
                  logger: Logger) -> None:
         self.pipeline = pipeline
         self.persist = persist

@@ -1,22 +1,5 @@
-"""Where a gallery lives: a JSON file, an SQLite file or a PostgreSQL database.
-
-`open_storage(location)` picks the kind from the location:
-
-* ``*.json``: our JSON format or the original system's face_embeddings_pytorch.json
-  (read only). Every edit rewrites the whole file (atomically, mode 0600). Good for
-  a few hundred people and for reading by eye.
-* ``*.db``, ``*.sqlite``, ``*.sqlite3``: SQLite (the default for anything else too).
-  Embeddings are float32 blobs; model name and schema version are in the file; one
-  transaction per enrolment, so an edit costs milliseconds at any size; WAL, so
-  readers never block the writer; mode 0600. Other processes' edits are picked up
-  incrementally through a change log.
-* ``postgresql://...`` or ``postgres://...``: one gallery for many robots on a
-  database server (fer_ros.pipeline.gallery_postgres).
-
-Every kind answers the same questions: load it whole, add or remove a person in one
-step, tell cheaply whether it changed (`version`), and say what changed since a
-version (`changes_since`) so a reader never reloads 10,000 people for one new face.
-"""
+"""The storage kinds kept in files: the common interface (GalleryStorage), the
+database rules shared with PostgreSQL (DatabaseStorage), JSON and SQLite."""
 
 from __future__ import annotations
 
@@ -27,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_ros.pipeline.gallery import Gallery, GalleryError, Person, _now, validate_name
+from fer_ros.pipeline.recognition.gallery import Gallery, GalleryError, Person, _now, validate_name
 
 DB_FORMAT = "fer_ros.gallery.db"
 DB_SCHEMA_VERSION = 1
@@ -399,30 +382,3 @@ class _SqliteTransaction:
         if isinstance(exc, sqlite3.DatabaseError):
             raise GalleryError(f"gallery {self.storage.path}: {exc}") from None
         return False
-
-
-def open_storage(location: str, model: str | None = None,
-                 dim: int | None = None) -> GalleryStorage:
-    """The storage ``location`` names (see the module docstring); nothing is opened yet."""
-    if location.startswith(POSTGRES_SCHEMES):
-        from fer_ros.pipeline.gallery_postgres import PostgresStorage  # psycopg: fleets only
-
-        return PostgresStorage(location, model, dim)
-    path = Path(location).expanduser()
-    if path.suffix.lower() == ".json":
-        return JsonStorage(path, model, dim)
-    return SqliteStorage(path, model, dim)
-
-
-def copy_gallery(source: GalleryStorage, target: GalleryStorage) -> int:
-    """Write every person of ``source`` into ``target`` (import/export); returns people."""
-    gallery = source.load()
-    target.model, target.dim = gallery.model, gallery.dim
-    people = [(name, gallery.people[name].embeddings, list(gallery.people[name].sources))
-              for name in gallery.names()]
-    if isinstance(target, DatabaseStorage):
-        target.add_many(people)
-    else:
-        for name, embeddings, sources in people:
-            target.add(name, embeddings, sources, on_existing="replace")
-    return len(gallery)

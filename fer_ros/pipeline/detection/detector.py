@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from fer_ros.assets import AssetError, sha256_of
-from fer_ros.pipeline.tracker import iou_matrix
-from fer_ros.pipeline.types import Detection
+from fer_ros.pipeline.images import check_image
+from fer_ros.pipeline.types import Detection, iou_matrix
 
 # facenet-pytorch==2.6.0, facenet_pytorch/data/*.pt
 MTCNN_WEIGHTS_SHA256 = {
@@ -81,18 +81,6 @@ def _speed_up_pools(net: nn.Module) -> int:
         else:
             count += _speed_up_pools(child)
     return count
-
-
-def check_image(image_rgb: np.ndarray) -> None:
-    """Raise ValueError unless ``image_rgb`` is a non-empty (H, W, 3) uint8 array."""
-    if not isinstance(image_rgb, np.ndarray):
-        raise ValueError(f"image must be a numpy array, got {type(image_rgb).__name__}")
-    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
-        raise ValueError(f"image must have shape (H, W, 3), got {image_rgb.shape}")
-    if image_rgb.dtype != np.uint8:
-        raise ValueError(f"image must be uint8, got {image_rgb.dtype}")
-    if image_rgb.shape[0] == 0 or image_rgb.shape[1] == 0:
-        raise ValueError(f"image is empty: shape {image_rgb.shape}")
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float,
@@ -285,7 +273,7 @@ class FaceDetector:
         if len(thresholds) != 3 or not all(0.0 <= t <= 1.0 for t in thresholds):
             raise ValueError(f"thresholds must be three values in [0, 1], got {thresholds}")
         prepare_weights()
-        from fer_ros.pipeline.tv_compat import import_facenet_pytorch
+        from fer_ros.pipeline.detection.tv_compat import import_facenet_pytorch
 
         facenet_pytorch = import_facenet_pytorch()
         self.min_face_size = int(min_face_size)

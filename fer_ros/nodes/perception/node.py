@@ -19,7 +19,7 @@ it configures and activates itself at start-up, so `ros2 run` and the launch fil
 work unchanged; a model that cannot be loaded then ends the node (exit code 2).
 
 One node can serve several cameras (``streams``: ["cam1", "cam2"] subscribes to
-cam1/image and publishes cam1/faces/emotions, and so on; see fer_ros/ros/image_streams.py).
+cam1/image and publishes cam1/faces/emotions, and so on; see image_streams.py here).
 Each stream has its own tracks, its own messages stamped with its own images' headers and
 its own diagnostics status; the newest image of every stream is taken together and all
 their faces go through FaceNet and the emotion model as one batch. ``streams`` can be
@@ -46,15 +46,13 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from std_srvs.srv import Trigger
 
-from fer_ros.pipeline import GalleryError, PipelineConfig
-from fer_ros.pipeline.gallery import validate_name
-from fer_ros.pipeline.gallery_store import GalleryStore
-from fer_ros.pipeline.pipeline import RUNTIME_SETTINGS
-from fer_ros.pipeline.streams import FaceStreams
-from fer_ros.ros.image_streams import ImageStream
+from fer_ros.nodes.perception.diagnostics import perception_status
+from fer_ros.nodes.perception.image_streams import ImageStream
+from fer_ros.nodes.perception.params import PARAMS
+from fer_ros.pipeline import RUNTIME_SETTINGS, FaceStreams, GalleryError, PipelineConfig
+from fer_ros.pipeline.recognition.gallery import validate_name
+from fer_ros.pipeline.recognition.sync import GallerySync
 from fer_ros.ros.params import declare_parameters
-from fer_ros.ros.perception_diagnostics import perception_status
-from fer_ros.ros.perception_params import CONFIG_NAMES, PARAMS
 from fer_ros.ros.qos import qos_profile
 from fer_ros.ros.run import log_final, run_node
 from fer_ros.srv import EnrollFace
@@ -67,8 +65,8 @@ class PerceptionNode(LifecycleNode):
         super().__init__("perception", **kwargs)
         self.p = declare_parameters(self, PARAMS, on_change=self._on_parameters_changed)
         self.add_on_set_parameters_callback(self._refuse_streams_while_active)
-        self.pipeline: FaceStreams | None = None
-        self.gallery: GalleryStore | None = None
+        self.faces: FaceStreams | None = None
+        self.gallery: GallerySync | None = None
         self.load_seconds = 0.0
         self._state = "unconfigured"
         self._wake = threading.Condition()  # an image arrived on some stream
@@ -99,22 +97,22 @@ class PerceptionNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             start = time.monotonic()
-            self.pipeline = self._make_pipeline()
+            self.faces = self._make_pipeline()
             self.load_seconds = time.monotonic() - start
         except Exception as exc:  # a missing model, CUDA asked for but absent, ...
             self._configure_error = exc
             if not self.p["autostart"]:  # at start-up run_node says it, as FATAL
                 self.get_logger().error(f"configure failed: {exc}")
             return FAILURE
-        for model in (self.pipeline.embedder, self.pipeline.classifier):
+        for model in (self.faces.embedder, self.faces.classifier):
             if getattr(model, "backend_warning", None):
                 self.get_logger().warning(model.backend_warning)
-        runtimes = ", ".join(f"{k} {v}" for k, v in self.pipeline.backends.items())
+        runtimes = ", ".join(f"{k} {v}" for k, v in self.faces.backends.items())
         self.get_logger().info(
-            f"models loaded in {self.load_seconds:.1f} s on {self.pipeline.device}: "
-            f"detector MTCNN, embedder {self.pipeline.model_name or 'off'}, emotion "
-            f"{'/'.join(self.pipeline.emotion_labels) or 'off'} (runtime: {runtimes or '-'})")
-        self.gallery = GalleryStore(self.pipeline, self.p["gallery_path"],
+            f"models loaded in {self.load_seconds:.1f} s on {self.faces.device}: "
+            f"detector MTCNN, embedder {self.faces.model_name or 'off'}, emotion "
+            f"{'/'.join(self.faces.emotion_labels) or 'off'} (runtime: {runtimes or '-'})")
+        self.gallery = GallerySync(self.faces, self.p["gallery_path"],
                                     self.p["persist_gallery"], self.get_logger())
         self.gallery.reload()
         for stream in self.streams.values():
@@ -176,9 +174,9 @@ class PerceptionNode(LifecycleNode):
         self._configured = []
         if self.gallery is not None:
             self.gallery.close()
-        if self.pipeline is not None:
-            self.pipeline.close()
-        self.gallery, self.pipeline, self._latest, self._latest_stream = None, None, {}, None
+        if self.faces is not None:
+            self.faces.close()
+        self.gallery, self.faces, self._latest, self._latest_stream = None, None, {}, None
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -197,8 +195,7 @@ class PerceptionNode(LifecycleNode):
             torch.set_num_threads(self.p["torch_threads"])
             # OpenCV's resizes are small here: its thread pool only competes for the cores.
             cv2.setNumThreads(self.p["torch_threads"])
-        values = {CONFIG_NAMES.get(name, name): value for name, value in self.p.items()}
-        return FaceStreams(PipelineConfig.from_values(values), names=self.streams)
+        return FaceStreams(PipelineConfig.from_values(self.p), names=self.streams)
 
     def _set_streams(self, names: list[str]) -> None:
         """Serve exactly these streams (while not active; publishers while configured)."""
@@ -210,8 +207,8 @@ class PerceptionNode(LifecycleNode):
                 self._latest.pop(name, None)
                 if self._latest_stream == name:
                     self._latest_stream = None
-        if self.pipeline is not None:
-            self.pipeline.set_streams(names)
+        if self.faces is not None:
+            self.faces.set_streams(names)
             for stream in kept.values():
                 if stream.publisher is None:
                     stream.open_publisher()
@@ -229,8 +226,8 @@ class PerceptionNode(LifecycleNode):
         """Apply accepted run-time changes (after the set succeeded); while unconfigured
         they are simply used at the next configure."""
         settings = {name: value for name, value in changed.items() if name in RUNTIME_SETTINGS}
-        if settings and self.pipeline is not None:
-            self.pipeline.configure(**settings)
+        if settings and self.faces is not None:
+            self.faces.configure(**settings)
         if "streams" in changed:
             self._set_streams(changed["streams"])
         if self.gallery is not None:
@@ -266,7 +263,7 @@ class PerceptionNode(LifecycleNode):
             return response
         image, faces_seen = latest
         try:
-            detection, embedding = self.pipeline.embed_largest_face(image)
+            detection, embedding = self.faces.embed_largest_face(image)
         except ValueError as exc:
             response.message = f"refused: {exc} in the latest image"
             self.get_logger().warning(response.message)
@@ -321,7 +318,7 @@ class PerceptionNode(LifecycleNode):
                 images[name] = (rgb, "rgb", ImageStream.stamp_of(frame))
         if not images:
             return
-        results = self.pipeline.process(images)
+        results = self.faces.process(images)
         for name, faces in results.items():
             stream = streams[name]
             if isinstance(faces, Exception):  # this stream's image only
@@ -336,14 +333,15 @@ class PerceptionNode(LifecycleNode):
             except Exception as exc:  # this stream's message only
                 stream.failed(exc)
                 continue
-            stream.published(frames[name], self.pipeline[name].last_times)
+            stream.published(frames[name], self.faces[name].last_times)
 
     # ------------------------------------------------------------------ diagnostics
     def _publish_diagnostics(self) -> None:
         diag = DiagnosticArray()
         diag.header.stamp = self.get_clock().now().to_msg()
         diag.status = [
-            perception_status(stream.stats, self.pipeline[name] if self.pipeline else None,
+            perception_status(stream.stats, self.faces,
+                              self.faces.streams.get(name) if self.faces is not None else None,
                               self._state, self.p, self.load_seconds, stream=name)
             for name, stream in self.streams.items()]
         self.diag_pub.publish(diag)

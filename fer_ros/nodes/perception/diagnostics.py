@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
-from fer_ros.pipeline.pipeline import FacePipeline, StageTimes
+from fer_ros.pipeline import FaceStreams, StageTimes
+from fer_ros.pipeline.engine.camera import CameraState
 
 # Seconds of recent outputs that rates, latencies and stage times are computed over.
 WINDOW_S = 5.0
@@ -73,7 +74,8 @@ def _level(stats: PerceptionStats, delta: dict[str, int], latency_ms: np.ndarray
     return DiagnosticStatus.OK, "ok"
 
 
-def perception_status(stats: PerceptionStats, pipeline: FacePipeline | None, state: str,
+def perception_status(stats: PerceptionStats, faces: FaceStreams | None,
+                      camera: CameraState | None, state: str,
                       params: dict[str, Any], load_seconds: float,
                       stream: str = "") -> DiagnosticStatus:
     """The status of one stream for one diagnostics period; ``state`` is the lifecycle
@@ -81,10 +83,10 @@ def perception_status(stats: PerceptionStats, pipeline: FacePipeline | None, sta
     "fer_ros: perception cam1"."""
     totals, delta, recent = stats.period()
     status = DiagnosticStatus(name=f"fer_ros: perception {stream}".rstrip(),
-                              hardware_id=pipeline.device if pipeline else "")
+                              hardware_id=faces.device if faces else "")
     values: dict[str, Any] = {"lifecycle state": state,
                               "image topic": f"{stream}/image" if stream else "image"}
-    if state != "active" or pipeline is None:
+    if state != "active" or faces is None or camera is None:
         status.level, status.message = DiagnosticStatus.OK, f"{state}: no inference"
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         return status
@@ -92,22 +94,22 @@ def perception_status(stats: PerceptionStats, pipeline: FacePipeline | None, sta
     latency_ms = np.array([w[1] for w in recent]) * 1e3 if recent else np.zeros(0)
     stages = {k: np.mean([getattr(w[2], k) for w in recent]) if recent else 0.0
               for k in ("detect", "embed", "emotion", "total")}
-    searched = [w[2].extra.get("searched", True) for w in recent]  # False: idle skip
+    searched = [w[2].searched for w in recent]  # False: idle skip
     status.level, status.message = _level(stats, delta, latency_ms, params)
-    gallery = pipeline.gallery
+    gallery = faces.gallery
     values.update({
         "images received": totals["received"], "images dropped": totals["dropped"],
         "images rejected": totals["bad"], "messages published": totals["published"],
-        "background re-embedding errors": pipeline.reembed_errors,
-        "searches skipped (idle)": pipeline.idle.skipped,
+        "background re-embedding errors": camera.reembed_errors,
+        "searches skipped (idle)": camera.searches_skipped,
         "images searched (%)": f"{100 * np.mean(searched):.0f}" if searched else "",
         "output rate (Hz)": f"{(len(recent) - 1) / span if span > 0 else 0.0:.2f}",
         "latency mean (ms)": f"{latency_ms.mean():.1f}" if latency_ms.size else "",
         "latency p95 (ms)": f"{np.percentile(latency_ms, 95):.1f}" if latency_ms.size else "",
         **{f"{k} time (ms)": f"{v:.1f}" for k, v in stages.items()},
-        "device": pipeline.device, "embedding model": pipeline.model_name,
-        "runtime": ", ".join(f"{k} {v}" for k, v in pipeline.backends.items()),
-        "emotion labels": ",".join(pipeline.emotion_labels),
+        "device": faces.device, "embedding model": faces.model_name,
+        "runtime": ", ".join(f"{k} {v}" for k, v in faces.backends.items()),
+        "emotion labels": ",".join(faces.emotion_labels),
         "model load time (s)": f"{load_seconds:.1f}",
         "gallery people": len(gallery) if gallery is not None else 0,
     })

@@ -12,39 +12,10 @@ from __future__ import annotations
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from fer_ros.pipeline.gallery import UNKNOWN
-from fer_ros.pipeline.types import Detection
-
-
-def thumbnail(image_rgb: np.ndarray, box: np.ndarray, size: int = 16) -> np.ndarray:
-    """A tiny zero-mean, unit-norm grey patch of the face: a cheap appearance signature."""
-    h, w = image_rgb.shape[:2]
-    x1, y1, x2, y2 = (round(float(v)) for v in box)
-    x1, y1 = min(max(x1, 0), w - 1), min(max(y1, 0), h - 1)
-    x2, y2 = max(min(x2, w), x1 + 1), max(min(y2, h), y1 + 1)
-    patch = cv2.resize(image_rgb[y1:y2, x1:x2].mean(axis=2).astype(np.float32), (size, size),
-                       interpolation=cv2.INTER_AREA).ravel()
-    patch -= patch.mean()
-    return patch / max(float(np.linalg.norm(patch)), 1e-6)
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise intersection-over-union of boxes (N,4) and (M,4), x1 y1 x2 y2."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+from fer_ros.pipeline.types import UNKNOWN, Detection, iou_matrix
 
 
 @dataclass

@@ -24,29 +24,17 @@ from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 
-import cv2
 import numpy as np
 
-from fer_ros.pipeline.detector import FaceDetector
-from fer_ros.pipeline.idle import THUMB_WIDTH
-from fer_ros.pipeline.tracker import iou_matrix
-from fer_ros.pipeline.types import Detection
+from fer_ros.pipeline.detection.detector import FaceDetector
+from fer_ros.pipeline.images import scene_thumbnail
+from fer_ros.pipeline.types import Detection, iou_matrix
 
 # A found face overlapping a tracked one by more than this is that face.
 COVERED_IOU = 0.3
 # A tracked face's box, grown by this share of its size on each side, is not looked at for
 # changes (a head that turns or moves within it is no newcomer).
 FACE_MARGIN = 0.3
-
-
-def area_thumbnail(rgb: np.ndarray) -> np.ndarray:
-    """The image's grey cell means, THUMB_WIDTH cells across: true area averages (0.3 ms at
-    640x480). The idle gate's sampled thumbnail aliases on textured tiles: a 2-pixel drift
-    moved a cell by 18 grey levels."""
-    h, w = rgb.shape[:2]
-    size = (THUMB_WIDTH, max(1, round(THUMB_WIDTH * h / w)))
-    small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA).astype(np.float32)
-    return small.mean(axis=2) if small.ndim == 3 else small
 
 
 class BackgroundSearch:
@@ -86,10 +74,16 @@ class BackgroundSearch:
         """``rgb`` is searched (here or in the frame's own time), ``faces`` in it known:
         the reference for ``changed``."""
         if self.change_threshold > 0:
-            self._reference = area_thumbnail(rgb)
+            self._reference = scene_thumbnail(rgb)
             self._reference_boxes = (np.stack([d.box for d in faces]) if faces
                                      else np.zeros((0, 4)))
         self.last_was_early = False
+
+    def may_start_early(self, images_since_search: int) -> bool:
+        """An early search (a change outside the tracked faces) may start: 2 images or more
+        after the last search began, and that one was not early itself. So a scene that
+        never stops changing (a moving camera) costs at most 2 searches per interval."""
+        return not self.busy and images_since_search >= 2 and not self.last_was_early
 
     def changed(self, rgb: np.ndarray, tracked: list[Detection]) -> bool:
         """Whether ``rgb`` differs from the image last searched, outside the faces tracked
@@ -97,7 +91,7 @@ class BackgroundSearch:
         some thumbnail cell. False when off (threshold 0) or before the first search."""
         if self.change_threshold <= 0 or self._reference is None:
             return False
-        thumb = area_thumbnail(rgb)
+        thumb = scene_thumbnail(rgb)
         if thumb.shape != self._reference.shape:
             return True
         # How far each cell is outside the range of the reference's cells around it: a

@@ -1,0 +1,327 @@
+"""CameraState: what the pipeline remembers of one camera between its images.
+
+Its tracks and track ids, idle gate, background search, re-embedding thread, gallery and
+stage times; never the models, which every camera shares (engine/models.py). The batch
+(engine/batch.py) calls its public steps in order for each image:
+
+1. ``begin``: idle gate and detection (this camera's own work);
+2. ``plan``: track the faces and choose which to embed now;
+3. the shared models run on the faces of every camera at once (batch.py);
+4. ``apply``: names (matched and voted along tracks) and emotions (smoothed);
+5. ``finish``: the stage times.
+
+One thread at a time feeds a camera its images; ``configure``, ``set_gallery`` and the
+background threads may come from others (``self._lock`` guards the state they share).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fer_ros.pipeline.config import RUNTIME_SETTINGS, PipelineConfig
+from fer_ros.pipeline.detection.idle import IdleGate
+from fer_ros.pipeline.detection.search import BackgroundSearch
+from fer_ros.pipeline.engine.models import PipelineModels
+from fer_ros.pipeline.images import face_patch, to_rgb
+from fer_ros.pipeline.recognition.gallery import Gallery, Match
+from fer_ros.pipeline.tracking.tracker import FaceTracker, Track
+from fer_ros.pipeline.types import UNKNOWN, Detection, FaceResult, StageTimes
+
+
+@dataclass
+class FrameJob:
+    """One image of one camera on its way through the steps (see the module docstring)."""
+
+    rgb: np.ndarray
+    stamp: float
+    t0: float  # perf_counter at the start
+    results: list[FaceResult]
+    times: StageTimes
+    gallery: Gallery | None = None
+    tracks: list[Track] = field(default_factory=list)
+    patches: list[np.ndarray] = field(default_factory=list)
+    to_embed: list[int] = field(default_factory=list)
+
+    @property
+    def embed_boxes(self) -> np.ndarray:
+        return np.array([self.results[i].box for i in self.to_embed], np.float32).reshape(-1, 4)
+
+    @property
+    def boxes(self) -> np.ndarray:
+        return np.array([r.box for r in self.results], np.float32).reshape(-1, 4)
+
+
+class CameraState:
+    def __init__(self, config: PipelineConfig, models: PipelineModels,
+                 gallery: Gallery | None = None) -> None:
+        self.config = config
+        self.models = models
+        self._lock = threading.Lock()
+        self._gallery = gallery
+        self.tracker = FaceTracker(config.iou_threshold, config.track_max_age,
+                                   config.vote_window)
+        self.idle = IdleGate(config.idle_detection_rate, config.idle_change_threshold,
+                             config.idle_refresh_period)
+        self.search = BackgroundSearch(models.detector, config.search_change_threshold)
+        self.last_times = StageTimes()
+        self.reembed_errors = 0
+        self._frames_since_full = 0
+        self._last_stamp: float | None = None
+        self._faces_seen = False  # the last searched image had faces (for tracking off)
+        self._reembed_pool: ThreadPoolExecutor | None = None  # made on first use
+        self._reembed_job: Future | None = None
+
+    # ------------------------------------------------------------------ settings
+    def configure(self, **changes: Any) -> None:
+        """Change RUNTIME_SETTINGS; they apply from the next image on."""
+        fixed = set(changes) - RUNTIME_SETTINGS
+        if fixed:
+            raise ValueError(f"{', '.join(sorted(fixed))} cannot change while running: "
+                             f"they choose the models (make a new FacePipeline)")
+        with self._lock:
+            for name, value in changes.items():
+                setattr(self.config, name, value)
+            cfg = self.config
+            self.tracker.max_age = cfg.track_max_age
+            self.models.detector.min_score = cfg.detection_min_score
+            self.idle.configure(cfg.idle_detection_rate, cfg.idle_change_threshold,
+                                cfg.idle_refresh_period)
+            self.search.change_threshold = cfg.search_change_threshold
+
+    @property
+    def searches_skipped(self) -> int:
+        """Images the idle gate answered without a search."""
+        return self.idle.skipped
+
+    @property
+    def gallery(self) -> Gallery | None:
+        return self._gallery
+
+    def set_gallery(self, gallery: Gallery | None) -> None:
+        """Swap the gallery (checked and prepared by the caller) in one assignment."""
+        with self._lock:
+            self._gallery = gallery
+            # Names voted under the old gallery may be wrong now: vote afresh.
+            for track in self.tracker.tracks.values():
+                track.votes.clear()
+                track.frames_since_embedding = 1 << 30
+
+    def close(self) -> None:
+        """End the background search and re-embedding threads."""
+        self.search.close()
+        if self._reembed_pool is not None:
+            self._reembed_pool.shutdown(wait=True, cancel_futures=True)
+            self._reembed_pool, self._reembed_job = None, None
+
+    # ------------------------------------------------------------------ 1. begin
+    def begin(self, image: np.ndarray, color: str, stamp: float | None) -> FrameJob:
+        """Idle gate and detection: the part of an image that is this camera's alone."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        rgb = to_rgb(image, color)
+        stamp = time.monotonic() if stamp is None else stamp
+        with self._lock:
+            tracking = bool(self.tracker.tracks) if cfg.tracking else self._faces_seen
+            searched = self.idle.decide(rgb, stamp, tracking).search
+        if not searched:
+            # Nobody there and nothing new: the empty answer costs nothing.
+            return FrameJob(rgb, stamp, t0, [], StageTimes(searched=False))
+        detections, full = self._detect(rgb, stamp)
+        self._faces_seen = bool(detections)
+        times = StageTimes(faces=len(detections), full_detection=full,
+                           detect=(time.perf_counter() - t0) * 1e3)
+        return FrameJob(rgb, stamp, t0, [FaceResult(detection=d) for d in detections], times)
+
+    def _detect(self, rgb: np.ndarray, stamp: float) -> tuple[list[Detection], bool]:
+        """A full detection, or, between full ones, only the tracked faces refined.
+
+        The whole-image search (MTCNN's pyramid) is most of an image's cost; faces seen
+        in the previous image are followed in between by refining their boxes. New
+        faces are found at the next full detection, at most ``full_detection_interval``
+        images later. A gap in time (tracking cannot bridge it) or a tracked face that
+        refinement loses (it left, or the scene cut) triggers a full detection at once.
+        With ``async_detection`` the periodic search runs in the background instead
+        (BackgroundSearch) and this image is refined only; a loss still searches at once.
+        """
+        cfg, detector = self.config, self.models.detector
+        with self._lock:
+            previous = self._last_stamp
+            self._last_stamp = stamp
+            recent = [t.box for t in self.tracker.tracks.values() if t.last_seen == previous]
+            due = self._frames_since_full + 1 >= cfg.full_detection_interval
+            full = (not cfg.tracking or not recent or previous is None
+                    or not 0.0 <= stamp - previous <= cfg.max_refine_gap
+                    or (due and not cfg.async_detection))
+            self._frames_since_full = 0 if full else self._frames_since_full + 1
+        if not full:
+            refined = detector.refine(rgb, np.stack(recent))
+            if cfg.async_detection and len(refined) >= len(recent):
+                detections = self.search.merge(rgb, refined)
+                early = (not due and self.search.may_start_early(self._frames_since_full)
+                         and self.search.changed(rgb, refined))
+                if (due or early) and self.search.start(rgb, refined, early):
+                    with self._lock:
+                        self._frames_since_full = 0
+                return detections, False
+            if len(refined) >= len(recent):
+                return refined, False
+            with self._lock:
+                self._frames_since_full = 0
+        detections = detector.detect(rgb)
+        if cfg.async_detection:
+            self.search.searched(rgb, detections)
+        return detections, True
+
+    # ------------------------------------------------------------------ 2. plan
+    def plan(self, job: FrameJob) -> None:
+        """Track the image's faces and choose which to embed now (``job.to_embed``)."""
+        with self._lock:
+            job.gallery = self._gallery
+            if self.config.tracking:
+                job.tracks = self.tracker.update([r.detection for r in job.results], job.stamp)
+            job.patches = self._split_changed_tracks(job)
+            if self.models.embedder is not None and job.results:
+                job.to_embed = self._to_embed(job)
+
+    def _split_changed_tracks(self, job: FrameJob) -> list[np.ndarray]:
+        """Give a track a new id when its face looks like someone else now.
+
+        Box overlap alone keeps the id across a cut or when one person steps in
+        front of another; a tiny grey patch compared with the track's reference
+        catches that. The reference is refreshed at each embedding (or every image
+        without recognition), so slow changes of pose and light do not split tracks.
+        """
+        patches = [face_patch(job.rgb, r.box) for r in job.results] if job.tracks else []
+        for result, track, patch in zip(job.results, job.tracks, patches, strict=False):
+            if (track.ref_thumb is not None
+                    and float(patch @ track.ref_thumb) < self.config.appearance_change):
+                self.tracker.restart(track)
+            result.track_id = track.track_id
+            if self.models.embedder is None:
+                track.ref_thumb = patch
+        return patches
+
+    def _to_embed(self, job: FrameJob) -> list[int]:
+        """Indices of the faces to embed in this image: new tracks and tracks without a
+        name now; periodic re-embeddings too, unless they go to the background."""
+        cfg = self.config
+        if not job.tracks:
+            return list(range(len(job.results)))
+        todo, later = [], []
+        for i, (result, track) in enumerate(zip(job.results, job.tracks, strict=True)):
+            track.frames_since_embedding += 1
+            if track.frames == 1 or not track.votes:
+                todo.append(i)
+            elif (track.frames_since_embedding >= cfg.reembed_interval
+                    or result.detection.area > 1.5 * track.embedded_area):
+                (later if cfg.async_reembed else todo).append(i)
+        if later:
+            self._reembed_in_background(job, later)
+        return todo
+
+    # ------------------------------------------------------------------ 4. apply
+    def apply(self, job: FrameJob, embeddings: np.ndarray | None,
+              probabilities: np.ndarray | None) -> None:
+        """Names from the embeddings of ``job.to_embed`` and emotions from the
+        probabilities of every face (None: that model is off)."""
+        matches = self._match(embeddings, job.gallery) if embeddings is not None else None
+        with self._lock:
+            if embeddings is not None:
+                self._name(job, embeddings, matches)
+            if probabilities is not None:
+                self._feel(job, probabilities)
+
+    def _match(self, embeddings: np.ndarray, gallery: Gallery | None) -> list[Match] | None:
+        cfg = self.config
+        if gallery is None or not len(gallery) or not len(embeddings):
+            return None
+        return gallery.match(embeddings, cfg.recognition_threshold, cfg.recognition_margin)
+
+    def _name(self, job: FrameJob, embeddings: np.ndarray, matches: list[Match] | None) -> None:
+        """Each embedded face's match, voted along its track."""
+        job.times.embedded = len(job.to_embed)
+        # A gallery swapped since plan() cleared the tracks' votes: this image's matches
+        # answer for this image only and are not cast into them.
+        current = job.gallery is self._gallery
+        for k, i in enumerate(job.to_embed):
+            result = job.results[i]
+            result.embedding = embeddings[k]
+            result.name, result.similarity = _vote_of(matches, k)
+            if job.tracks and current:
+                _record_embedding(job.tracks[i], result.name, result.similarity,
+                                  job.patches[i], result.detection.area)
+        embedded = set(job.to_embed)
+        for i, (result, track) in enumerate(zip(job.results, job.tracks, strict=False)):
+            if current or i not in embedded:
+                result.name, result.similarity = track.vote()
+
+    def _feel(self, job: FrameJob, probabilities: np.ndarray) -> None:
+        """Each face's emotion from its probabilities, smoothed along its track."""
+        labels = self.models.emotion_labels
+        for i, result in enumerate(job.results):
+            raw = probabilities[i].astype(np.float32)
+            smooth = (job.tracks[i].smooth_emotion(raw, self.config.emotion_smoothing)
+                      if job.tracks else raw)
+            best = int(np.argmax(smooth))
+            result.emotion_labels = labels
+            result.emotion_scores_raw = raw
+            result.emotion_scores = smooth
+            result.emotion = labels[best]
+            result.emotion_score = float(smooth[best])
+
+    # ------------------------------------------------------------------ 5. finish
+    def finish(self, job: FrameJob) -> list[FaceResult]:
+        job.times.total = (time.perf_counter() - job.t0) * 1e3
+        self.last_times = job.times
+        return job.results
+
+    # ------------------------------------------------------------------ background
+    def _reembed_in_background(self, job: FrameJob, todo: list[int]) -> None:
+        """Start re-embedding these tracks unless a re-embedding is still running (then
+        they are due again on the next image). Called with ``self._lock`` held."""
+        if self._reembed_job is not None and not self._reembed_job.done():
+            return
+        if self._reembed_pool is None:
+            self._reembed_pool = ThreadPoolExecutor(1, thread_name_prefix="reembed")
+        boxes = np.stack([job.results[i].box for i in todo])
+        faces = [(job.tracks[i], job.tracks[i].track_id, job.patches[i],
+                  job.results[i].detection.area) for i in todo]
+        job.times.reembed_background = len(todo)
+        self._reembed_job = self._reembed_pool.submit(self._reembed, job.rgb, boxes, faces,
+                                                      job.gallery)
+
+    def _reembed(self, rgb: np.ndarray, boxes: np.ndarray, faces: list,
+                 gallery: Gallery | None) -> None:
+        embedder = self.models.embedder
+        try:
+            matches = self._match(embedder.run(embedder.prepare(rgb, boxes)), gallery)
+        except Exception:
+            self.reembed_errors += 1
+            return
+        with self._lock:
+            if self._gallery is not gallery:  # swapped meanwhile: these votes are stale
+                return
+            for k, (track, track_id, patch, area) in enumerate(faces):
+                if track.track_id != track_id or self.tracker.tracks.get(track_id) is not track:
+                    continue  # ended, or split into a new track (restart), meanwhile
+                name, similarity = _vote_of(matches, k)
+                _record_embedding(track, name, similarity, patch, area)
+
+
+def _vote_of(matches: list[Match] | None, k: int) -> tuple[str, float]:
+    return (matches[k].name, matches[k].similarity) if matches else (UNKNOWN, 0.0)
+
+
+def _record_embedding(track: Track, name: str, similarity: float, patch: np.ndarray,
+                      area: float) -> None:
+    """A track was embedded: its vote, and the view its next re-embedding is judged by."""
+    track.votes.append((name, similarity))
+    track.frames_since_embedding = 0
+    track.embedded_area = area
+    track.ref_thumb = patch

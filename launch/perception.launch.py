@@ -1,0 +1,105 @@
+"""Perception on images from elsewhere: faces, names, emotions (+ overlay viewer, greeter).
+
+    ros2 launch fer_ros perception.launch.py image_topic:=/robot/image_raw viewer:=true
+    fer-ros launch fer_ros perception.launch.py streams:=front,back image_topic:=
+
+The base that webcam.launch.py, bag.launch.py and multicam.launch.py include (with every
+argument below given); on its own it serves images that another process publishes.
+With `streams` empty the perception node reads one stream, `image_topic` and
+`camera_info_topic` (relative names resolve inside `namespace`); with `streams` set it
+reads N/image and N/camera_info for each name N. Parameters come from config/<node>.yaml,
+then the launch arguments below, then `params_file` (applied last, so it wins).
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+ARGUMENTS = [
+    ("image_topic", "camera/image_raw",
+     "sensor_msgs/Image topic to process; empty = the node's own name, image"),
+    ("camera_info_topic", "camera/camera_info",
+     "sensor_msgs/CameraInfo topic for head poses; empty = the node's own name, camera_info"),
+    ("streams", "", "comma-separated camera names (topic prefixes), all served by one "
+     "perception node; empty = config/perception.yaml's (one stream)"),
+    ("gallery", "", "gallery file (JSON) of enrolled people; empty = config/perception.yaml's"),
+    ("device", "", "inference device: auto, cpu or cuda[:N]; empty = config/perception.yaml's"),
+    ("half_precision", "", "float16 FaceNet and emotion on CUDA (true/false); empty = "
+     "config/perception.yaml's"),
+    ("use_sim_time", "", "use /clock as ROS time (true/false); empty = the nodes' default"),
+    ("viewer", "false", "start overlay_node, the MJPEG viewer of image_topic (true/false)"),
+    ("viewer_port", "", "HTTP port of the viewer; empty = config/overlay.yaml's (8080)"),
+    ("video_path", "", "also write the annotated video to this file; empty = "
+     "config/overlay.yaml's (none)"),
+    ("greeter", "false", "start greeter_node, an example behaviour (true/false)"),
+    ("namespace", "", "namespace of all nodes and topics"),
+    ("params_file", "", "extra parameter file applied after config/*.yaml; empty = none"),
+]
+
+
+def flag(context, name, value=None):
+    value = LaunchConfiguration(name).perform(context) if value is None else value
+    value = value.strip().lower()
+    if value not in ("true", "false"):
+        raise ValueError(f"launch argument {name} must be true or false, got {value!r}")
+    return value == "true"
+
+
+def given(context, name, key, cast=str):
+    """{key: value} for a launch argument that was set, {} for an empty one, so that an
+    argument left alone does not override the value in config/*.yaml. cast=bool: a flag."""
+    value = LaunchConfiguration(name).perform(context)
+    if not value:
+        return {}
+    return {key: flag(context, name, value) if cast is bool else cast(value)}
+
+
+def config(name):
+    return PathJoinSubstitution([FindPackageShare("fer_ros"), "config", name])
+
+
+def launch_setup(context):
+    override = LaunchConfiguration("params_file").perform(context)
+    extra = [override] if override else []
+    namespace = LaunchConfiguration("namespace")
+    image_topic = LaunchConfiguration("image_topic").perform(context)
+    info_topic = LaunchConfiguration("camera_info_topic").perform(context)
+    streams = [name.strip() for name in LaunchConfiguration("streams").perform(context)
+               .split(",") if name.strip()]
+    sim_time = given(context, "use_sim_time", "use_sim_time", bool)
+    perception = {**({"streams": streams} if streams else {}),
+                  **given(context, "gallery", "gallery_path"),
+                  **given(context, "device", "device"),
+                  **given(context, "half_precision", "half_precision", bool),
+                  **sim_time}
+    nodes = [
+        Node(package="fer_ros", executable="perception_node", name="perception",
+             namespace=namespace,
+             parameters=[config("perception.yaml"), perception, *extra],
+             remappings=[(name, topic) for name, topic in
+                         (("image", image_topic), ("camera_info", info_topic)) if topic],
+             output="screen"),
+    ]
+    if flag(context, "viewer"):
+        nodes.append(Node(
+            package="fer_ros", executable="overlay_node", name="overlay", namespace=namespace,
+            parameters=[config("overlay.yaml"),
+                        {**given(context, "viewer_port", "port", int),
+                         **given(context, "video_path", "video_path"), **sim_time},
+                        *extra],
+            remappings=[("image", image_topic)] if image_topic else [], output="screen"))
+    if flag(context, "greeter"):
+        nodes.append(Node(
+            package="fer_ros", executable="greeter_node", name="greeter", namespace=namespace,
+            parameters=[config("greeter.yaml"), *([sim_time] if sim_time else []), *extra],
+            output="screen"))
+    return nodes
+
+
+def generate_launch_description():
+    return LaunchDescription(
+        [DeclareLaunchArgument(name, default_value=default, description=description)
+         for name, default, description in ARGUMENTS]
+        + [OpaqueFunction(function=launch_setup)])
