@@ -39,9 +39,8 @@ ARGUMENTS = [
 ]
 
 
-def flag(context, name, value=None):
-    value = LaunchConfiguration(name).perform(context) if value is None else value
-    value = value.strip().lower()
+def flag(context, name):
+    value = LaunchConfiguration(name).perform(context).strip().lower()
     if value not in ("true", "false"):
         raise ValueError(f"launch argument {name} must be true or false, got {value!r}")
     return value == "true"
@@ -53,7 +52,7 @@ def given(context, name, key, cast=str):
     value = LaunchConfiguration(name).perform(context)
     if not value:
         return {}
-    return {key: flag(context, name, value) if cast is bool else cast(value)}
+    return {key: flag(context, name) if cast is bool else cast(value)}
 
 
 def config(name):

@@ -182,7 +182,7 @@ def stream(client: Client, frames: list[np.ndarray], rate_hz: float, seconds: fl
             faces.append(n)
     result = summarise(sent, lat, t_ans, faces)
     if sampler is not None:
-        result.update(_resource_usage(sampler.samples[sample_mark:]))
+        result.update(resource_usage(sampler.samples[sample_mark:]))
     if diags:
         result.update(_node_reported(diags[-1]))
     result["series"] = {"t": [round(t - t_ans[0], 3) for t in t_ans] if t_ans else [],
@@ -228,7 +228,7 @@ def play(client: Client, msgs: list, rate_hz: float,
     return _publish_frames(client, msgs, rate_hz, 0.0, seconds, None)[0]
 
 
-def _resource_usage(window: list[tuple[float, float, float]]) -> dict:
+def resource_usage(window: list[tuple[float, float, float]]) -> dict:
     """Mean and max CPU% and RSS of the node over the measured window."""
     if not window:
         return {}

@@ -130,7 +130,7 @@ def measure(count: int, bags: dict[str, list[np.ndarray]], args: argparse.Namesp
     return {"n": count, "aggregate_fps": round(sum(r["fps"] for r in per_stream), 2),
             "min_stream_fps": min(r["fps"] for r in per_stream),
             "max_stream_p95_ms": max(all_lat), "per_stream": per_stream,
-            **live._resource_usage(measured), "node_exit_code": code}
+            **live.resource_usage(measured), "node_exit_code": code}
 
 
 def plot(runs: list[dict], path: Path, title: str) -> None:

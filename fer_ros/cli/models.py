@@ -27,7 +27,9 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "path":
         print(models_dir())
         return 0
-    from fer_ros.pipeline import detector, emotion, facenet, ort_backend
+    from fer_ros.assets import emotion, facenet
+    from fer_ros.pipeline import ort_backend
+    from fer_ros.pipeline.detection import detector
 
     steps = [("MTCNN detector", detector.prepare_weights),
              ("FaceNet embedder", facenet.prepare_weights),

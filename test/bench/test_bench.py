@@ -53,10 +53,9 @@ def test_bench_runs_live_and_peers(tmp_path) -> None:
         assert live["faces_mean"] >= 0.5 * int(bag[0])
         for label in ("ours (in-process)", "naive (MTCNN+FaceNet+emotion, every face)"):
             entry = report["results"][label][bag]
-            assert entry["frames"] == 2 and len(entry["series_ms"]) == 2
+            assert entry["frames"] == 2 and entry["fps"] > 0
             # Every face of the scene found in each of the frames (--peer-frames 2).
             assert entry["faces_mean"] == int(bag[0]), (label, bag, entry)
-            assert entry["fps"] == pytest.approx(1e3 / entry["ms_mean"], rel=0.02)
     assert report["node_exit_code"] == 0
     # One image per person enrolled and one identified, for ours and the naive loop: the
     # same FaceNet, which tells these five apart (5 of 5 measured; 4 leaves a margin).

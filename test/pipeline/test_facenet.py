@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from fer_ros.assets import AssetError, sha256_of
+from fer_ros.assets import facenet as facenet_weights
 from fer_ros.assets.convert import facenet_tf as fc
 from fer_ros.paths import data_dir, models_dir
 from fer_ros.pipeline import FacePipeline, PipelineConfig
@@ -133,11 +134,11 @@ def test_prepare_weights_converts_offline_and_is_idempotent(
     shutil.copytree(source, private / "models" / SRC, copy_function=_link_or_copy)
     monkeypatch.setenv("FER_ROS_CACHE", str(private))
     start = time.monotonic()
-    path = facenet.prepare_weights()
+    path = facenet_weights.prepare_weights()
     assert path == private / "models" / facenet.MODEL_FILE and path.is_file()
     assert time.monotonic() - start < 30
     stamp = path.stat().st_mtime_ns
-    assert facenet.prepare_weights() == path and path.stat().st_mtime_ns == stamp
+    assert facenet_weights.prepare_weights() == path and path.stat().st_mtime_ns == stamp
     saved = torch.load(path, weights_only=True)
     assert saved["model_name"] == "facenet-casia-webface-20180408-102900"
     assert saved["reference_error"] < 1e-6
@@ -147,7 +148,7 @@ def test_prepare_weights_converts_offline_and_is_idempotent(
         handle.write(b"\0" * 64)
     with pytest.raises(AssetError, match="corrupt"):
         FaceEmbedder()
-    facenet.prepare_weights()
+    facenet_weights.prepare_weights()
     assert FaceEmbedder().model_name == facenet.MODEL_NAME
 
 
@@ -323,13 +324,13 @@ def test_prepare_onnx_exports_checks_and_is_idempotent(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     models = private_cache(tmp_path, monkeypatch, facenet.MODEL_FILE,
                            facenet.MODEL_FILE + ".sha256")
-    path = facenet.prepare_onnx()
+    path = facenet_weights.prepare_onnx()
     assert path == models / facenet.ONNX_FILE
     assert (models / (facenet.ONNX_FILE + ".sha256")).is_file()
     stamp = path.stat().st_mtime_ns
-    assert facenet.prepare_onnx() == path and path.stat().st_mtime_ns == stamp
+    assert facenet_weights.prepare_onnx() == path and path.stat().st_mtime_ns == stamp
     path.write_bytes(b"truncated")
-    facenet.prepare_onnx()
+    facenet_weights.prepare_onnx()
     assert FaceEmbedder(backend="onnxruntime").backend == "onnxruntime"
 
 

