@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
+from fer_ros.assets.datasets import dataset_dir
 from fer_ros.bench import BAGS, RATE_HZ, TOPIC
-from fer_ros.cli.data import dataset_dir
 from fer_ros.pipeline.images import letterbox
 from fer_ros.rosless.bag import make_typestore
 

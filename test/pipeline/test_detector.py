@@ -13,7 +13,7 @@ from conftest import data_path
 
 from fer_ros.assets import AssetError
 from fer_ros.pipeline.detection import detector as detector_module
-from fer_ros.pipeline.detection import tv_compat
+from fer_ros.pipeline.detection import mtcnn, tv_compat
 from fer_ros.pipeline.detection.detector import FaceDetector
 
 
@@ -178,7 +178,7 @@ def test_channels_last_pools_change_nothing(multi_rgb: np.ndarray) -> None:
     fast = det.detect(multi_rgb)
     for net in (det._mtcnn.pnet, det._mtcnn.rnet, det._mtcnn.onet):
         for name, child in list(net.named_children()):
-            if isinstance(child, detector_module.ChannelsLastMaxPool2d):
+            if isinstance(child, mtcnn.ChannelsLastMaxPool2d):
                 setattr(net, name, child.pool)
     plain = det.detect(multi_rgb)
     assert len(plain) == len(fast) == 5
