@@ -1,0 +1,154 @@
+"""The engine's frame path with stand-in models: one batch per model over every camera,
+the uniform prepare/run spokes, and a gallery swapped while an image is in flight.
+
+No real models: the stand-ins count their calls, so the batching is asserted exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fer_ros.pipeline import FacePipeline, FaceStreams, Gallery, PipelineConfig
+from fer_ros.pipeline.engine.batch import process_frames
+from fer_ros.pipeline.types import UNKNOWN, Detection
+
+pytestmark = pytest.mark.pipeline
+
+DIM = 4
+
+
+class BoxDetector:
+    """A face wherever a 40x40 block of the image is brighter than 200 (one per block)."""
+
+    min_score = 0.9
+
+    def detect(self, rgb: np.ndarray, known: np.ndarray | None = None) -> list[Detection]:
+        found = []
+        for y in range(0, rgb.shape[0] - 39, 40):
+            for x in range(0, rgb.shape[1] - 39, 40):
+                if rgb[y:y + 40, x:x + 40].mean() > 200:
+                    found.append(Detection(np.array([x, y, x + 40, y + 40], np.float32), 0.99))
+        return found
+
+    def refine(self, rgb: np.ndarray, boxes: np.ndarray) -> list[Detection]:
+        return self.detect(rgb)
+
+
+class CountingModel:
+    """prepare: one row per box (the block's column); run: counts its batches."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.batches: list[int] = []
+
+    def prepare(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        return np.asarray(boxes, np.float32)[:, :1] // 40
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        self.batches.append(len(inputs))
+        out = np.zeros((len(inputs), self.width), np.float32)
+        out[np.arange(len(inputs)), inputs[:, 0].astype(int) % self.width] = 1.0
+        return out
+
+
+class Embedder(CountingModel):
+    model_name = "stand-in"
+    dim = DIM
+
+    def embed(self, rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        return self.run(self.prepare(rgb, boxes))
+
+
+class Classifier(CountingModel):
+    labels = ("calm", "glad", "sad")
+
+
+def image(*columns: int) -> np.ndarray:
+    """A 120x160 image with a bright block in each of ``columns`` (0-3) of the top row."""
+    rgb = np.zeros((120, 160, 3), np.uint8)
+    texture = (200 + np.add.outer(np.arange(40), np.arange(40)) * 55 // 78).astype(np.uint8)
+    for c in columns:  # textured: the tracker's appearance check needs a face with contrast
+        rgb[0:40, 40 * c:40 * c + 40] = texture[:, :, None]
+    return rgb
+
+
+def people(*names: str) -> Gallery:
+    gallery = Gallery("stand-in", DIM)
+    for k, name in enumerate(names):
+        gallery.add(name, np.eye(DIM, dtype=np.float32)[k][None])
+    return gallery
+
+
+def models() -> tuple[BoxDetector, Embedder, Classifier]:
+    return BoxDetector(), Embedder(DIM), Classifier(3)
+
+
+def test_every_camera_s_faces_go_through_each_model_in_one_batch() -> None:
+    detector, embedder, classifier = models()
+    faces = FaceStreams(PipelineConfig(device="cpu"), names=["a", "b", "c"],
+                        models=(detector, embedder, classifier))
+    faces.set_gallery(people("ada", "bob", "cy", "dee"))
+    out = faces.process({"a": (image(0, 1), "rgb", 0.0), "b": (image(2), "rgb", 0.0),
+                         "c": (image(), "rgb", 0.0)})
+    assert embedder.batches == [3] and classifier.batches == [3]
+    assert [f.name for f in out["a"]] == ["ada", "bob"] and [f.name for f in out["b"]] == ["cy"]
+    assert out["c"] == []
+    assert [f.emotion for f in out["a"]] == ["calm", "glad"]
+    assert [f.track_id for f in out["a"]] == [1, 2] and [f.track_id for f in out["b"]] == [1]
+    # Tracked faces are not embedded again on the next image; emotions still are.
+    faces.process({"a": (image(0, 1), "rgb", 0.03), "b": (image(2), "rgb", 0.03)})
+    assert embedder.batches == [3] and classifier.batches == [3, 3]
+
+
+def test_a_gallery_swapped_while_an_image_is_in_flight_casts_no_stale_vote() -> None:
+    """plan() saw gallery 1; the swap clears the tracks' votes; apply() names the image
+    by the gallery it started with but leaves the new gallery's votes empty."""
+    detector, embedder, classifier = models()
+    pipe = FacePipeline(PipelineConfig(device="cpu"), gallery=people("ada"),
+                        models=(detector, embedder, classifier))
+    camera = pipe.camera
+    job = camera.begin(image(0), "rgb", 0.0)
+    camera.plan(job)
+    assert job.to_embed == [0]
+    pipe.set_gallery(people("zed"))
+    rows = embedder.run(embedder.prepare(job.rgb, job.embed_boxes))
+    camera.apply(job, rows, classifier.run(classifier.prepare(job.rgb, job.boxes)))
+    assert [f.name for f in camera.finish(job)] == ["ada"]
+    assert [list(t.votes) for t in camera.tracker.tracks.values()] == [[]]
+    # The next image is embedded again and named from the new gallery.
+    assert [f.name for f in pipe.process(image(0), stamp=0.03)] == ["zed"]
+    assert embedder.batches == [1, 1]
+
+
+def test_without_the_swap_the_vote_is_cast() -> None:
+    """The other side of the test above: the same steps without a swap keep the vote."""
+    detector, embedder, classifier = models()
+    pipe = FacePipeline(PipelineConfig(device="cpu"), gallery=people("ada"),
+                        models=(detector, embedder, classifier))
+    assert [f.name for f in pipe.process(image(0), stamp=0.0)] == ["ada"]
+    assert [list(t.votes) for t in pipe.tracker.tracks.values()] == [[("ada", 1.0)]]
+
+
+def test_a_bad_image_fails_alone_and_a_model_error_fails_every_searched_image() -> None:
+    detector, embedder, classifier = models()
+    faces = FaceStreams(PipelineConfig(device="cpu"), names=["a", "b"],
+                        models=(detector, embedder, classifier))
+    out = faces.process({"a": (image(0), "rgb", 0.0), "b": (np.zeros((4, 4)), "rgb", 0.0)})
+    assert len(out["a"]) == 1 and isinstance(out["b"], ValueError)
+
+    def broken(inputs: np.ndarray) -> np.ndarray:
+        raise RuntimeError("model failed")
+
+    classifier.run = broken
+    jobs = [(faces["a"], image(1), "rgb", 0.5), (faces["b"], image(2), "rgb", 0.5)]
+    assert [str(r) for r in process_frames(faces.models, jobs)] == ["model failed"] * 2
+
+
+def test_models_off_leave_names_and_emotions_empty() -> None:
+    pipe = FacePipeline(PipelineConfig(device="cpu", recognition=False, emotion=False),
+                        models=(BoxDetector(), None, None))
+    (face,) = pipe.process(image(3), stamp=0.0)
+    assert (face.name, face.emotion, face.track_id) == ("", "", 1)
+    assert pipe.model_name == "" and pipe.emotion_labels == () and pipe.backends == {}
+    assert UNKNOWN == "unknown"
