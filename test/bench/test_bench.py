@@ -158,10 +158,13 @@ def test_letterbox_shift_stays_in_frame() -> None:
         assert frame.shape == (480, 640, 3)
 
 
-def test_gallery_scale_bench_prints_every_figure() -> None:
+def test_gallery_scale_bench_prints_every_figure(tmp_path) -> None:
     # 100 people (300 embeddings) and 3,000 (9,000: over the 8,192 that get an int8 index).
+    # Each size runs in `python -m fer_ros.bench.gallery_scale`: from a folder other than
+    # the checkout, so that it imports the installed package, not the source tree.
     result = subprocess.run([*fer_ros_command(), "bench", "--gallery-scale", "--people", "100",
-                             "3000", "--json"], capture_output=True, text=True, check=False)
+                             "3000", "--json"], capture_output=True, text=True, check=False,
+                            cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     scale = json.loads(result.stdout)["gallery_scale"]
     assert set(scale) == {"100", "3000"}

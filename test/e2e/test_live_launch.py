@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -107,14 +108,20 @@ def test_webcam_launch_viewer_in_chromium_and_ctrl_c(tmp_path: Path, spawn) -> N
 @pytest.mark.parametrize("node, args", [("overlay_node", ["-p", "port:=0"]),
                                         ("greeter_node", [])])
 def test_idle_nodes_stop_on_ctrl_c(spawn, node: str, args: list[str]) -> None:
-    """A node with no timers that receives nothing still notices Ctrl-C at once."""
+    """A node with no timers that receives nothing still notices Ctrl-C: one is enough."""
     proc = spawn([str(node_executable(node)), "--ros-args", *args], node)
     time.sleep(2.0)
     assert proc.popen.poll() is None, proc.output()
-    start = time.monotonic()
-    assert proc.interrupt(timeout=5) == 0, proc.output()
-    assert time.monotonic() - start < 3.0
-    assert "Traceback" not in proc.output()
+    proc.popen.send_signal(signal.SIGINT)  # once; nothing else is sent
+    try:
+        code = proc.popen.wait(30)  # the harness's patience, not a speed requirement
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{node} did not stop on Ctrl-C within 30 s:\n{proc.output()}")
+    # Exited by itself, cleanly: not killed by the signal (-2), no KeyboardInterrupt
+    # traceback (exit code 1).
+    out = proc.output()
+    assert code == 0, out
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
 
 
 def test_multicam_launch_two_cameras_one_perception(tmp_path: Path, spawn) -> None:

@@ -107,9 +107,18 @@ def camera_args(source: Path | str, *params: str) -> list[str]:
 
 
 def assert_paced(stamps: list[float], fps: float) -> None:
+    """Published on a timer of period 1/fps: no bound that a busy machine can break.
+
+    The timer never fires early, so a slow machine cannot shorten the typical gap; and it
+    keeps to its grid, so a late frame makes one long gap (or skips a period) but the
+    frames around it are on time: some gap is one period. Too fast (the typical gap
+    short) or too slow (no gap of one period) fails either way.
+    """
     gaps = np.diff(stamps)
     assert (gaps > 0).all(), f"stamps not strictly increasing: {gaps}"
-    assert statistics.median(gaps) == pytest.approx(1.0 / fps, rel=0.3), gaps
+    assert statistics.median(gaps) >= 0.8 / fps, gaps
+    periods = [round(gap * fps) for gap in gaps]  # each gap in whole periods
+    assert min(periods) == 1, (periods, gaps)
 
 
 def test_folder_source_publishes_every_image_in_order_then_exits(spawn, tmp_path: Path,

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import fer_ros
 from fer_ros.pipeline.recognition.gallery import UNKNOWN, Gallery, GalleryError
 
 DIM = 8
@@ -143,13 +144,17 @@ def test_kill_during_save_never_leaves_a_partial_gallery(tmp_path: Path) -> None
         for i in range(40):
             g.add(f"p{{i}}", np.random.default_rng(i).normal(size=(5, 512)))
         g.save({str(path)!r})
-        print("saved", flush=True)
+        print("saved", sys.modules["fer_ros"].__file__, flush=True)
         while True:
             g.save({str(path)!r})
     """)
     for delay in (0.3, 0.55, 0.8):
-        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
-        assert proc.stdout.readline().strip() == b"saved"
+        # Started outside the checkout: `python -c` puts its working folder first on the
+        # path, and from the checkout's root it would import the source tree instead of
+        # the installed package under test (the one this test process imports).
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                                cwd=tmp_path)
+        assert proc.stdout.readline().decode().split() == ["saved", fer_ros.__file__]
         try:
             proc.wait(delay)
         except subprocess.TimeoutExpired:

@@ -100,9 +100,14 @@ def test_reliable_images_and_faces_arrive_complete(spawn, tmp_path: Path, rclpy_
             assert list(face.emotion_scores) == [0.75, 0.25]
         stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m, _ in images]
         assert (np.diff(stamps) > 0).all()
-        # Both ends read the same clock: a loose bound that catches a stalled transport.
-        latency = [received - stamp for (_, received), stamp in zip(images, stamps, strict=True)]
-        assert 0 <= float(np.median(latency)) < 0.5, latency
+        # Delivered as they are sent, not held back and handed over late in bulk (a stalled
+        # transport): counted in frames, not seconds, so a busy machine that slows both
+        # ends alike cannot break it. Both ends read the same clock: the frames the talker
+        # had published by the time image i arrived, beyond image i itself.
+        behind = [int(np.searchsorted(stamps, received, side="right")) - 1 - i
+                  for i, (_, received) in enumerate(images)]
+        assert min(behind) >= 0, behind  # none arrived before it was sent
+        assert float(np.median(behind)) < COUNT / 5, behind
     finally:
         executor.shutdown()
         node.destroy_node()
