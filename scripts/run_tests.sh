@@ -13,6 +13,14 @@ if [ "${FER_ROS_SKIP_LINT:-0}" != 1 ]; then
 fi
 
 echo "== pytest"
+# Random test order (pytest-randomly) only when asked: FER_ROS_RANDOM_ORDER=1 (or a seed,
+# FER_ROS_RANDOM_ORDER=<n>, to replay an order pytest-randomly printed). A test that needs
+# another to have run first is a defect; this finds it.
+case "${FER_ROS_RANDOM_ORDER:-0}" in
+  0) set -- -p no:randomly "$@" ;;
+  1) ;;
+  *) set -- "--randomly-seed=$FER_ROS_RANDOM_ORDER" "$@" ;;
+esac
 if [ "${FER_ROS_NO_UNSHARE:-0}" != 1 ] && [ "$(id -u)" = 0 ] && unshare -n true 2>/dev/null; then
   exec unshare -n bash -c 'ip link set lo up && exec "$@"' _ pytest "$@"
 fi
