@@ -168,3 +168,21 @@ def test_no_module_uses_another_objects_private_members() -> None:
     found = [use for path in sorted(PACKAGE.rglob("*.py"))
              for use in private_uses(path)]
     assert found == []
+
+
+def test_the_tests_run_the_code_in_the_working_tree() -> None:
+    """The suite imports the installed fer_ros (with its generated messages); `make test`
+    installs the working tree first. Every source file must be there as it is here, and
+    nothing else: an edit without a reinstall, or a module left behind by a move, fails
+    here instead of silently testing old code."""
+    import fer_ros
+
+    installed = Path(fer_ros.__file__).resolve().parent
+    assert installed != PACKAGE.resolve(), "the tests import the source tree, not the install"
+    source = {p.relative_to(PACKAGE) for p in PACKAGE.rglob("*.py")}
+    copies = {p.relative_to(installed) for p in installed.rglob("*.py")
+              if p.relative_to(installed).parts[0] not in ("msg", "srv")}
+    assert copies == source
+    stale = [str(rel) for rel in sorted(source)
+             if (installed / rel).read_bytes() != (PACKAGE / rel).read_bytes()]
+    assert stale == [], "installed copies differ from the working tree: run `make setup`"
