@@ -59,29 +59,40 @@ def _zero_or_at_least_tenth(fps: float) -> str | None:
 
 
 PARAMS = (
-    ParamSpec("source", "0", "V4L2 camera (index like 0, or a path like /dev/video0), a "
-              "video file, or a folder of jpg/png/bmp images read in name order",
-              read_only=True, rule=_not_empty),
-    ParamSpec("loop", False, "restart a file or folder source at its end; when false the "
-              "node exits with code 0 after the last frame"),
-    ParamSpec("width", 0, "output width in pixels; 0 = the source's own (or kept in "
-              "proportion to height)", (0, 8192)),
-    ParamSpec("height", 0, "output height in pixels; 0 = the source's own (or kept in "
-              "proportion to width)", (0, 8192)),
-    ParamSpec("fps", 0.0, "publishing rate in Hz, 0.1 to 240; 0 = the source's own rate (a "
-              f"video file's or camera's; {FALLBACK_FPS:g} for a folder)", (0.0, 240.0),
+    ParamSpec("source", "0", "V4L2 camera: an index (\"0\" = /dev/video0; quote it in YAML, a "
+              "bare 0 is an integer) or a device path. Otherwise a video file (anything "
+              "OpenCV/FFmpeg decodes) or a folder of .jpg/.jpeg/.png/.bmp images, read in name "
+              "order.", read_only=True, rule=_not_empty),
+    ParamSpec("loop", False, "Restart a file or folder source at its end. When false the node "
+              "logs \"end of <source>\" and exits with code 0 (a launch file can mark it "
+              "required to stop the rest)."),
+    ParamSpec("width", 0, "Output width in pixels; 0 = the source's own. Set alone, the "
+              "height follows in proportion. A camera is asked for this size, then frames "
+              "are resized to it.", (0, 8192)),
+    ParamSpec("height", 0, "Output height in pixels; 0 = the source's own. Set alone, the "
+              "width follows in proportion.", (0, 8192)),
+    ParamSpec("fps", 0.0, "Publishing rate in Hz (0.1 to 240); 0 = the source's own: a video "
+              f"file's rate, the camera's, or {FALLBACK_FPS:g} for a folder. A camera "
+              "publishes its newest frame each tick.", (0.0, 240.0),
               rule=_zero_or_at_least_tenth),
-    ParamSpec("frame_id", "camera_optical_frame", "frame_id of the published headers"),
-    ParamSpec("encoding", "bgr8", "pixel encoding of image_raw", choices=ENCODINGS),
-    ParamSpec("qos", "sensor_data", "QoS of both topics: sensor_data (best effort, last 5), "
-              "reliable (last 10) or system_default", read_only=True, choices=QOS_CHOICES),
-    ParamSpec("retry_interval", 2.0, "seconds between attempts to open a missing or lost "
-              "source", (0.1, 60.0)),
-    ParamSpec("fov_deg", 60.0, "assumed horizontal field of view in degrees, for "
-              "camera_info's K (approximate: no calibration)", (1.0, 179.0)),
-    ParamSpec("wait_for_subscribers", 0, "publish nothing until image_raw has this many "
-              "subscribers (so a recording or test of a file source misses no frame); 0 = "
-              "start at once", (0, 100), read_only=True),
+    ParamSpec("frame_id", "camera_optical_frame", "frame_id of every published header "
+              "(images and camera_info)."),
+    ParamSpec("encoding", "bgr8", "Pixel encoding of image_raw: bgr8 or rgb8.",
+              choices=ENCODINGS),
+    ParamSpec("qos", "sensor_data", "QoS of image_raw and camera_info: sensor_data (best "
+              "effort, keep last 5: the usual camera choice), reliable (keep last 10: nothing "
+              "lost, for recording and tests) or system_default (the middleware's defaults). "
+              "A reliable subscriber does not receive from a best-effort publisher.",
+              read_only=True, choices=QOS_CHOICES),
+    ParamSpec("retry_interval", 2.0, "Seconds between attempts to open a missing camera or "
+              "one that disappeared. It is logged once as an error, then at most every 30 s.",
+              (0.1, 60.0)),
+    ParamSpec("fov_deg", 60.0, "Assumed horizontal field of view in degrees, used for "
+              "camera_info's K (an ideal pinhole with no distortion: approximate, not a "
+              "calibration).", (1.0, 179.0)),
+    ParamSpec("wait_for_subscribers", 0, "Publish nothing until image_raw has this many "
+              "subscribers: a recording or a test of a file source then receives every "
+              "frame. 0 = start at once.", (0, 100), read_only=True),
 )
 
 

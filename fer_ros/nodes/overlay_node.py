@@ -40,8 +40,9 @@ PARAMS = (
     ParamSpec("jpeg_quality", 80, "JPEG quality of the stream.", (10, 100)),
     ParamSpec("buffer_size", 30, "Images kept while waiting for their faces message.",
               (1, 1000), read_only=True),
-    ParamSpec("qos", "sensor_data", f"Image subscription QoS: {', '.join(QOS_CHOICES)}.",
-              read_only=True, choices=QOS_CHOICES),
+    ParamSpec("qos", "sensor_data", "Image subscription QoS: sensor_data (best effort, as "
+              "camera drivers publish), reliable or system_default.", read_only=True,
+              choices=QOS_CHOICES),
     ParamSpec("video_path", "", "Also write the annotated video to this file (.mp4/.avi); "
               "empty = no file.", read_only=True),
     ParamSpec("video_fps", 15.0, "Frame rate written into video_path.", (1.0, 240.0),

@@ -32,14 +32,15 @@ def test_yaml_matches_declared_parameters(module, file: str, node: str) -> None:
         assert spec.description and spec.check(spec.default) is None
 
 
-def test_perception_yaml_is_made_from_the_declarations() -> None:
+@pytest.mark.parametrize("file", ["camera.yaml", "perception.yaml", "overlay.yaml",
+                                  "greeter.yaml"])
+def test_yaml_is_made_from_the_declarations(file: str) -> None:
     """Its comments are the declared descriptions, word for word: they cannot drift."""
-    from fer_ros.nodes.perception.params import perception_yaml
+    from fer_ros.nodes.config_files import render
 
-    assert (CONFIG / "perception.yaml").read_text() == perception_yaml(), (
-        "config/perception.yaml differs from the declarations: run "
-        "`python -m fer_ros.nodes.perception.params > config/perception.yaml` (from outside "
-        "the checkout's root, with the venv's python)")
+    assert (CONFIG / file).read_text() == render(file), (
+        f"config/{file} differs from the declarations: run `cd /tmp && "
+        f"{REPO}/.venv/bin/python -m fer_ros.nodes.config_files {CONFIG}`")
 
 
 def test_pipeline_parameters_are_the_live_preset_and_described_once() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fer_ros.nodes.perception.image_streams import check_stream_names
 from fer_ros.pipeline.config import live_default, param_name, settings
-from fer_ros.ros.params import ParamSpec, render_yaml
+from fer_ros.ros.params import ParamSpec
 from fer_ros.ros.qos import QOS_CHOICES
 
 
@@ -84,17 +84,3 @@ PARAMS = (
     ParamSpec("drop_warn_ratio", 0.5, "Fraction of dropped images above which diagnostics "
               "report WARN.", (0.0, 1.0)),
 )
-
-YAML_HEADER = """Parameters of perception_node (node name: perception), made from their declarations
-(fer_ros/nodes/perception/params.py and fer_ros/pipeline/config.py) by
-`python -m fer_ros.nodes.perception.params > config/perception.yaml`;
-`ros2 param describe /perception NAME` shows the same text."""
-
-
-def perception_yaml() -> str:
-    """config/perception.yaml as the declarations make it."""
-    return render_yaml("perception", PARAMS, YAML_HEADER)
-
-
-if __name__ == "__main__":
-    print(perception_yaml(), end="")
