@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 from collections.abc import Callable
 
 import rclpy
@@ -41,9 +42,18 @@ def log_final(node: Node, text: str) -> None:
 def run_node(make_node: Callable[[], Node], args: list[str] | None, name: str,
              threads: int = 1) -> int:
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.SIGTERM)
-    # A shell starts background jobs with SIGINT ignored; Ctrl-C from a launcher must
-    # still stop the node.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Ctrl-C asks the spin loop below to stop, between two waits: a KeyboardInterrupt
+    # raised at an arbitrary point could land inside rclpy's executor and surface as
+    # another exception with a traceback. A second Ctrl-C interrupts at once (a callback
+    # that hangs). Set explicitly: a shell starts background jobs with SIGINT ignored, and
+    # Ctrl-C from a launcher must still stop the node.
+    stop = threading.Event()
+
+    def on_sigint(signum: int, frame: object) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, on_sigint)
     node = None
     code = 0
     try:
@@ -56,7 +66,7 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None, name: str,
             done = Future()  # never completes: spin until Ctrl-C or shutdown
         # Short waits, not one endless one: Python runs the Ctrl-C handler only between
         # waits, and a node with no timers and no incoming messages would never notice.
-        while node.context.ok() and not done.done():
+        while node.context.ok() and not done.done() and not stop.is_set():
             executor.spin_until_future_complete(done, timeout_sec=0.25)
         code = int(done.result()) if done.done() else 0
     except (KeyboardInterrupt, ExternalShutdownException):
