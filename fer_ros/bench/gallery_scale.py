@@ -6,7 +6,7 @@ SQLite gallery in a temporary folder; 5 faces matched per frame, as with a group
 
 Reported per size: match_ms (median of 5 faces against everyone), load_s (read the
 whole gallery), index_s (build the int8 index of a gallery of 8,192 embeddings or more,
-gallery_index.py; 0 below that), enrol_ms (one persisted enrolment: one transaction), take_in_ms
+recognition/index.py; 0 below that), enrol_ms (one persisted enrolment: one transaction), take_in_ms
 (what a node then spends taking it in: the change read back and the match matrix
 rebuilt), rss_mib (resident memory of the loaded gallery above the process's start)
 and raw_mib (the embeddings as float32, for comparison).

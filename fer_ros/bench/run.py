@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from fer_ros.bench import BAGS, RATE_HZ, data, live, naming, peers, report, streams
-from fer_ros.nodes.perception.node import PARAMS
+from fer_ros.nodes.perception.params import PARAMS
 from fer_ros.pipeline import FacePipeline, PipelineConfig
 from fer_ros.pipeline.emotion import EmotionClassifier
 from fer_ros.pipeline.recognition.facenet import FaceEmbedder

@@ -153,7 +153,7 @@ class PipelineConfig:
     def from_values(cls, values: Mapping[str, Any]) -> PipelineConfig:
         """A config from a flat mapping such as a node's parameters (other keys ignored;
         the node's own names, such as enable_tracking, are understood)."""
-        by_param = {param_name(f.name): f.name for f in fields(cls)}
+        by_param = {param_name(f.name): f.name for f in fields(cls) if param_name(f.name)}
         names = {f.name for f in fields(cls)}
         out = {}
         for key, value in values.items():

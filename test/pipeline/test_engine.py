@@ -121,6 +121,29 @@ def test_a_gallery_swapped_while_an_image_is_in_flight_casts_no_stale_vote() -> 
     assert embedder.batches == [1, 1]
 
 
+def test_a_tracked_face_keeps_its_name_in_the_image_the_gallery_is_swapped_in() -> None:
+    """A face not embedded in that image publishes the name it had, not 'unknown'."""
+    detector, embedder, classifier = models()
+    pipe = FacePipeline(PipelineConfig(device="cpu"), gallery=people("ada"),
+                        models=(detector, embedder, classifier))
+    assert [f.name for f in pipe.process(image(0), stamp=0.0)] == ["ada"]
+    camera = pipe.camera
+    job = camera.begin(image(0), "rgb", 0.03)
+    camera.plan(job)
+    assert job.to_embed == []  # tracked and named: not embedded again
+    pipe.set_gallery(people("zed"))
+    camera.apply(job, np.zeros((0, DIM), np.float32),
+                 classifier.run(classifier.prepare(job.rgb, job.boxes)))
+    assert [(f.name, f.similarity) for f in camera.finish(job)] == [("ada", 1.0)]
+
+
+def test_cameras_with_other_models_are_refused() -> None:
+    faces = FaceStreams(PipelineConfig(device="cpu"), names=["a"], models=models())
+    other = FaceStreams(PipelineConfig(device="cpu"), names=["b"], models=models())
+    with pytest.raises(ValueError, match="share these models"):
+        process_frames(faces.models, [(other["b"], image(0), "rgb", 0.0)])
+
+
 def test_without_the_swap_the_vote_is_cast() -> None:
     """The other side of the test above: the same steps without a swap keep the vote."""
     detector, embedder, classifier = models()

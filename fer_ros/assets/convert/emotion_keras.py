@@ -5,7 +5,7 @@ The .hdf5 is read with h5py: the layer graph from its ``model_config`` attribute
 weights from ``model_weights``. :func:`keras_reference_forward` is an independent
 float64 NumPy evaluation of the same file (NHWC, Keras kernel layouts, TF padding
 rules), so agreement between the two checks the conversion. Used by
-:func:`fer_ros.pipeline.emotion.io.prepare_weights` and the tests only.
+:func:`fer_ros.assets.emotion.prepare_weights` and the tests only.
 """
 
 from __future__ import annotations

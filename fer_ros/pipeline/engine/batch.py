@@ -29,6 +29,8 @@ def process_frames(models: PipelineModels,
     Every searched frame goes on, with faces or without: tracks age (and end) only when
     the tracker sees the images that no longer hold their face.
     """
+    if any(camera.models is not models for camera, *_ in jobs):
+        raise ValueError("cameras batched together must share these models")
     frames: list[FrameJob | Exception] = []
     for camera, image, color, stamp in jobs:
         try:

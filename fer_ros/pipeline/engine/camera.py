@@ -47,6 +47,7 @@ class FrameJob:
     tracks: list[Track] = field(default_factory=list)
     patches: list[np.ndarray] = field(default_factory=list)
     to_embed: list[int] = field(default_factory=list)
+    voted: list[tuple[str, float]] = field(default_factory=list)  # each track's name at plan()
 
     @property
     def embed_boxes(self) -> np.ndarray:
@@ -104,7 +105,8 @@ class CameraState:
         return self._gallery
 
     def set_gallery(self, gallery: Gallery | None) -> None:
-        """Swap the gallery (checked and prepared by the caller) in one assignment."""
+        """Swap the gallery in one assignment. Not checked here: FaceStreams.set_gallery
+        checks it against the model and builds its index first, for every camera."""
         with self._lock:
             self._gallery = gallery
             # Names voted under the old gallery may be wrong now: vote afresh.
@@ -188,6 +190,7 @@ class CameraState:
             job.patches = self._split_changed_tracks(job)
             if self.models.embedder is not None and job.results:
                 job.to_embed = self._to_embed(job)
+            job.voted = [track.vote() for track in job.tracks]
 
     def _split_changed_tracks(self, job: FrameJob) -> list[np.ndarray]:
         """Give a track a new id when its face looks like someone else now.
@@ -258,8 +261,10 @@ class CameraState:
                                   job.patches[i], result.detection.area)
         embedded = set(job.to_embed)
         for i, (result, track) in enumerate(zip(job.results, job.tracks, strict=False)):
-            if current or i not in embedded:
+            if current:
                 result.name, result.similarity = track.vote()
+            elif i not in embedded:  # the swap cleared its votes: the name it had
+                result.name, result.similarity = job.voted[i]
 
     def _feel(self, job: FrameJob, probabilities: np.ndarray) -> None:
         """Each face's emotion from its probabilities, smoothed along its track."""

@@ -134,7 +134,10 @@ class FaceStreams:
 
 
 class FacePipeline(FaceStreams):
-    """FaceStreams of one camera: ``process`` takes one image."""
+    """FaceStreams of one camera: ``process`` takes one image.
+
+    The pipeline works on its own copy of ``config`` (``self.config``): change settings
+    at run time with ``configure``, not by editing the object passed in."""
 
     def __init__(self, config: PipelineConfig | None = None, gallery: Gallery | None = None,
                  models: PipelineModels | Sequence[Any] | None = None) -> None:

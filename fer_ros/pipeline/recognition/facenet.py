@@ -9,7 +9,7 @@ converted model reproduces outputs recorded from TensorFlow itself.
 Embeddings are 512-d, L2-normalised; compare them with a dot product (cosine).
 On a CPU the same model runs about twice as fast in ONNX Runtime (``backend``, see
 :mod:`fer_ros.pipeline.ort_backend`), from an ONNX file exported and checked by
-:func:`prepare_onnx`.
+:func:`fer_ros.assets.facenet.prepare_onnx`.
 """
 
 from __future__ import annotations

@@ -177,7 +177,7 @@ class Gallery:
 
     def prepare(self) -> IndexPlan | None:
         """Decide how to match, and build what that needs: an int8 index for a large
-        gallery (gallery_index.py; 0.2 s at 10,000 people), reused from the gallery this
+        gallery (recognition/index.py; 0.2 s at 10,000 people), reused from the gallery this
         one was copied from while it is not stale. FacePipeline.set_gallery calls this, so
         no frame waits for it."""
         if self._plan is None:

@@ -1,7 +1,7 @@
 """GallerySync: the gallery the face pipeline matches against, and the storage behind it.
 
 It loads the gallery (a JSON file, an SQLite file or a PostgreSQL database: see
-gallery_storage), notices when another process changes it, takes in what changed
+recognition/storage/), notices when another process changes it, takes in what changed
 (only the people edited, for the database kinds), enrols new people and persists
 them. Every problem (a corrupt file, a gallery from another embedding space, a full
 disk, a database that went away) is one log line naming the gallery and the cause,

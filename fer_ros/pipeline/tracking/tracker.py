@@ -3,7 +3,7 @@
 Detections are matched to live tracks by box overlap (IoU) with an optimal
 assignment (Hungarian method, as hri_face_detect does). A track that goes unmatched
 for longer than ``max_age`` seconds is dropped. Tracks let the pipeline skip the
-expensive embedding on most frames (see FacePipeline) and let names and emotions be
+expensive embedding on most frames (see engine/camera.py) and let names and emotions be
 stable instead of flickering frame to frame.
 """
 
@@ -26,7 +26,7 @@ class Track:
     frames: int = 0
     frames_since_embedding: int = 0
     embedded_area: float = 0.0
-    ref_thumb: np.ndarray | None = None  # appearance reference (see FacePipeline)
+    ref_thumb: np.ndarray | None = None  # appearance reference (see engine/camera.py)
     votes: deque = field(default_factory=lambda: deque(maxlen=5))  # (name, similarity)
     emotion: np.ndarray | None = None  # smoothed probabilities
 
