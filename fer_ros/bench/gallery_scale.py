@@ -93,7 +93,9 @@ def run(sizes: tuple[int, ...] = SIZES) -> dict[str, dict[str, float]]:
            "MKL_NUM_THREADS": "1"}
     results = {}
     for people in sizes:
-        out = subprocess.run([sys.executable, "-m", "fer_ros.bench.gallery_scale", str(people)],
+        # -P: import the installed fer_ros, never a source tree in the caller's cwd.
+        out = subprocess.run([sys.executable, "-P", "-m", "fer_ros.bench.gallery_scale",
+                              str(people)],
                              capture_output=True, text=True, env=env, check=True)
         results[str(people)] = json.loads(out.stdout.strip().splitlines()[-1])
     return results

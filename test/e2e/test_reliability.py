@@ -305,7 +305,7 @@ def _bad_galleries(good: str) -> list[tuple[str, str, str]]:
          f"embedding length 128, expected {data['embedding_dim']}"),
         # Rows of different lengths within one person: numpy cannot make them a matrix.
         ("ragged embeddings", edited(ragged),
-         f"embeddings for {person!r}: embeddings are not numbers"),
+         f"embeddings for {person!r}: embeddings of different lengths (128, "),
         ("NaN", edited(lambda c: embedding(c).__setitem__(3, math.nan)), "NaN or infinite"),
         ("inf", edited(lambda c: embedding(c).__setitem__(3, math.inf)), "NaN or infinite"),
         ("other model", edited(lambda c: c.update(model="some-other-facenet")),

@@ -88,7 +88,7 @@ def test_mixing_embedding_spaces_is_refused(tmp_path: Path) -> None:
     ('{"ada": [Infinity, 1.0, 2.0]}', "NaN or infinite"),
     ('{"ada": [1.0, 2.0], "bob": [1.0, 2.0, 3.0]}', "different lengths"),
     ('{"format": "fer_ros.gallery", "schema_version": 1, "model": "m", "embedding_dim": 2, '
-     '"people": {"ada": {"embeddings": [[1, 2], [1]]}}}', "embeddings are not numbers"),
+     '"people": {"ada": {"embeddings": [[1, 2], [1]]}}}', "embeddings of different lengths (1, 2)"),
     ('{"ada": "abc"}', "non-empty list"),
     ("", "not valid JSON"),
 ])

@@ -94,17 +94,24 @@ class PostgresStorage(DatabaseStorage):
             self._listener.start()
 
     def _listen(self, on_change: Callable[[], None]) -> None:
-        """LISTEN on a connection of its own; reconnect quietly (polling covers gaps)."""
+        """LISTEN on a connection of its own; reconnect quietly (polling covers gaps).
+
+        A listening connection that breaks calls ``on_change`` once, so the store looks,
+        finds the server gone and says so, even where it polls seldom or never."""
         while not self._stop.is_set():
+            listening = False
             try:
                 with psycopg.connect(self.url, autocommit=True,
                                      connect_timeout=CONNECT_TIMEOUT_S) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    listening = True
                     on_change()  # anything missed while not listening
                     while not self._stop.is_set():
                         for _ in conn.notifies(timeout=0.5, stop_after=1):
                             on_change()
             except psycopg.Error:
+                if listening and not self._stop.is_set():
+                    on_change()
                 self._stop.wait(1.0)
 
     def _drop(self) -> None:
