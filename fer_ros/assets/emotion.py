@@ -63,12 +63,8 @@ def prepare_onnx(force: bool = False) -> Path:
     """
     source = prepare_weights()
     target, digest = default_onnx_path(), sha256_of(source)
-    if not force:
-        try:
-            ort_backend.open_session(target, digest, threads=1)
-            return target
-        except AssetError:
-            pass  # missing, damaged or stale: export again
+    if not force and ort_backend.is_current(target, digest):
+        return target
     module, spec = load_emotion_model(source)
     exported = export_onnx(module, spec, target.with_name(target.name + ".export"))
     try:

@@ -77,12 +77,8 @@ def prepare_onnx(force: bool = False) -> Path:
     """
     prepare_weights()
     target, digest = onnx_model_path(), cached_digest()
-    if not force:
-        try:
-            ort_backend.open_session(target, digest, threads=1)
-            return target
-        except AssetError:
-            pass  # missing, damaged or stale: export again
+    if not force and ort_backend.is_current(target, digest):
+        return target
     model = FaceEmbedder(backend=ort_backend.TORCH).model
     ort_backend.export(model, target, (3, INPUT_SIZE, INPUT_SIZE), digest, "input", "embedding")
     session = ort_backend.open_session(target, digest, threads=1)

@@ -149,6 +149,16 @@ def open_session(path: Path, source_sha256: str, threads: int | None = None,
     return session
 
 
+def is_current(path: Path, source_sha256: str) -> bool:
+    """Whether ``path`` passes :func:`open_session`'s checks for ``source_sha256`` (an export
+    that is missing, damaged or stale is not)."""
+    try:
+        open_session(path, source_sha256, threads=1)
+    except AssetError:
+        return False
+    return True
+
+
 def select_session(backend: str, device: str, what: str, path: Path | None,
                    source_sha256: str | None, threads: int | None = None,
                    ) -> tuple[ort.InferenceSession | None, str | None]:
