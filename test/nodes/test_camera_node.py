@@ -4,6 +4,7 @@ a source that disappears and comes back, bad parameters, and Ctrl-C."""
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import statistics
 import time
@@ -206,6 +207,53 @@ def test_missing_source_is_retried_quietly_and_ctrl_c_is_clean(spawn, tmp_path: 
     assert "retrying every 0.5 s" in errors[0]
     assert out.count("retrying") == 1
     assert "published 0 frames" in out and "Traceback" not in out
+
+
+def write_video(path: Path, frames: int = 6, size: tuple[int, int] = (80, 60)) -> None:
+    """A short MJPG clip, one COLOURS entry per frame."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 20.0, size)
+    assert writer.isOpened()
+    for colour in COLOURS[:frames]:
+        writer.write(np.full((size[1], size[0], 3), colour, np.uint8))
+    writer.release()
+
+
+@pytest.mark.parametrize("kind", ["folder", "video"])
+def test_source_that_appears_after_start_is_opened_after_quiet_retries(
+        spawn, tmp_path: Path, listener, kind: str) -> None:
+    source = tmp_path / ("frames" if kind == "folder" else "clip.avi")
+    sub = listener()
+    proc = spawn(camera_args(source, "fps:=20", "loop:=false", "qos:=reliable",
+                             "retry_interval:=0.3", "wait_for_subscribers:=1"), "camera")
+    sub.start(proc)  # with a subscriber the node starts trying the source
+    assert sub.spin_until(lambda: "could not be opened" in proc.output(), 20), proc.output()
+    # The retries under test happen over time: about five of them, none of them logged.
+    sub.spin_until(lambda: proc.popen.poll() is not None, 1.5)
+    assert proc.popen.poll() is None, proc.output()
+    assert sub.images == []
+
+    # Made beside it and renamed into place, so the node never sees half a source.
+    staged = tmp_path / f"staged_{source.name}"
+    if kind == "folder":
+        write_folder(staged)
+    else:
+        write_video(staged)
+    staged.rename(source)
+    assert sub.spin_until(lambda: proc.popen.poll() is not None and len(sub.images) >= 6,
+                          30), proc.output()
+    assert proc.popen.wait(10) == 0, proc.output()
+    assert [colour_index(m) for m in sub.images] == list(range(6))
+
+    out = proc.output()
+    errors = [line for line in out.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and f"camera source '{source}' could not be opened" in errors[0], out
+    assert out.count("retrying") == 1 and "still unavailable" not in out  # no reminder yet
+    # The first failure and every retry until the source appeared are counted: several.
+    back = re.search(r"camera source '.*' is back after (\d+) attempts", out)
+    assert back is not None, out
+    assert int(back.group(1)) >= 2, back.group(0)
+    assert "published 6 frames" in out and "1 source outages" in out
+    assert "Traceback" not in out
 
 
 def test_folder_that_disappears_and_comes_back(spawn, tmp_path: Path, listener) -> None:

@@ -23,7 +23,7 @@ from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosutil import TestNode, enroll, frame_bgr
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 
 from fer_ros.msg import FaceEmotionArray
@@ -139,6 +139,40 @@ def test_header_copied_and_faces_named(session: Session) -> None:
     assert face.head_pose_valid and 0.1 < face.head_pose.position.z < 5.0
     centre_x = face.box.x_offset + face.box.width / 2
     assert (face.head_pose.position.x > 0) == (centre_x > 320)
+
+
+def test_camera_info_of_the_image_s_size_sets_the_pose(session: Session) -> None:
+    """A calibrated camera (camera_info) replaces the assumed 60-degree field of view.
+
+    Images of a size no other test sends, so the camera_info left behind in the shared
+    node describes no other test's images."""
+    size = (800, 600)
+    image = sorted(data_path("celebrity", "val", PERSON).glob("*.jpg"))[0]
+
+    def pose():
+        faces = session.send(image_to_msg(frame_bgr(image, size), "bgr8")).faces
+        assert len(faces) == 1 and faces[0].head_pose_valid
+        return faces[0].head_pose.position
+
+    assumed = pose()
+    assumed_f = (size[0] / 2) / np.tan(np.radians(30.0))  # written here, not imported
+    fx, cx = 1.5 * assumed_f, size[0] / 2 - 100.0
+    info = CameraInfo(width=size[0], height=size[1],
+                      k=[fx, 0.0, cx, 0.0, fx, size[1] / 2, 0.0, 0.0, 1.0])
+    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    info_pub = session.client.node.create_publisher(CameraInfo, "/camera_info", reliable)
+    assert wait_for(lambda: info_pub.get_subscription_count() > 0, 20)
+    info_pub.publish(info)
+    # camera_info and the images travel on different topics: send images until one is
+    # answered with the new camera (the first normally is).
+    for _ in range(10):
+        calibrated = pose()
+        if abs(calibrated.z - assumed.z) > 0.05 * assumed.z:
+            break
+    assert calibrated.z / assumed.z == pytest.approx(1.5, rel=0.05), (assumed, calibrated)
+    # x = (u - cx) / fx * z: the same eyes (u) seen from a principal point 99.5 px
+    # further left are 99.5 px further right, at the calibrated scale.
+    assert calibrated.x - assumed.x == pytest.approx(99.5 / fx * calibrated.z, rel=0.1)
 
 
 def test_stranger_is_unknown_and_empty_image_gives_empty_array(session: Session) -> None:

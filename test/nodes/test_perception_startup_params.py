@@ -1,0 +1,86 @@
+"""perception_node's read-only parameters that shape the pipeline at configure time:
+detection_thresholds (a spawned node) and torch_threads (in this process, with the
+pipeline's construction replaced, so no model is loaded)."""
+
+from __future__ import annotations
+
+import threading
+
+import cv2
+import pytest
+import torch
+from conftest import data_path, wait_for
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosutil import TestNode, frame_bgr
+from sensor_msgs.msg import Image
+
+import fer_ros.nodes.perception.node as perception_node
+from fer_ros.msg import FaceEmotionArray
+from fer_ros.paths import node_executable
+from fer_ros.ros.image_codec import image_to_msg
+
+
+def test_impossible_detection_thresholds_find_no_face(spawn) -> None:
+    # O-Net keeps faces scored above its threshold: none is above 1.0. With the default
+    # thresholds this image holds one face (test_perception_options, test_perception_node).
+    proc = spawn([str(node_executable("perception_node")), "--ros-args",
+                  "-r", "image:=/camera/image_raw", "-p", "qos:=reliable", "-p", "device:=cpu",
+                  "-p", "detection_thresholds:=[1.0, 1.0, 1.0]"], "perception")
+    client = TestNode("perception_thresholds_client")
+    try:
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        images = client.node.create_publisher(Image, "/camera/image_raw", reliable)
+        lock = threading.Lock()
+        outputs: list[FaceEmotionArray] = []
+
+        def on_faces(msg: FaceEmotionArray) -> None:
+            with lock:
+                outputs.append(msg)
+
+        client.node.create_subscription(FaceEmotionArray, "/faces/emotions", on_faces, 10)
+        assert wait_for(lambda: "models loaded" in proc.output(), 120), proc.output()
+        assert wait_for(lambda: images.get_subscription_count() > 0, 20), proc.output()
+        image = image_to_msg(frame_bgr(data_path("astronaut", "astronaut.png")), "bgr8")
+        for second in (1, 2):  # the first image and a searched repeat
+            image.header.stamp.sec = second
+            images.publish(image)
+            assert wait_for(lambda n=second: len(outputs) >= n, 30), proc.output()[-3000:]
+        with lock:
+            assert [(o.header.stamp.sec, list(o.faces)) for o in outputs] == [(1, []), (2, [])]
+    finally:
+        client.close()
+    assert proc.interrupt() == 0, proc.output()[-2000:]
+    assert "Traceback" not in proc.output()
+
+
+class _Stop(Exception):
+    """Raised in place of loading the models: configure stops there."""
+
+
+@pytest.mark.parametrize(("torch_threads", "expected"), [(3, 3), (0, 2)])
+def test_torch_threads_is_set_before_the_models_are_built(
+        rclpy_context, monkeypatch, torch_threads: int, expected: int) -> None:
+    """torch_threads sets PyTorch's (and so ONNX Runtime's) and OpenCV's thread counts
+    before the pipeline is built; 0 leaves them as they were (2 here)."""
+    seen: dict[str, int] = {}
+
+    def build(*_args, **_kwargs):
+        seen.update(torch=torch.get_num_threads(), cv2=cv2.getNumThreads())
+        raise _Stop
+
+    monkeypatch.setattr(perception_node, "FaceStreams", build)
+    saved = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(2)
+    cv2.setNumThreads(2)
+    node = perception_node.PerceptionNode(
+        context=rclpy_context, parameter_overrides=[
+            Parameter("autostart", value=False),
+            Parameter("torch_threads", value=torch_threads)])
+    try:
+        node.trigger_configure()
+        assert seen == {"torch": expected, "cv2": expected}
+    finally:
+        node.destroy_node()
+        torch.set_num_threads(saved[0])
+        cv2.setNumThreads(saved[1])
