@@ -6,6 +6,7 @@ The datasets and where they come from: fer_ros/assets/datasets.py.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from fer_ros.assets import AssetError
 from fer_ros.assets.datasets import DATASETS, fetch
@@ -28,6 +29,6 @@ def run(args: argparse.Namespace) -> int:
         for name, path in fetch(args.names or None).items():
             print(f"data: {name}: {path}")
     except AssetError as exc:
-        print(f"fer-ros data fetch: {exc}")
+        print(f"fer-ros data fetch: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -50,7 +50,15 @@ def run(args: argparse.Namespace) -> int:
             _list(args.gallery)
         elif args.action == "remove":
             storage = open_storage(args.gallery)
-            for name in args.names:
+            # All or nothing: a name that is not there removes nobody.
+            enrolled = storage.load()
+            missing = [name for name in args.names if name not in enrolled.people]
+            if missing:
+                raise GalleryError(f"{', '.join(map(repr, missing))} not in the gallery "
+                                   f"{storage.location} (enrolled: "
+                                   f"{', '.join(enrolled.names()) or 'nobody'}); "
+                                   "nobody removed")
+            for name in dict.fromkeys(args.names):
                 storage.remove(name)
             print(f"removed {', '.join(args.names)}; {len(storage.load())} people left")
         else:

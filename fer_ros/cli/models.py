@@ -10,6 +10,7 @@ checked against the PyTorch model it came from (fer_ros.pipeline.ort_backend).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from fer_ros.assets import AssetError
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             path = prepare(force=args.force)
         except AssetError as exc:
-            print(f"models: {label}: FAILED: {exc}")
+            print(f"models: {label}: FAILED: {exc}", file=sys.stderr)
             return 1
         print(f"models: {label}: {path} ({time.monotonic() - start:.1f} s)")
     return 0

@@ -55,6 +55,7 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None, name: str,
 
     signal.signal(signal.SIGINT, on_sigint)
     node = None
+    executor: SingleThreadedExecutor | MultiThreadedExecutor | None = None
     code = 0
     try:
         node = make_node()
@@ -81,6 +82,10 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None, name: str,
         get_logger(name).fatal(f"cannot start: {exc}")
         code = 2
     finally:
+        # The executor first: one left to the garbage collector after the context is shut
+        # down prints "Exception ignored in: Executor.__del__ ... InvalidHandle" at exit.
+        if executor is not None:
+            executor.shutdown()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

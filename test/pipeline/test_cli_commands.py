@@ -117,10 +117,13 @@ def test_gallery_remove(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "removed ada, cy; 1 people left"
     assert contents(gallery) == {"bob": ["bob_0.jpg"]}
-    result = run_cli("gallery", "remove", str(gallery), "ada")
+    # All or nothing: bob stays when another name asked for is not there.
+    result = run_cli("gallery", "remove", str(gallery), "bob", "ada")
     assert result.returncode == 1
     assert error_lines(result) == [
-        "fer-ros gallery: 'ada' is not in the gallery (enrolled: bob)"], result.stderr
+        f"fer-ros gallery: 'ada' not in the gallery {gallery} (enrolled: bob); "
+        "nobody removed"], result.stderr
+    assert result.stdout == ""
     assert contents(gallery) == {"bob": ["bob_0.jpg"]}
 
 
@@ -211,5 +214,5 @@ def test_data_fetch_again_changes_nothing_and_a_missing_file_is_not_downloaded(
     (cache_copy / "data" / "astronaut" / "astronaut.png").unlink()
     result = run_cli("data", "fetch", "astronaut", env=env)
     assert result.returncode == 1
-    assert "could not download scikit-image==0.26.0" in result.stdout, result.stdout
+    assert "could not download scikit-image==0.26.0" in result.stderr, result.stdout + result.stderr
     assert not (cache_copy / "data" / "astronaut" / "astronaut.png").exists()
