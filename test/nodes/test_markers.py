@@ -121,12 +121,14 @@ def test_overlay_node_publishes_and_deletes_markers(spawn, tmp_path: Path) -> No
             received.append(msg)
 
     try:
-        client.node.create_subscription(MarkerArray, "/faces/markers", on_markers, 10)
+        sub = client.node.create_subscription(MarkerArray, "/faces/markers", on_markers, 10)
         pub = client.node.create_publisher(
             FaceEmotionArray, "/faces/emotions",
             QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         assert wait_for(lambda: pub.get_subscription_count() > 0, 30), proc.output()
-        assert wait_for(lambda: client.node.count_publishers("/faces/markers") > 0, 30)
+        # Matched to our subscription, not just present in the graph (else the first
+        # markers can be sent before they would reach us).
+        assert wait_for(lambda: sub.get_publisher_count() > 0, 30), proc.output()
 
         def actions() -> list[tuple[int, int]]:
             with lock:

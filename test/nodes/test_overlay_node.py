@@ -101,8 +101,10 @@ class Client:
         self.lock = threading.Lock()
         node = self.ros.node
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        node.create_subscription(Image, "/faces/overlay", self._on_overlay, reliable)
-        node.create_subscription(MarkerArray, "/faces/markers", self._on_markers, reliable)
+        self.overlay_sub = node.create_subscription(Image, "/faces/overlay",
+                                                    self._on_overlay, reliable)
+        self.markers_sub = node.create_subscription(MarkerArray, "/faces/markers",
+                                                    self._on_markers, reliable)
         self.image_pub = node.create_publisher(Image, "/image", reliable)
         self.faces_pub = node.create_publisher(FaceEmotionArray, "/faces/emotions", reliable)
 
@@ -123,11 +125,11 @@ class Client:
             return [m.header.stamp.sec for array in self.markers for m in array.markers]
 
     def connected(self) -> bool:
-        node = self.ros.node
+        # Matched both ways: a publisher in the graph is not yet one that delivers to us.
         return (self.image_pub.get_subscription_count() > 0
                 and self.faces_pub.get_subscription_count() > 0
-                and node.count_publishers("/faces/overlay") > 0
-                and node.count_publishers("/faces/markers") > 0)
+                and self.overlay_sub.get_publisher_count() > 0
+                and self.markers_sub.get_publisher_count() > 0)
 
     def send_faces(self, msg: FaceEmotionArray) -> None:
         """Publish faces and wait until the node has them (it answers with markers)."""
