@@ -90,15 +90,16 @@ def validate_name(name: str) -> str:
 
 
 def _as_embeddings(values: object, dim: int | None, where: str) -> np.ndarray:
-    # Rows of different lengths: name that, rather than numpy's "inhomogeneous shape".
-    if isinstance(values, list) and values and all(isinstance(v, list) for v in values):
-        lengths = sorted({len(v) for v in values})
-        if len(lengths) > 1:
-            raise GalleryError(f"{where}: embeddings of different lengths "
-                               f"({', '.join(map(str, lengths))})")
     try:
         arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
+        # Rows of different lengths: name that, rather than numpy's "inhomogeneous shape"
+        # (looked for only here, off the path of every good gallery load).
+        if isinstance(values, list) and all(isinstance(v, list) for v in values):
+            lengths = sorted({len(v) for v in values})
+            if len(lengths) > 1:
+                raise GalleryError(f"{where}: embeddings of different lengths "
+                                   f"({', '.join(map(str, lengths))})") from None
         raise GalleryError(f"{where}: embeddings are not numbers ({exc})") from None
     if arr.ndim == 1:
         arr = arr[None, :]
