@@ -3,7 +3,9 @@
     fer-ros launch fer_ros bag.launch.py bag:=recording use_sim_time:=true
     # or play the bag yourself:  ros2 bag play recording --clock  (or fer-ros bag play)
 
-Images are read from `image_topic` (relative names resolve inside `namespace`).
+Images are read from `image_topic` (relative names resolve inside `namespace`). The
+perception node keeps only the newest image by default; to process every image of a bag
+played faster than inference, give `queue_size:=100` (or play it at a lower `rate`).
 With `bag` set, the bag is played here (`fer-ros bag play`, with /clock when use_sim_time
 is true) and everything stops when it ends. Parameters come from config/<node>.yaml,
 then the launch arguments, then `params_file` (applied last, so it wins). The nodes come
@@ -29,6 +31,9 @@ ARGUMENTS = [
      "sensor_msgs/CameraInfo topic for head poses (none recorded: fov_deg is assumed)"),
     ("bag", "", "rosbag2 bag to play (fer-ros bag play); empty = play it yourself"),
     ("rate", "1.0", "playback speed of `bag`"),
+    ("queue_size", "", "images kept waiting for inference (1 = only the newest; e.g. 100: "
+     "every image of a bag played faster than inference while the backlog fits); empty = "
+     "config/perception.yaml's (1)"),
     ("use_sim_time", "false", "use the bag's /clock as ROS time (true/false)"),
     ("gallery", "", "gallery file (JSON) of enrolled people; empty = config/perception.yaml's"),
     ("device", "", "inference device: auto, cpu or cuda[:N]; empty = config/perception.yaml's"),
@@ -55,8 +60,9 @@ def launch_setup(context):
         include("perception.launch.py", image_topic=this["image_topic"],
                 camera_info_topic=this["camera_info_topic"], streams="",
                 gallery=this["gallery"], device=this["device"], half_precision="",
-                use_sim_time=this["use_sim_time"], viewer=this["viewer"],
-                viewer_port=this["viewer_port"], video_path="", greeter="false",
+                queue_size=this["queue_size"], use_sim_time=this["use_sim_time"],
+                viewer=this["viewer"], viewer_port=this["viewer_port"], video_path="",
+                greeter="false",
                 namespace=this["namespace"], params_file=this["params_file"]),
     ]
     bag = LaunchConfiguration("bag").perform(context)

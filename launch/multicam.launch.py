@@ -71,7 +71,8 @@ def launch_setup(context):
     actions = [include("perception.launch.py", image_topic="", camera_info_topic="",
                        streams=",".join(cameras), gallery=text(context, "gallery"),
                        device=text(context, "device"),
-                       half_precision=text(context, "half_precision"), use_sim_time="",
+                       half_precision=text(context, "half_precision"), queue_size="",
+                       use_sim_time="",
                        viewer="false", viewer_port="", video_path="", greeter="false",
                        namespace=namespace, params_file=params_file)]
     for camera, source in zip(cameras, sources, strict=False):

@@ -28,6 +28,8 @@ ARGUMENTS = [
     ("device", "", "inference device: auto, cpu or cuda[:N]; empty = config/perception.yaml's"),
     ("half_precision", "", "float16 FaceNet and emotion on CUDA (true/false); empty = "
      "config/perception.yaml's"),
+    ("queue_size", "", "images kept waiting per stream (1 = only the newest; more: a bag "
+     "played faster than inference loses none); empty = config/perception.yaml's (1)"),
     ("use_sim_time", "", "use /clock as ROS time (true/false); empty = the nodes' default"),
     ("viewer", "false", "start overlay_node, the MJPEG viewer of image_topic (true/false)"),
     ("viewer_port", "", "HTTP port of the viewer; empty = config/overlay.yaml's (8080)"),
@@ -72,6 +74,7 @@ def launch_setup(context):
                   **given(context, "gallery", "gallery_path"),
                   **given(context, "device", "device"),
                   **given(context, "half_precision", "half_precision", bool),
+                  **given(context, "queue_size", "queue_size", int),
                   **sim_time}
     nodes = [
         Node(package="fer_ros", executable="perception_node", name="perception",

@@ -56,7 +56,7 @@ def launch_setup(context):
                 camera_name="", namespace=this["namespace"],
                 params_file=this["params_file"], **topics),
         include("perception.launch.py", streams="", gallery=this["gallery"],
-                device=this["device"], half_precision="", use_sim_time="",
+                device=this["device"], half_precision="", queue_size="", use_sim_time="",
                 viewer=this["viewer"], viewer_port=this["viewer_port"],
                 video_path=this["video_path"], greeter=this["greeter"],
                 namespace=this["namespace"], params_file=this["params_file"], **topics),

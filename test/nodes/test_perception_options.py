@@ -1,9 +1,9 @@
-"""perception_node's parameters that change what it reports: enable_emotion, fov_deg, and
-the /diagnostics levels that latency_warn_ms and drop_warn_ratio decide.
+"""perception_node's parameters that change what it reports: enable_emotion, fov_deg,
+queue_size, and the /diagnostics levels that latency_warn_ms and drop_warn_ratio decide.
 
 One node process (enable_emotion:=false, diagnostics every 0.5 s) serves the module;
-fov_deg, latency_warn_ms and drop_warn_ratio are set at run time. Images are stamped with
-the current time, so the latency diagnostics measure is the node's own.
+fov_deg, queue_size, latency_warn_ms and drop_warn_ratio are set at run time. Images are
+stamped with the current time, so the latency diagnostics measure is the node's own.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class Client:
         self.image_pub = node.create_publisher(Image, "/camera/image_raw", reliable)
         self.lock = threading.Lock()
         self.outputs: dict[Stamp, FaceEmotionArray] = {}
+        self.order: list[Stamp] = []  # of the outputs, as they arrived
         self.diagnostics: list[DiagnosticStatus] = []
         node.create_subscription(FaceEmotionArray, "/faces/emotions", self._on_faces, 50)
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics,
@@ -55,8 +56,10 @@ class Client:
         self.set_params = node.create_client(SetParameters, "/perception/set_parameters")
 
     def _on_faces(self, msg: FaceEmotionArray) -> None:
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
         with self.lock:
-            self.outputs[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
+            self.outputs[stamp] = msg
+            self.order.append(stamp)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         with self.lock:
@@ -97,7 +100,9 @@ class Client:
         return index()
 
     def set_param(self, name: str, value: float) -> None:
-        pv = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+        pv = (ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
+              if isinstance(value, int) else
+              ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value))
         request = SetParameters.Request(parameters=[ParameterMsg(name=name, value=pv)])
         result = self.client.call(self.set_params, request).results[0]
         assert result.successful, result.reason
@@ -221,3 +226,25 @@ def test_drop_warn_ratio_decides_between_warn_and_ok(node: Client) -> None:
     finally:
         node.set_param("latency_warn_ms", 250.0)
         node.set_param("drop_warn_ratio", 0.5)
+
+
+def test_queue_size_keeps_every_image_of_a_burst_in_order(node: Client) -> None:
+    """queue_size 20: ten images published at once all wait their turn, none dropped,
+    answered oldest first (with the default 1, burst() above sees drops)."""
+    try:
+        node.set_param("queue_size", 20)
+        start = node.settled()
+        image = face_image()
+        stamps = [node.publish(image) for _ in range(10)]
+        for stamp in stamps:
+            node.reply(stamp)
+        end = node.settled()
+        with node.lock:
+            answered = [stamp for stamp in node.order if stamp in stamps]
+            before, after = counters(node.diagnostics[start]), counters(node.diagnostics[end])
+    finally:
+        node.set_param("queue_size", 1)
+    assert answered == stamps
+    delta = {key: after[key] - before[key] for key in COUNTERS}
+    assert delta == {"images received": 10, "images dropped": 0, "images rejected": 0,
+                     "messages published": 10}, delta

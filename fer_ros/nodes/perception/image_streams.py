@@ -3,9 +3,10 @@
 A stream named ``cam1`` subscribes to ``cam1/image`` and ``cam1/camera_info`` and
 publishes ``cam1/faces/emotions`` (all relative to the node's namespace, so they can be
 remapped); the stream named "" uses ``image``, ``camera_info`` and ``faces/emotions``.
-Each stream keeps the newest image it received (an older one waiting is dropped and
-counted), its own counters for /diagnostics and its own record of bad images, so one
-camera's faults never hide or silence another's.
+Each stream keeps the images that wait for inference in a queue of ``queue_size``
+(1: only the newest; when it is full the oldest is dropped and counted), its own
+counters for /diagnostics and its own record of bad images, so one camera's faults never
+hide or silence another's.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,14 +59,16 @@ class Frame:
 
 
 class ImageStream:
-    """One camera's topics, newest image, counters and bad-image log."""
+    """One camera's topics, waiting images, counters and bad-image log."""
 
-    def __init__(self, node: Node, name: str, wake: threading.Condition) -> None:
+    def __init__(self, node: Node, name: str, wake: threading.Condition,
+                 queue_size: int = 1) -> None:
         self.node = node
         self.name = name
         self.label = name or "image"  # in log lines
         self.stats = PerceptionStats()
-        self.slot: Frame | None = None  # guarded by ``wake``
+        self.waiting: deque[Frame] = deque()  # oldest first; guarded by ``wake``
+        self.queue_size = queue_size  # set by the node (parameter queue_size)
         self._wake = wake
         self.camera_info: CameraInfo | None = None
         self._bad_kinds: set[str] = set()
@@ -93,7 +97,7 @@ class ImageStream:
             self.node.destroy_subscription(subscription)
         self._subscriptions = []
         with self._wake:
-            self.slot = None  # a waiting image is not processed any more
+            self.waiting.clear()  # waiting images are not processed any more
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self.camera_info = msg
@@ -102,15 +106,15 @@ class ImageStream:
         self.stats.last_received = time.monotonic()
         with self._wake:
             self.stats.count("received")
-            if self.slot is not None:
+            while len(self.waiting) >= max(1, self.queue_size):
+                self.waiting.popleft()
                 self.stats.count("dropped")  # superseded before inference got to it
-            self.slot = Frame(msg, time.monotonic())
+            self.waiting.append(Frame(msg, time.monotonic()))
             self._wake.notify()
 
     def take(self) -> Frame | None:
-        """The waiting image, if any (call with ``wake`` held)."""
-        frame, self.slot = self.slot, None
-        return frame
+        """The oldest waiting image, if any (call with ``wake`` held)."""
+        return self.waiting.popleft() if self.waiting else None
 
     def decode(self, frame: Frame) -> np.ndarray | None:
         """The image as RGB, or None (counted and logged) when it is malformed."""

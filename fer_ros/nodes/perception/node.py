@@ -6,9 +6,11 @@ fer_ros/msg/FaceEmotionArray on ``faces/emotions`` (/faces/emotions in the root
 namespace) with the source image's header, one message per processed image, also
 when it holds no face. While no face is tracked, an image may be answered without
 being searched (idle_detection_rate, idle_change_threshold, idle_refresh_period: an
-unchanged empty scene costs almost nothing); diagnostics count those skips. Only the
-newest image is processed: images that arrive while inference runs replace the waiting
-one and are counted as dropped, so the queue never grows and latency stays bounded.
+unchanged empty scene costs almost nothing); diagnostics count those skips. By default
+only the newest image is processed: one that arrives while inference runs replaces the
+waiting one, which is counted as dropped, so latency stays bounded on a live camera.
+``queue_size`` N > 1 keeps up to N waiting images per stream, processed in order: a bag
+played faster than inference then loses none while the backlog fits.
 Inference runs on its own thread so services, parameter changes and diagnostics stay
 responsive.
 
@@ -199,7 +201,8 @@ class PerceptionNode(LifecycleNode):
 
     def _set_streams(self, names: list[str]) -> None:
         """Serve exactly these streams (while not active; publishers while configured)."""
-        kept = {name: self.streams.get(name) or ImageStream(self, name, self._wake)
+        kept = {name: self.streams.get(name)
+                or ImageStream(self, name, self._wake, self.p["queue_size"])
                 for name in names}
         for name, stream in self.streams.items():
             if name not in kept:
@@ -228,6 +231,10 @@ class PerceptionNode(LifecycleNode):
         settings = {name: value for name, value in changed.items() if name in RUNTIME_SETTINGS}
         if settings and self.faces is not None:
             self.faces.configure(**settings)
+        if "queue_size" in changed:
+            with self._wake:
+                for stream in self.streams.values():
+                    stream.queue_size = changed["queue_size"]
         if "streams" in changed:
             self._set_streams(changed["streams"])
         if self.gallery is not None:
@@ -295,7 +302,7 @@ class PerceptionNode(LifecycleNode):
             with self._wake:
                 streams = self.streams
                 while (not self._stop.is_set()
-                       and all(s.slot is None for s in streams.values())):
+                       and not any(s.waiting for s in streams.values())):
                     self._wake.wait(0.5)
                     streams = self.streams
                 frames = {name: frame for name, s in streams.items()

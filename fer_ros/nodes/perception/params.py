@@ -67,6 +67,10 @@ PARAMS = (
     pipeline_param("idle_refresh_period"),
     ParamSpec("fov_deg", 60.0, "Horizontal field of view (degrees) assumed for head poses "
               "while no camera_info of the image's size arrives.", (1.0, 179.0)),
+    ParamSpec("queue_size", 1, "Images kept waiting per stream while inference runs, "
+              "processed oldest first; when full, the oldest is dropped (and counted). 1 = "
+              "only the newest: the least latency on a live camera. Larger: a bag played "
+              "faster than inference loses no image while its backlog fits.", (1, 1000)),
     ParamSpec("qos", "sensor_data", "Image (and camera_info) subscription QoS: sensor_data "
               "(best effort, as camera drivers publish), reliable or system_default.",
               read_only=True, choices=QOS_CHOICES),
