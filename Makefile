@@ -21,7 +21,7 @@ FER := $(VENV)/bin/fer-ros
 LOCAL := source scripts/local_dds.sh &&
 SHELL := /bin/bash
 
-.PHONY: setup models testdata test demo bench lint clean
+.PHONY: setup models testdata test demo bench mutate lint clean
 
 setup:
 	@bash scripts/setup_system.sh
@@ -42,6 +42,10 @@ demo: setup models testdata
 bench: models testdata
 	@FER_ROS_BENCH=1 ROS_DISTRO=$(WHEELS) bash scripts/setup_venv.sh
 	@$(LOCAL) $(FER) bench $(BENCH_ARGS)
+
+# Mutation testing (about 30 min): see doc/development.md; report in build/mutate-report.md.
+mutate: setup models testdata
+	@bash scripts/mutate.sh
 
 lint: setup
 	@$(VENV)/bin/ruff check .

@@ -31,6 +31,25 @@ os.environ.setdefault("HOME", str(REPO / "build" / "home"))
 os.environ["PYTHONUNBUFFERED"] = "1"
 
 
+def _messages_beside_source_copy() -> None:
+    """`make mutate` runs the tests on a mutated source copy of fer_ros (mutants/fer_ros),
+    which has no generated messages: take those (fer_ros.msg, fer_ros.srv and their type
+    support) from the installed copy further down sys.path."""
+    import fer_ros
+
+    here = Path(fer_ros.__file__).resolve().parent
+    if (here / "msg").is_dir():
+        return  # the installed copy: the normal case
+    for entry in sys.path:
+        installed = Path(entry or ".").resolve() / "fer_ros"
+        if installed != here and (installed / "msg").is_dir():
+            fer_ros.__path__.append(str(installed))
+            return
+
+
+_messages_beside_source_copy()
+
+
 def data_path(dataset: str, *parts: str) -> Path:
     """A cached test file; fails (never skips) with the command that fetches it."""
     from fer_ros.paths import data_dir

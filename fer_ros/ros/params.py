@@ -5,9 +5,10 @@ range or choices, read-only) and calls `declare_parameters(node, PARAMS, on_chan
 
 * every parameter is declared with a ParameterDescriptor (description, range,
   read-only), so `ros2 param describe` shows it and config/*.yaml can set it;
-* start-up values (YAML, `-p`) are checked against the range and choices
-  (rclpy does not check overrides against the descriptor) and a bad one raises
-  `ParameterError`, which `run_node` turns into one FATAL line and exit code 2;
+* start-up values (YAML, `-p`) are checked against the range, choices and rule; a bad
+  one raises `ParameterError` (or rclpy's own ParameterException: Jazzy's and Kilted's
+  rclpy refuse an override outside the descriptor's range themselves), which `run_node`
+  turns into one FATAL line and exit code 2;
 * a run-time set that breaks a rule is refused with the reason
   (SetParametersResult.reason) and the node keeps its value;
 * the validation callback only validates. Accepted changes are applied afterwards:

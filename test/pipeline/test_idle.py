@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fer_ros.pipeline import FacePipeline, PipelineConfig
-from fer_ros.pipeline.detection.idle import IDLE_BURST, IdleGate, scene_change
+from fer_ros.pipeline.detection.idle import IDLE_BURST, IdleDecision, IdleGate, scene_change
 from fer_ros.pipeline.images import scene_thumbnail
 from fer_ros.pipeline.types import Detection
 
@@ -45,18 +45,60 @@ def with_face(image: np.ndarray, x: int = 300, y: int = 200) -> np.ndarray:
     return out
 
 
+def make_gate(rate_hz: float, change_threshold: float = PipelineConfig.idle_change_threshold,
+              refresh_period: float = PipelineConfig.idle_refresh_period, **kw) -> IdleGate:
+    """An IdleGate with the pipeline's defaults for what the test does not set."""
+    return IdleGate(rate_hz, change_threshold, refresh_period, **kw)
+
+
 def decisions(gate: IdleGate, frames, start: float = 0.0, tracking: bool = False):
     return [gate.decide(f, start + i / RATE, tracking) for i, f in enumerate(frames)]
 
 
 def test_off_searches_every_image() -> None:
-    gate = IdleGate(rate_hz=0.0)
-    assert all(d.search for d in decisions(gate, [scene()] * 10))
+    gate = make_gate(rate_hz=0.0)
+    assert decisions(gate, [scene()] * 10) == [IdleDecision(True, "off")] * 10
+    assert (gate.searched, gate.skipped) == (0, 0)  # counts only idle searches
+
+
+def test_a_slow_rate_is_still_on() -> None:
+    gate = make_gate(rate_hz=0.5)
+    assert [d.reason for d in decisions(gate, [scene()] * 3)] == ["first", "unchanged",
+                                                                   "unchanged"]
+
+
+def test_scene_change_of_different_shapes_is_infinite() -> None:
+    assert scene_change(np.zeros((2, 2)), np.zeros((2, 3))) == float("inf")
+    assert scene_change(np.zeros((2, 2)), np.full((2, 2), 3.0)) == 3.0
+
+
+def test_a_change_of_exactly_the_threshold_is_no_change() -> None:
+    grey = np.full((480, 640), 100, np.uint8)
+    gate = make_gate(rate_hz=2.0, change_threshold=12.0, refresh_period=0.0)
+    assert gate.decide(grey, 0.0, False).reason == "first"
+    assert gate.decide(grey + 12, 0.1, False) == IdleDecision(False, "unchanged")
+    assert gate.decide(grey + 13, 0.2, False) == IdleDecision(True, "changed")
+
+
+def test_the_same_stamp_twice_is_not_time_going_backwards() -> None:
+    gate = make_gate(rate_hz=2.0, refresh_period=0.0)
+    assert gate.decide(scene(), 1.0, False).reason == "first"
+    assert gate.decide(scene(), 1.0, False) == IdleDecision(False, "unchanged")
+
+
+def test_the_budget_allows_a_search_once_it_holds_exactly_one() -> None:
+    """rate 1 Hz, burst 1, every image changed: searched at 0 s, refused at 0.5 s (half
+    a search in the bucket), searched at 1.0 s (exactly one)."""
+    gate = make_gate(rate_hz=1.0, change_threshold=0.0, refresh_period=0.0, burst=1)
+    result = [gate.decide(scene(seed), t, False) for seed, t in enumerate((0.0, 0.5, 1.0))]
+    assert result == [IdleDecision(True, "first"), IdleDecision(False, "rate"),
+                      IdleDecision(True, "changed")]
+    assert (gate.searched, gate.skipped) == (2, 1)
 
 
 def test_static_noisy_scene_is_searched_once() -> None:
     rng = np.random.default_rng(1)
-    gate = IdleGate(rate_hz=2.0, refresh_period=0.0)
+    gate = make_gate(rate_hz=2.0, refresh_period=0.0)
     frames = [noisy(scene(), rng, sigma=15) for _ in range(90)]
     result = decisions(gate, frames)
     assert result[0].search and result[0].reason == "first"
@@ -73,7 +115,7 @@ def test_camera_shake_of_a_pixel_is_not_a_change() -> None:
 
 def test_a_real_change_is_searched_at_once() -> None:
     rng = np.random.default_rng(2)
-    gate = IdleGate(rate_hz=2.0, refresh_period=0.0)
+    gate = make_gate(rate_hz=2.0, refresh_period=0.0)
     empty = [noisy(scene(), rng) for _ in range(30)]
     decisions(gate, empty)
     # A face-sized object appears in the very next image: searched in that image.
@@ -86,11 +128,12 @@ def test_a_real_change_is_searched_at_once() -> None:
 
 def test_a_changing_scene_costs_at_most_the_idle_rate() -> None:
     """Every image different (a moving camera): burst, then rate_hz on average."""
-    gate = IdleGate(rate_hz=2.0, refresh_period=0.0)
+    gate = make_gate(rate_hz=2.0, refresh_period=0.0)
     frames = [scene(seed) for seed in range(300)]  # 10 s at 30 Hz
     result = decisions(gate, frames)
     searched = [i for i, d in enumerate(result) if d.search]
     assert len(searched) <= IDLE_BURST + 2.0 * 10 + 1
+    assert (gate.searched, gate.skipped) == (len(searched), 300 - len(searched))
     # After the burst, searches are at least 1/rate apart (15 images at 30 Hz).
     late = searched[IDLE_BURST:]
     assert late and min(np.diff(late)) >= 14
@@ -98,7 +141,7 @@ def test_a_changing_scene_costs_at_most_the_idle_rate() -> None:
 
 
 def test_a_quiet_spell_refills_the_budget() -> None:
-    gate = IdleGate(rate_hz=2.0, refresh_period=0.0)
+    gate = make_gate(rate_hz=2.0, refresh_period=0.0)
     decisions(gate, [scene(seed) for seed in range(60)])  # budget spent
     decisions(gate, [scene(60)] * 150, start=2.0)  # 5 s unchanged
     burst = decisions(gate, [scene(100 + i) for i in range(5)], start=7.0)
@@ -106,28 +149,28 @@ def test_a_quiet_spell_refills_the_budget() -> None:
 
 
 def test_unchanged_scene_is_refreshed() -> None:
-    gate = IdleGate(rate_hz=2.0, refresh_period=1.0)
+    gate = make_gate(rate_hz=2.0, refresh_period=1.0)
     result = decisions(gate, [scene()] * 91)  # 3 s
     assert [i for i, d in enumerate(result) if d.search] == [0, 30, 60, 90]
     assert {d.reason for d in result[1:] if d.search} == {"refresh"}
 
 
 def test_tracking_searches_every_image_and_restarts_the_reference() -> None:
-    gate = IdleGate(rate_hz=2.0)
+    gate = make_gate(rate_hz=2.0)
     assert all(d.reason == "tracking" for d in decisions(gate, [scene()] * 20, tracking=True))
     after = gate.decide(scene(), 1.0, tracking=False)
     assert after.search and after.reason == "first"
 
 
 def test_new_size_and_time_going_backwards_are_searched() -> None:
-    gate = IdleGate(rate_hz=2.0, refresh_period=0.0)
+    gate = make_gate(rate_hz=2.0, refresh_period=0.0)
     decisions(gate, [scene()] * 5)
     assert gate.decide(cv2.resize(scene(), (320, 240)), 1.0, False).reason == "changed"
     assert gate.decide(cv2.resize(scene(), (320, 240)), 0.5, False).reason == "first"
 
 
 def test_threshold_zero_counts_every_image_as_changed() -> None:
-    gate = IdleGate(rate_hz=30.0, change_threshold=0.0, refresh_period=0.0)
+    gate = make_gate(rate_hz=30.0, change_threshold=0.0, refresh_period=0.0)
     rng = np.random.default_rng(4)
     assert all(d.search for d in decisions(gate, [noisy(scene(), rng) for _ in range(20)]))
 

@@ -65,7 +65,6 @@ class ImageStream:
                  queue_size: int = 1) -> None:
         self.node = node
         self.name = name
-        self.label = name or "image"  # in log lines
         self.stats = PerceptionStats()
         self.waiting: deque[Frame] = deque()  # oldest first; guarded by ``wake``
         self.queue_size = queue_size  # set by the node (parameter queue_size)

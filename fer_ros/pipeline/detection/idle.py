@@ -49,6 +49,13 @@ class IdleDecision:
     reason: str
 
 
+@dataclass(frozen=True)
+class _Reference:
+    thumb: np.ndarray  # scene_thumbnail of the last searched image
+    size: tuple[int, ...]  # its height and width
+    stamp: float  # and when it was searched
+
+
 class IdleGate:
     """Per-image search/skip decision while no face is tracked (see the module docstring).
 
@@ -57,8 +64,9 @@ class IdleGate:
     ``refresh_period`` 0 never searches an unchanged scene again.
     """
 
-    def __init__(self, rate_hz: float = 0.0, change_threshold: float = 12.0,
-                 refresh_period: float = 5.0, burst: int = IDLE_BURST) -> None:
+    def __init__(self, rate_hz: float, change_threshold: float, refresh_period: float,
+                 burst: int = IDLE_BURST) -> None:
+        # No defaults: the pipeline's (PipelineConfig.idle_*) are the only ones.
         self.configure(rate_hz, change_threshold, refresh_period)
         self.burst = burst
         self.searched = 0  # idle searches run (nobody tracked)
@@ -73,9 +81,7 @@ class IdleGate:
 
     def reset(self) -> None:
         """Forget the reference scene and refill the budget."""
-        self._ref: np.ndarray | None = None
-        self._ref_size: tuple[int, ...] = ()
-        self._last_search: float | None = None
+        self._ref: _Reference | None = None  # the last searched image
         self._last_stamp: float | None = None
         self._tokens = float(self.burst)
 
@@ -94,13 +100,13 @@ class IdleGate:
             return IdleDecision(True, "tracking")
         self._tokens = min(float(self.burst), self._tokens + elapsed * self.rate_hz)
         thumb = scene_thumbnail(image, sampled=True)
-        if self._ref is None:
+        ref = self._ref
+        if ref is None:
             reason = "first"
-        elif (image.shape[:2] != self._ref_size  # new resolution: boxes would differ
-                or scene_change(thumb, self._ref) > self.change_threshold):
+        elif (image.shape[:2] != ref.size  # new resolution: boxes would differ
+                or scene_change(thumb, ref.thumb) > self.change_threshold):
             reason = "changed"
-        elif (self.refresh_period > 0 and self._last_search is not None
-                and stamp - self._last_search >= self.refresh_period):
+        elif self.refresh_period > 0 and stamp - ref.stamp >= self.refresh_period:
             reason = "refresh"
         else:
             self.skipped += 1
@@ -109,6 +115,6 @@ class IdleGate:
             self.skipped += 1
             return IdleDecision(False, "rate")
         self._tokens -= 1.0
-        self._ref, self._ref_size, self._last_search = thumb, image.shape[:2], stamp
+        self._ref = _Reference(thumb, image.shape[:2], stamp)
         self.searched += 1
         return IdleDecision(True, reason)

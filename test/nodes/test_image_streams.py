@@ -1,0 +1,213 @@
+"""The perception node's image streams in-process (fer_ros/nodes/perception/image_streams.py):
+the waiting queue (queue_size), what it counts as dropped, bad images, stream names.
+
+The node tests show the same over DDS; these call the stream directly, in this process,
+so the order and the counts are exact and `make mutate` sees what they cover.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from fer_ros.nodes.perception.image_streams import (
+    _MAX_BAD_KINDS,
+    MAX_STREAMS,
+    ImageStream,
+    check_stream_names,
+    topic,
+)
+from fer_ros.ros.image_codec import image_to_msg
+
+pytestmark = pytest.mark.nodes
+
+
+@pytest.fixture
+def node(rclpy_context) -> Iterator[Node]:
+    node = Node("image_streams_test", context=rclpy_context)
+    yield node
+    node.destroy_node()
+
+
+def image(sec: int) -> Image:
+    msg = image_to_msg(np.zeros((4, 6, 3), np.uint8), "bgr8")
+    msg.header.stamp.sec = sec
+    return msg
+
+
+def arrive(stream: ImageStream, *secs: int) -> None:
+    for sec in secs:
+        stream._on_image(image(sec))
+
+
+def drain(stream: ImageStream) -> list[int]:
+    with stream._wake:
+        taken = []
+        while (frame := stream.take()) is not None:
+            taken.append(frame.msg.header.stamp.sec)
+        return taken
+
+
+def counts(stream: ImageStream) -> tuple[int, int, int]:
+    c = stream.stats.counts
+    return c["received"], c["dropped"], c["bad"]
+
+
+def test_queue_size_1_keeps_only_the_newest(node: Node) -> None:
+    stream = ImageStream(node, "", threading.Condition())
+    arrive(stream, 1, 2, 3)
+    assert drain(stream) == [3]
+    assert counts(stream) == (3, 2, 0)
+    assert drain(stream) == []
+
+
+def test_a_longer_queue_keeps_the_newest_n_oldest_first(node: Node) -> None:
+    stream = ImageStream(node, "", threading.Condition(), queue_size=3)
+    arrive(stream, 1, 2)
+    assert drain(stream) == [1, 2] and counts(stream) == (2, 0, 0)
+    arrive(stream, 3, 4, 5, 6, 7)
+    assert drain(stream) == [5, 6, 7] and counts(stream) == (7, 2, 0)
+
+
+def test_a_smaller_queue_size_applies_to_the_next_image(node: Node) -> None:
+    stream = ImageStream(node, "", threading.Condition(), queue_size=4)
+    arrive(stream, 1, 2, 3, 4)
+    stream.queue_size = 2
+    arrive(stream, 5)  # the queue shrinks to 2: 1, 2 and 3 go
+    assert drain(stream) == [4, 5] and counts(stream) == (5, 3, 0)
+
+
+def test_an_image_wakes_the_inference_thread(node: Node) -> None:
+    wake = threading.Condition()
+    stream = ImageStream(node, "", wake, queue_size=2)
+    woken = threading.Event()
+
+    def wait() -> None:
+        with wake:
+            if wake.wait_for(lambda: bool(stream.waiting), timeout=10):
+                woken.set()
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    arrive(stream, 1)
+    waiter.join(10)
+    assert woken.is_set()
+
+
+def test_unsubscribe_forgets_the_waiting_images(node: Node) -> None:
+    stream = ImageStream(node, "cam", threading.Condition(), queue_size=5)
+    arrive(stream, 1, 2)
+    stream.unsubscribe()
+    assert drain(stream) == []
+
+
+def test_a_bad_image_is_counted_and_logged_once_per_kind(node: Node, capfd) -> None:
+    stream = ImageStream(node, "cam", threading.Condition())
+    good = image(1)
+    assert stream.decode(_frame(stream, good)).shape == (4, 6, 3)
+    for size in (5, 7, 9):  # one kind of fault, three sizes
+        bad = image(2)
+        bad.data = bytes(bad.data)[:-size]
+        assert stream.decode(_frame(stream, bad)) is None
+    wrong = image(3)
+    wrong.encoding = "yuv422"
+    assert stream.decode(_frame(stream, wrong)) is None
+    assert counts(stream)[2] == 4
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if "dropping image on cam/image" in line]
+    assert len(lines) == 2, err
+    assert "yuv422" in lines[1]
+
+
+def _frame(stream: ImageStream, msg: Image):
+    stream._on_image(msg)
+    with stream._wake:
+        return stream.take()
+
+
+def test_stamp_of_falls_back_to_the_arrival_time(node: Node) -> None:
+    stream = ImageStream(node, "", threading.Condition())
+    before = time.monotonic()
+    stamped = _frame(stream, image(7))
+    stamped.msg.header.stamp.nanosec = 500_000_000
+    assert ImageStream.stamp_of(stamped) == 7.5
+    half = _frame(stream, image(0))
+    half.msg.header.stamp.nanosec = 500_000_000  # 0.5 s after the epoch is a stamp too
+    assert ImageStream.stamp_of(half) == 0.5
+    unstamped = _frame(stream, image(0))
+    assert before <= ImageStream.stamp_of(unstamped) == unstamped.received <= time.monotonic()
+    assert before <= stream.stats.last_received <= time.monotonic()
+
+
+def test_failures_are_counted_and_logged_at_most_every_5_s(node: Node, capfd) -> None:
+    named, unnamed = (ImageStream(node, name, threading.Condition()) for name in ("cam", ""))
+    for _ in range(3):
+        named.failed(RuntimeError("model broke"))
+    unnamed.failed(RuntimeError("other"))  # another stream: its own 5 s
+    assert counts(named)[2] == 3 and counts(unnamed)[2] == 1
+    lines = [line for line in capfd.readouterr().err.splitlines() if "failed" in line]
+    assert len(lines) == 2, lines
+    assert lines[0].endswith("processing an image from cam/image failed: "
+                             "RuntimeError('model broke')")
+    assert lines[1].endswith("processing an image failed: RuntimeError('other')")
+
+
+def test_camera_info_is_kept(node: Node) -> None:
+    from sensor_msgs.msg import CameraInfo
+
+    stream = ImageStream(node, "", threading.Condition())
+    assert stream.camera_info is None
+    info = CameraInfo(width=640)
+    stream._on_camera_info(info)
+    assert stream.camera_info is info
+
+
+def test_subscribe_and_unsubscribe(node: Node) -> None:
+    from fer_ros.ros.qos import qos_profile
+
+    stream = ImageStream(node, "cam", threading.Condition())
+    stream.subscribe(qos_profile("sensor_data"))
+    assert sorted(s.topic_name for s in node.subscriptions) == ["/cam/camera_info",
+                                                                  "/cam/image"]
+    stream.unsubscribe()
+    assert list(node.subscriptions) == []
+    stream.unsubscribe()  # twice is harmless
+    stream.close_publisher()  # none was opened: nothing to close
+    assert stream.publisher is None
+
+
+def test_after_32_kinds_of_bad_image_no_more_are_logged(node: Node, capfd) -> None:
+    stream = ImageStream(node, "", threading.Condition())
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGH"
+    for letter in letters[:_MAX_BAD_KINDS + 2]:
+        bad = image(1)
+        bad.encoding = f"weird{letter}"
+        assert stream.decode(_frame(stream, bad)) is None
+    assert counts(stream)[2] == _MAX_BAD_KINDS + 2
+    lines = [line for line in capfd.readouterr().err.splitlines() if "dropping image" in line]
+    assert len(lines) == _MAX_BAD_KINDS
+    assert "dropping image: " in lines[0] and "weirda" in lines[0]
+    assert not any("further kinds" in line for line in lines[:-1])
+    assert lines[-1].endswith(" (further kinds of bad images are not logged; see "
+                              "diagnostics 'images rejected')")
+
+
+def test_stream_names() -> None:
+    assert check_stream_names([""]) is None
+    assert check_stream_names(["cam1", "robot/head_2"]) is None
+    assert check_stream_names([]) == ("streams must name at least one stream ('' = image "
+                                      "-> faces/emotions)")
+    assert "names repeat" in check_stream_names(["a", "a"])
+    assert "'1cam' is not a topic prefix" in check_stream_names(["1cam"])
+    assert "'cam/' is not a topic prefix" in check_stream_names(["cam/"])
+    assert "'a b' is not a topic prefix" in check_stream_names(["a b"])
+    assert check_stream_names([f"c{i}" for i in range(MAX_STREAMS)]) is None
+    assert f"at most {MAX_STREAMS}" in check_stream_names(
+        [f"c{i}" for i in range(MAX_STREAMS + 1)])
+    assert topic("", "image") == "image" and topic("cam1", "image") == "cam1/image"
