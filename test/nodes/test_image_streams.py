@@ -158,6 +158,37 @@ def test_failures_are_counted_and_logged_at_most_every_5_s(node: Node, capfd) ->
     assert lines[1].endswith("processing an image failed: RuntimeError('other')")
 
 
+def test_failure_lines_are_5_s_apart(node: Node, capfd, monkeypatch) -> None:
+    from fer_ros.nodes.perception import image_streams
+
+    now = [100.0]
+    monkeypatch.setattr(image_streams.time, "monotonic", lambda: now[0])
+    stream = ImageStream(node, "", threading.Condition())
+    for now[0] in (100.0, 104.9, 105.0, 109.9, 110.0):
+        stream.failed(RuntimeError(f"at {now[0]}"))
+    lines = [line for line in capfd.readouterr().err.splitlines() if "failed" in line]
+    assert [line.rsplit("(", 1)[1] for line in lines] == [
+        "'at 100.0')", "'at 105.0')", "'at 110.0')"]
+
+
+def test_the_publisher_opens_and_closes(rclpy_context) -> None:
+    from rclpy.lifecycle import LifecycleNode
+
+    node = LifecycleNode("image_streams_lifecycle_test", context=rclpy_context)
+    try:
+        stream = ImageStream(node, "cam", threading.Condition())
+        stream.open_publisher()
+        assert stream.publisher.topic_name == "/cam/faces/emotions"
+        assert stream.publisher.qos_profile.depth == 10
+        assert [p.topic_name for p in node.publishers].count("/cam/faces/emotions") == 1
+        stream.close_publisher()
+        assert stream.publisher is None
+        assert "/cam/faces/emotions" not in [p.topic_name for p in node.publishers]
+        stream.close_publisher()  # twice is harmless
+    finally:
+        node.destroy_node()
+
+
 def test_camera_info_is_kept(node: Node) -> None:
     from sensor_msgs.msg import CameraInfo
 
@@ -193,6 +224,7 @@ def test_after_32_kinds_of_bad_image_no_more_are_logged(node: Node, capfd) -> No
     lines = [line for line in capfd.readouterr().err.splitlines() if "dropping image" in line]
     assert len(lines) == _MAX_BAD_KINDS
     assert "dropping image: " in lines[0] and "weirda" in lines[0]
+    assert lines[0].endswith("supported are bgr8, rgb8, mono8, bgra8, rgba8")
     assert not any("further kinds" in line for line in lines[:-1])
     assert lines[-1].endswith(" (further kinds of bad images are not logged; see "
                               "diagnostics 'images rejected')")

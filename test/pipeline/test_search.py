@@ -95,7 +95,7 @@ def test_a_lost_face_is_searched_for_at_once(pipeline: FacePipeline) -> None:
 
 
 def test_change_outside_tracked_faces_is_seen_and_drift_is_not() -> None:
-    search = BackgroundSearch(FaceDetector(), change_threshold=40.0)
+    search = BackgroundSearch(FaceDetector(), 40.0)
     rng = np.random.default_rng(0)
     grey = cv2.resize(rng.integers(40, 200, (14, 18), dtype=np.uint8), (720, 560),
                       interpolation=cv2.INTER_NEAREST)  # 40-pixel blocks of 40-200 grey

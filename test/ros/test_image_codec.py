@@ -117,6 +117,36 @@ def test_bad_message_encodings(encoding: str, words: list[str]) -> None:
         assert word in str(info.value)
 
 
+SUPPORTED = "supported are bgr8, rgb8, mono8, bgra8, rgba8"
+
+
+@pytest.mark.parametrize(("encoding", "message"), [
+    ("monochrome", f"unknown message encoding 'monochrome' (did you mean 'mono8'?): {SUPPORTED}"),
+    ("xyz8", f"unknown message encoding 'xyz8': {SUPPORTED}"),
+    ("YUV422", f"unsupported message encoding 'YUV422': {SUPPORTED}"),
+    ("BGR8", "unknown message encoding 'BGR8' (encodings are case-sensitive: did you mean "
+             f"'bgr8'?): {SUPPORTED}"),
+])
+def test_bad_message_encoding_messages_exactly(encoding: str, message: str) -> None:
+    with pytest.raises(ImageDecodeError) as info:
+        msg_to_image(raw_msg(encoding, 2, 2, 6, 12))
+    assert str(info.value) == message
+
+
+def test_the_largest_side_is_accepted() -> None:
+    wide = msg_to_image(raw_msg("bgr8", MAX_SIDE, 1, 3 * MAX_SIDE, 3 * MAX_SIDE), "bgr8")
+    tall = msg_to_image(raw_msg("mono8", 1, MAX_SIDE, 1, MAX_SIDE), "mono8")
+    assert wide.shape == (1, MAX_SIDE, 3) and tall.shape == (MAX_SIDE, 1)
+    with pytest.raises(ImageDecodeError) as info:
+        msg_to_image(raw_msg("mono8", 1, MAX_SIDE + 1, 1, MAX_SIDE + 1))
+    assert str(info.value) == (f"image of 1x{MAX_SIDE + 1} exceeds the {MAX_SIDE}x{MAX_SIDE} "
+                               "limit (a corrupt header?)")
+
+
+def test_encoded_messages_are_little_endian() -> None:
+    assert image_to_msg(sample_bgr()).is_bigendian == 0
+
+
 def test_bad_wanted_encoding() -> None:
     msg = image_to_msg(sample_bgr())
     with pytest.raises(ImageDecodeError, match="wanted encoding 'bgra8'"):

@@ -96,6 +96,7 @@ def test_a_start_up_value_out_of_range_raises(make_node, overrides: dict) -> Non
     ({"count": 2.5}, "parameter count: 2.5 is a float, expected a int"),
     ({"flag": 1}, "parameter flag: 1 is a int, expected a bool"),
     ({"count": True}, "parameter count: True is a bool, expected a int"),
+    ({"rate": True}, "parameter rate: True is a bool, expected a float"),
 ])
 def test_a_bad_start_up_value_raises_with_the_reason(make_node, overrides: dict,
                                                      message: str) -> None:
@@ -124,7 +125,25 @@ def test_a_converted_value_is_still_checked(make_node) -> None:
         declare_parameters(make_node(mode=1), SPECS)
 
 
-def test_run_time_sets_are_checked_then_applied_once(make_node) -> None:
+def test_check_says_why_exactly() -> None:
+    """The reasons ParamSpec.check gives (rclpy refuses a number out of its descriptor's
+    range before our check runs; the reason is ours where it does not)."""
+    rate, count, mode, _, flag, even = SPECS
+    assert rate.check(10.5) == "rate=10.5 is outside [0.5, 10.0]"
+    assert count.check(9) == "count=9 is outside [1, 5]"
+    assert count.check(5) is None and rate.check(0.5) is None
+    assert mode.check("medium") == "mode='medium' is not one of fast, slow"
+    assert flag.check(False) is None  # a bool is not a number here
+    assert even.check(3) == "even=3 is odd" and even.check(2) is None
+
+
+def test_a_float_without_limits_has_no_range() -> None:
+    desc = ParamSpec("gain", 1.0, "No limits.").descriptor()
+    assert list(desc.floating_point_range) == [] and list(desc.integer_range) == []
+    assert desc.additional_constraints == ""
+
+
+def test_run_time_sets_are_checked_then_applied_once(make_node, capfd) -> None:
     node = make_node()
     changes: list[dict] = []
     values = declare_parameters(node, SPECS, on_change=changes.append)
@@ -136,7 +155,10 @@ def test_run_time_sets_are_checked_then_applied_once(make_node) -> None:
     refused = node.set_parameters([Parameter("mode", value="medium")])[0]
     assert refused.reason == "mode='medium' is not one of fast, slow"
     refused = node.set_parameters([Parameter("even", value=5)])[0]
-    assert refused.reason == "even=5 is odd"
+    assert refused.successful is False and refused.reason == "even=5 is odd"
+    assert changes == []
+    # A parameter that is not ours (rclpy's own) is left to rclpy.
+    assert node.set_parameters([Parameter("use_sim_time", value=True)])[0].successful
     assert changes == []
 
     assert node.set_parameters([Parameter("count", value=4)])[0].successful
@@ -149,6 +171,9 @@ def test_run_time_sets_are_checked_then_applied_once(make_node) -> None:
                                            Parameter("mode", value="slow")]).successful
     assert changes[-1] == {"rate": 1.0, "mode": "slow"} and len(changes) == 2
     assert values["rate"] == 1.0 and values["mode"] == "slow"
+    logged = [line for line in capfd.readouterr().err.splitlines() if "applied" in line]
+    assert [line.split("]: ", 1)[1] for line in logged] == [
+        "parameters applied: count=4", "parameters applied: mode='slow', rate=1.0"]
 
 
 def test_a_run_time_int_for_a_float_is_converted(make_node) -> None:
@@ -177,12 +202,22 @@ def test_render_yaml_holds_every_default_and_its_description() -> None:
     assert lines[at - 1] == "    # A bool."
 
 
+def test_render_yaml_wraps_long_descriptions_at_92_columns() -> None:
+    """Filled to 92 columns (a 93rd would take the 'x'), hyphenated words kept whole."""
+    words = " ".join(f"word{i:02d}" for i in range(11))
+    text = "a" * 85 + " x " + words + " well-known-hyphenated and the rest"
+    lines = render_yaml("n", (ParamSpec("long", 1, text),), "h").splitlines()
+    assert lines[3:] == ["    # " + "a" * 85, "    # x " + words,
+                         "    # well-known-hyphenated and the rest", "    long: 1"]
+
+
 def test_render_yaml_quotes_strings_and_writes_lists() -> None:
     specs = (ParamSpec("path", 'a "b" \\c', "Quotes."),
              ParamSpec("names", ["", "cam1"], "A list."),
              ParamSpec("enabled", False, "Off."))
     params = yaml.safe_load(render_yaml("n", specs, "h"))["/**/n"]["ros__parameters"]
     assert params == {"path": 'a "b" \\c', "names": ["", "cam1"], "enabled": False}
+    assert "    enabled: false" in render_yaml("n", specs, "h").splitlines()
 
 
 class HumbleNode(Node):

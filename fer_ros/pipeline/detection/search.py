@@ -40,13 +40,13 @@ FACE_MARGIN = 0.3
 class BackgroundSearch:
     """One whole-image search at a time on a worker thread; see the module docstring."""
 
-    def __init__(self, detector: FaceDetector, change_threshold: float = 0.0) -> None:
+    def __init__(self, detector: FaceDetector, change_threshold: float) -> None:
         self.detector = detector
         self.change_threshold = change_threshold
         self._pool: ThreadPoolExecutor | None = None  # made on first use
         self._job: Future | None = None
-        self._reference: np.ndarray | None = None  # thumbnail of the image last searched
-        self._reference_boxes = np.zeros((0, 4))  # the faces tracked in it
+        # Thumbnail of the image last searched and the boxes of the faces known in it.
+        self._reference: tuple[np.ndarray, list[np.ndarray]] | None = None
         self.last_was_early = False
         self.errors = 0
         self.merged = 0  # faces that joined the tracks from a background search
@@ -74,9 +74,7 @@ class BackgroundSearch:
         """``rgb`` is searched (here or in the frame's own time), ``faces`` in it known:
         the reference for ``changed``."""
         if self.change_threshold > 0:
-            self._reference = scene_thumbnail(rgb)
-            self._reference_boxes = (np.stack([d.box for d in faces]) if faces
-                                     else np.zeros((0, 4)))
+            self._reference = scene_thumbnail(rgb), [d.box for d in faces]
         self.last_was_early = False
 
     def may_start_early(self, images_since_search: int) -> bool:
@@ -91,18 +89,19 @@ class BackgroundSearch:
         some thumbnail cell. False when off (threshold 0) or before the first search."""
         if self.change_threshold <= 0 or self._reference is None:
             return False
+        reference, reference_boxes = self._reference
         thumb = scene_thumbnail(rgb)
-        if thumb.shape != self._reference.shape:
+        if thumb.shape != reference.shape:
             return True
         # How far each cell is outside the range of the reference's cells around it: a
         # scene that drifts, or a camera that shakes, by up to a cell (20 pixels at
         # 640x480) mixes neighbouring cells, which stays within their range.
         h, w = thumb.shape
-        padded = np.pad(self._reference, 1, mode="edge")
+        padded = np.pad(reference, 1, mode="edge")
         around = np.stack([padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)])
         diff = np.maximum(thumb - around.max(axis=0), around.min(axis=0) - thumb)
         diff[[0, -1], :] = diff[:, [0, -1]] = 0.0  # a moving camera's new edge, not a newcomer
-        boxes = [d.box for d in tracked] + list(self._reference_boxes)
+        boxes = [d.box for d in tracked] + reference_boxes
         if boxes:
             grown = np.asarray(boxes, np.float64)
             size = grown[:, 2:] - grown[:, :2]

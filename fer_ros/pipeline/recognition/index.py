@@ -168,11 +168,10 @@ def _int8_product_session(weights: np.ndarray) -> tuple[Any, Any]:
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
+    # EXTERNAL: ONNX Runtime replaces only an external initializer with the one given in
+    # the options (it needs no location, offset or length for it).
     placeholder = TensorProto(name="weights", data_type=TensorProto.UINT8,
                               dims=weights.shape, data_location=TensorProto.EXTERNAL)
-    for key, value in (("location", "in-memory"), ("offset", "0"),
-                       ("length", str(weights.nbytes))):
-        placeholder.external_data.add(key=key, value=value)
     zero = numpy_helper.from_array(np.array(128, np.uint8), "zero")
     graph = helper.make_graph(
         [helper.make_node("MatMulInteger", ["faces", "weights", "zero", "zero"],

@@ -37,11 +37,8 @@ class Track:
         counts = Counter(name for name, _ in self.votes)
         top = max(counts.values())
         # Ties go to the most recent of the tied names.
-        for name, _ in reversed(self.votes):
-            if counts[name] == top:
-                sims = [s for n, s in self.votes if n == name]
-                return name, float(np.mean(sims))
-        return UNKNOWN, 0.0  # unreachable: votes is not empty
+        name = next(n for n, _ in reversed(self.votes) if counts[n] == top)
+        return name, float(np.mean([s for n, s in self.votes if n == name]))
 
     def smooth_emotion(self, probs: np.ndarray, alpha: float) -> np.ndarray:
         """Exponential moving average; alpha is the weight kept from the past (0 = none)."""
@@ -53,8 +50,8 @@ class Track:
 
 
 class FaceTracker:
-    def __init__(self, iou_threshold: float = 0.3, max_age: float = 1.0,
-                 vote_window: int = 5) -> None:
+    def __init__(self, iou_threshold: float, max_age: float, vote_window: int) -> None:
+        # No defaults: the pipeline's (PipelineConfig) are the only ones.
         self.iou_threshold = iou_threshold
         self.max_age = max_age
         self.vote_window = vote_window
@@ -98,8 +95,8 @@ class FaceTracker:
                               votes=deque(maxlen=self.vote_window))
                 self._next_id += 1
                 self.tracks[track.track_id] = track
-            track.box = det.box.copy()
-            track.last_seen = stamp
+            else:
+                track.box, track.last_seen = det.box.copy(), stamp
             track.frames += 1
             result.append(track)
         return result
