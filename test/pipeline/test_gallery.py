@@ -66,9 +66,34 @@ def test_legacy_face_embeddings_pytorch_json(tmp_path: Path) -> None:
     gallery = Gallery.load(path)
     assert gallery.names() == ["ada", "bob"] and gallery.num_embeddings("bob") == 2
     assert gallery.model == "facenet-pytorch-vggface2"
+    assert gallery.dim == DIM and gallery.source_format == "face_embeddings_pytorch.json"
+    assert gallery.people["bob"].sources == ["legacy:face_embeddings_pytorch.json"] * 2
+    assert np.allclose(gallery.people["ada"].embeddings, unit(1))
     path.write_text(json.dumps({"embeddings": unit(4, 3).tolist(),
                                 "labels": ["ada", "ada", "cy"]}))
-    assert Gallery.load(path).num_embeddings("ada") == 2
+    grouped = Gallery.load(path, legacy_model="other-model")
+    assert grouped.names() == ["ada", "cy"] and grouped.model == "other-model"
+    assert np.allclose(grouped.people["ada"].embeddings, unit(4, 3)[:2])
+    assert np.allclose(grouped.people["cy"].embeddings, unit(4, 3)[2:])
+    path.write_text(json.dumps({"embeddings": unit(5, 2).tolist(), "names": ["dee", 7]}))
+    assert Gallery.load(path).names() == ["7", "dee"]  # names are strings
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    ({"embeddings": [[1.0, 0.0]], "labels": "ada"}, "'labels' must list one name per embedding"),
+    ({"embeddings": [[1.0, 0.0]], "labels": ["ada", "bob"]},
+     "'labels' must list one name per embedding"),
+    ({"format": "other", "people": {}}, "unknown gallery format 'other'"),
+    ({"schema_version": 2, "people": {}}, "unknown gallery format None"),
+    ({}, "holds no embeddings"),
+    ({"ada": [1.0, 0.0], "bob": [[1.0, 0.0, 0.0]]}, "embeddings of different lengths [2, 3]"),
+])
+def test_legacy_files_that_cannot_be_read(tmp_path: Path, content: dict, problem: str) -> None:
+    path = tmp_path / "face_embeddings_pytorch.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(GalleryError) as info:
+        Gallery.load(path)
+    assert str(info.value).endswith(problem), str(info.value)
 
 
 def test_mixing_embedding_spaces_is_refused(tmp_path: Path) -> None:

@@ -163,8 +163,23 @@ def test_postgres_catch_up_and_outage(postgres: PostgresCluster) -> None:  # noq
 
 def test_password_never_shown() -> None:
     url = "postgresql://robot:s3cret@db.local:5432/gallery?password=s3cret&sslmode=require"
-    shown = redact(url)
-    assert "s3cret" not in shown and "robot" in shown and "db.local" in shown
+    assert redact(url) == ("postgresql://robot:***@db.local:5432/gallery?password=***&"
+                           "sslmode=require")
+    # A password holding ':' or '@' is hidden whole; the host is what follows the last '@'.
+    assert redact("postgresql://robot:pa:ss@db/g") == "postgresql://robot:***@db/g"
+    assert redact("postgresql://robot:p@ss@db/g") == "postgresql://robot:***@db/g"
+    # Nothing to hide: unchanged, empty query values included.
+    for plain in ("postgresql://robot@db.local/gallery",
+                  "postgresql://db.local/gallery?sslmode=require&application_name="):
+        assert redact(plain) == plain
+
+
+def test_first_line_of_an_error() -> None:
+    from fer_ros.pipeline.recognition.storage.postgres import _first_line
+
+    assert _first_line(OSError("connection refused\n\tIs the server running?")) == (
+        "connection refused")
+    assert _first_line(OSError("  \n")) == "OSError"
 
 
 def test_import_export_between_json_sqlite_and_legacy(tmp_path: Path) -> None:
