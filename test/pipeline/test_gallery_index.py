@@ -153,3 +153,43 @@ def test_two_people_and_a_person_without_embeddings(indexed) -> None:
     got = alone.match(faces, 0.5, 0.05)
     assert_same(got, float32_matches(alone, faces))
     assert all(m.best == "ann" and m.runner_up == -1.0 for m in got)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_edits_reuse_the_index_and_stay_exact(indexed, seed: int) -> None:
+    """Removals, re-enrolments (some with no embeddings left), newcomers (some empty): the
+    index stays in use and every match is the float32 rule's, name, similarity and
+    runner-up. (Not here: a newcomer with exactly an indexed person's embeddings. The two
+    products round the last bit differently, so which of the two is `best` may differ;
+    at any margin above 0 both are unknown either way.)"""
+    rng = np.random.default_rng(200 + seed)
+    gallery = make_gallery(rng, 300)
+    gallery.people["empty-one"] = Person("empty-one", np.zeros((0, DIM), np.float32))
+    index = gallery.prepare().index
+    names = sorted(gallery.people)
+    picked = [str(n) for n in rng.choice(names, 6, replace=False)]
+    changes: dict[str, Person | None] = {name: None for name in picked[:3]}
+    for name in picked[3:6]:
+        changes[name] = Person(name, unit(rng, int(rng.integers(0, 3))))
+    changes["new-empty"] = Person("new-empty", np.zeros((0, DIM), np.float32))
+    changes["newcomer"] = Person("newcomer", unit(rng, 2))
+    changed = gallery.with_changes(changes)
+    plan = changed.prepare()
+    assert plan.index is index  # a few rows changed: no rebuild
+    kept = [n for n in names if n not in changes][:4]
+    faces = np.concatenate([
+        unit(rng, 4),
+        near(rng, np.stack([changed.people[n].embeddings[0] for n in kept
+                            if len(changed.people[n].embeddings)]), 0.3),
+        changed.people["newcomer"].embeddings[:1],
+        near(rng, changed.people["newcomer"].embeddings[1:], 0.8)])
+    for threshold, margin in ((0.5, 0.05), (0.0, 0.0), (0.9, 0.2)):
+        assert_same(changed.match(faces, threshold, margin),
+                    float32_matches_at(changed, faces, threshold, margin))
+
+
+def float32_matches_at(gallery: Gallery, faces: np.ndarray, threshold: float,
+                       margin: float) -> list[Match]:
+    plain = gallery.copy()
+    plain._index, plain._plan = None, False
+    return plain.match(faces, threshold, margin)
