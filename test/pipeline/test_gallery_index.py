@@ -27,11 +27,12 @@ def indexed(monkeypatch) -> None:
     monkeypatch.setattr(gallery_index, "MIN_ROWS", 1)
 
 
-def float32_matches(gallery: Gallery, faces: np.ndarray) -> list[Match]:
+def float32_matches(gallery: Gallery, faces: np.ndarray, threshold: float = 0.5,
+                    margin: float = 0.05) -> list[Match]:
     """Today's rule: one float32 product over everyone."""
     plain = gallery.copy()
     plain._index, plain._plan = None, False
-    return plain.match(faces, 0.5, 0.05)
+    return plain.match(faces, threshold, margin)
 
 
 def assert_same(got: list[Match], want: list[Match]) -> None:
@@ -185,11 +186,4 @@ def test_random_edits_reuse_the_index_and_stay_exact(indexed, seed: int) -> None
         near(rng, changed.people["newcomer"].embeddings[1:], 0.8)])
     for threshold, margin in ((0.5, 0.05), (0.0, 0.0), (0.9, 0.2)):
         assert_same(changed.match(faces, threshold, margin),
-                    float32_matches_at(changed, faces, threshold, margin))
-
-
-def float32_matches_at(gallery: Gallery, faces: np.ndarray, threshold: float,
-                       margin: float) -> list[Match]:
-    plain = gallery.copy()
-    plain._index, plain._plan = None, False
-    return plain.match(faces, threshold, margin)
+                    float32_matches(changed, faces, threshold, margin))
