@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,7 @@ class PostgresCluster:
             shutil.chown(root, "postgres")
         self._run([_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", self.USER,
                    "--no-sync"])
+        self.databases = 0
         self.start()
         self._run(["psql", "-h", str(root), "-U", self.USER, "-d", "postgres", "-q", "-c",
                    "CREATE DATABASE gallery"])
@@ -56,8 +58,17 @@ class PostgresCluster:
                         "stop"], capture_output=True, check=False)
 
 
-@pytest.fixture
-def postgres() -> Iterator[PostgresCluster]:
+    def new_database(self) -> str:
+        """The URL of a new, empty database on this server."""
+        self.databases += 1
+        name = f"gallery{self.databases}"
+        self._run(["psql", "-h", str(self.root), "-U", self.USER, "-d", "postgres", "-q", "-c",
+                   f"CREATE DATABASE {name}"])
+        return f"postgresql://{self.USER}@/{name}?host={self.socket_dir}"
+
+
+@contextmanager
+def _cluster() -> Iterator[PostgresCluster]:
     # Not under pytest's tmp_path: its parents are 0700 and the postgres user must enter.
     root = Path(tempfile.mkdtemp(prefix=f"fer_ros-pg-{getpass.getuser()}-"))
     try:
@@ -68,3 +79,18 @@ def postgres() -> Iterator[PostgresCluster]:
             cluster.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres() -> Iterator[PostgresCluster]:
+    """A server of this test's own (it may stop and start it)."""
+    with _cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def postgres_server() -> Iterator[PostgresCluster]:
+    """One server for a module's tests, each of which takes a new database on it
+    (`new_database`) and never stops it."""
+    with _cluster() as cluster:
+        yield cluster

@@ -27,6 +27,7 @@ from fer_ros.bench import BAGS, RATE_HZ, data, live, naming, peers, report, stre
 from fer_ros.nodes.perception.params import PARAMS
 from fer_ros.pipeline import FacePipeline, PipelineConfig
 from fer_ros.pipeline.emotion import EmotionClassifier
+from fer_ros.pipeline.recognition import gallery_file
 from fer_ros.pipeline.recognition.facenet import FaceEmbedder
 
 NAIVE = "naive (MTCNN+FaceNet+emotion, every face)"
@@ -142,7 +143,8 @@ class BenchRun:
         named = peers.ours_named_accuracy(ours, self.args.id_limit)
         gallery = named.pop("gallery")
         self.identity["ours"].update(named)
-        self.overrides.setdefault("gallery_path", str(gallery.save(self.out / "gallery.json")))
+        saved = gallery_file.save(gallery, self.out / "gallery.json")
+        self.overrides.setdefault("gallery_path", str(saved))
 
     def run_live(self) -> None:
         self.log(f"live: perception_node over DDS, {self.args.seconds:g} s per bag at "

@@ -12,8 +12,9 @@ from fer_ros.pipeline.device import resolve_device
 from fer_ros.pipeline.engine.models import PipelineModels
 from fer_ros.pipeline.engine.pipeline import FacePipeline, FaceStreams
 from fer_ros.pipeline.recognition.gallery import Gallery, GalleryError
+from fer_ros.pipeline.recognition.storage import open_storage
 from fer_ros.pipeline.types import UNKNOWN, Detection, FaceResult, StageTimes
 
 __all__ = ["RUNTIME_SETTINGS", "UNKNOWN", "Detection", "FacePipeline", "FaceResult",
            "FaceStreams", "Gallery", "GalleryError", "PipelineConfig", "PipelineModels",
-           "StageTimes", "resolve_device"]
+           "StageTimes", "open_storage", "resolve_device"]

@@ -28,7 +28,7 @@ from sensor_msgs.msg import Image
 
 from fer_ros.msg import FaceEmotionArray
 from fer_ros.pipeline import PipelineConfig
-from fer_ros.pipeline.recognition.gallery import Gallery
+from fer_ros.pipeline.recognition import gallery_file
 from fer_ros.ros.image_codec import image_to_msg
 from fer_ros.srv import EnrollFace
 
@@ -357,7 +357,7 @@ def test_enrol_with_several_faces_takes_the_largest(shared: Client) -> None:
     biggest = max(out.faces, key=lambda f: f.box.width * f.box.height)
     assert abs(width - biggest.box.width) <= 0.1 * width
     assert abs(height - biggest.box.height) <= 0.1 * height
-    gallery = Gallery.load(shared.gallery)
+    gallery = gallery_file.load(shared.gallery)
     assert gallery.num_embeddings("group_largest") == 1
 
 
@@ -375,7 +375,7 @@ def test_enrolment_while_recognising_never_tears(shared: Client) -> None:
     def read_loop() -> None:
         while not stop.is_set():
             try:
-                Gallery.load(shared.gallery)
+                gallery_file.load(shared.gallery)
                 reads["ok"] += 1
             except Exception as exc:  # any failure at all is the finding
                 reads["failed"].append(repr(exc))
@@ -405,7 +405,7 @@ def test_enrolment_while_recognising_never_tears(shared: Client) -> None:
         [r.message for r in responses if not r.success]
     counts = [r.num_embeddings for r in responses]
     assert counts == sorted(counts) and len(set(counts)) == len(counts), counts
-    gallery = Gallery.load(shared.gallery)
+    gallery = gallery_file.load(shared.gallery)
     assert gallery.num_embeddings(PERSON) == counts[-1]
     names = set(gallery.names()) | {"unknown"}
     threshold = PipelineConfig().recognition_threshold  # the node's default

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import fer_ros
+from fer_ros.pipeline.recognition import gallery_file
 from fer_ros.pipeline.recognition.gallery import UNKNOWN, Gallery, GalleryError
 
 DIM = 8
@@ -32,9 +33,9 @@ def sample_gallery() -> Gallery:
 
 
 def test_save_and_load_round_trip_with_mode_0600(tmp_path: Path) -> None:
-    path = sample_gallery().save(tmp_path / "g.json")
+    path = gallery_file.save(sample_gallery(), tmp_path / "g.json")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    loaded = Gallery.load(path)
+    loaded = gallery_file.load(path)
     assert loaded.names() == ["ada", "bob"] and loaded.model == "model-a"
     assert loaded.num_embeddings("ada") == 2
     assert np.allclose(loaded.people["ada"].embeddings, unit(1, 2), atol=1e-6)
@@ -63,7 +64,7 @@ def test_empty_gallery_matches_unknown() -> None:
 def test_legacy_face_embeddings_pytorch_json(tmp_path: Path) -> None:
     path = tmp_path / "face_embeddings_pytorch.json"
     path.write_text(json.dumps({"ada": unit(1)[0].tolist(), "bob": unit(2, 2).tolist()}))
-    gallery = Gallery.load(path)
+    gallery = gallery_file.load(path)
     assert gallery.names() == ["ada", "bob"] and gallery.num_embeddings("bob") == 2
     assert gallery.model == "facenet-pytorch-vggface2"
     assert gallery.dim == DIM and gallery.source_format == "face_embeddings_pytorch.json"
@@ -71,12 +72,12 @@ def test_legacy_face_embeddings_pytorch_json(tmp_path: Path) -> None:
     assert np.allclose(gallery.people["ada"].embeddings, unit(1))
     path.write_text(json.dumps({"embeddings": unit(4, 3).tolist(),
                                 "labels": ["ada", "ada", "cy"]}))
-    grouped = Gallery.load(path, legacy_model="other-model")
+    grouped = gallery_file.load(path, legacy_model="other-model")
     assert grouped.names() == ["ada", "cy"] and grouped.model == "other-model"
     assert np.allclose(grouped.people["ada"].embeddings, unit(4, 3)[:2])
     assert np.allclose(grouped.people["cy"].embeddings, unit(4, 3)[2:])
     path.write_text(json.dumps({"embeddings": unit(5, 2).tolist(), "names": ["dee", 7]}))
-    assert Gallery.load(path).names() == ["7", "dee"]  # names are strings
+    assert gallery_file.load(path).names() == ["7", "dee"]  # names are strings
 
 
 @pytest.mark.parametrize(("content", "problem"), [
@@ -86,20 +87,123 @@ def test_legacy_face_embeddings_pytorch_json(tmp_path: Path) -> None:
     ({"format": "other", "people": {}}, "unknown gallery format 'other'"),
     ({"schema_version": 2, "people": {}}, "unknown gallery format None"),
     ({}, "holds no embeddings"),
+    ({"embeddings": [], "labels": []}, "embeddings of 'embeddings' must be a non-empty list"),
+    ({"ada": [[1.0, 0.0]], "bob": []}, "embeddings of 'bob' must be a non-empty list"),
+    ({"ada": [[1.0, 0.0]], "bob": [[0.0, 0.0]]}, "person 'bob': an embedding is all zeros"),
     ({"ada": [1.0, 0.0], "bob": [[1.0, 0.0, 0.0]]}, "embeddings of different lengths [2, 3]"),
 ])
 def test_legacy_files_that_cannot_be_read(tmp_path: Path, content: dict, problem: str) -> None:
     path = tmp_path / "face_embeddings_pytorch.json"
     path.write_text(json.dumps(content))
     with pytest.raises(GalleryError) as info:
-        Gallery.load(path)
+        gallery_file.load(path)
     assert str(info.value).endswith(problem), str(info.value)
+
+
+def test_a_person_named_like_a_legacy_key_is_a_person(tmp_path: Path) -> None:
+    """Only "embeddings" together with "labels" (or "names") is the grouped shape."""
+    path = tmp_path / "face_embeddings_pytorch.json"
+    path.write_text(json.dumps({"labels": unit(1)[0].tolist(), "names": unit(2)[0].tolist()}))
+    assert gallery_file.load(path).names() == ["labels", "names"]
+    path.write_text(json.dumps({"embeddings": unit(3)[0].tolist()}))
+    assert gallery_file.load(path).names() == ["embeddings"]
 
 
 def test_mixing_embedding_spaces_is_refused(tmp_path: Path) -> None:
     gallery = sample_gallery()
-    with pytest.raises(GalleryError, match="mixing embedding spaces"):
+    with pytest.raises(GalleryError) as info:
         gallery.check_model("model-b")
+    assert str(info.value).startswith(
+        "the gallery holds embeddings of model 'model-a', but faces are embedded with "
+        "'model-b'; mixing embedding spaces gives meaningless similarities.")
+    path = gallery_file.save(gallery, tmp_path / "g.json")
+    with pytest.raises(GalleryError) as info:
+        gallery_file.load(path).check_model("model-b")
+    assert str(info.value).startswith(f"gallery {path} holds embeddings of model 'model-a'")
+    gallery.check_model("model-a")  # the same space: nothing to say
+
+
+def test_file_format_is_stable(tmp_path: Path) -> None:
+    """The file, byte for byte: other tools (and people) read it."""
+    gallery = Gallery("model-a", 2)
+    gallery.add("bob", [[3.0, 4.0]], ["cam"])
+    gallery.add("ada", [[1.0, 0.0]])
+    gallery.created, gallery.updated = "2026-01-02T03:04:05+00:00", "2026-01-03T00:00:00+00:00"
+    gallery.people["bob"].added = ["2026-01-02T03:04:06+00:00"]
+    gallery.people["ada"].added = ["2026-01-02T03:04:07+00:00"]
+    gallery.people["bob"].embeddings[0, 0] = 0.123456789  # rounded to 7 digits
+    path = gallery_file.save(gallery, tmp_path / "new" / "folder" / "g.json")
+    assert gallery.path == path == tmp_path / "new" / "folder" / "g.json"
+    assert path.read_text() == textwrap.dedent("""\
+        {
+         "format": "fer_ros.gallery",
+         "schema_version": 1,
+         "model": "model-a",
+         "embedding_dim": 2,
+         "created": "2026-01-02T03:04:05+00:00",
+         "updated": "2026-01-03T00:00:00+00:00",
+         "people": {
+          "ada": {
+           "embeddings": [
+            [
+             1.0,
+             0.0
+            ]
+           ],
+           "added": [
+            "2026-01-02T03:04:07+00:00"
+           ],
+           "sources": [
+            ""
+           ]
+          },
+          "bob": {
+           "embeddings": [
+            [
+             0.1234568,
+             0.8
+            ]
+           ],
+           "added": [
+            "2026-01-02T03:04:06+00:00"
+           ],
+           "sources": [
+            "cam"
+           ]
+          }
+         }
+        }""")
+    loaded = gallery_file.load(path)
+    assert (loaded.created, loaded.updated) == (gallery.created, gallery.updated)
+    assert loaded.people["bob"].added == ["2026-01-02T03:04:06+00:00"]
+    assert loaded.people["bob"].sources == ["cam"] and loaded.source_format == "fer_ros.gallery"
+
+
+def test_a_gallery_made_in_memory_needs_a_path_to_be_saved() -> None:
+    with pytest.raises(GalleryError, match=r"^no path to save the gallery to$"):
+        gallery_file.save(sample_gallery())
+
+
+def test_edits_say_what_is_wrong_and_stamp_the_change(monkeypatch) -> None:
+    from fer_ros.pipeline.recognition import gallery as gallery_module
+
+    ticks = iter(f"2026-01-01T00:00:0{i}+00:00" for i in range(10))
+    monkeypatch.setattr(gallery_module, "_now", lambda: next(ticks))
+    gallery = Gallery("model-a", DIM)
+    assert gallery.created == gallery.updated == "2026-01-01T00:00:00+00:00"
+    with pytest.raises(GalleryError) as info:
+        gallery.remove("ada")
+    assert str(info.value) == "'ada' is not in the gallery (enrolled: nobody)"
+    gallery.add("bob", unit(1))
+    gallery.add("ada", unit(2))
+    assert gallery.updated == "2026-01-01T00:00:02+00:00"
+    assert gallery.people["ada"].added == ["2026-01-01T00:00:02+00:00"]
+    with pytest.raises(GalleryError) as info:
+        gallery.remove("cy")
+    assert str(info.value) == "'cy' is not in the gallery (enrolled: ada, bob)"
+    gallery.remove("bob")
+    assert gallery.updated == "2026-01-01T00:00:03+00:00" and gallery.names() == ["ada"]
+    assert (gallery.num_embeddings("ada"), gallery.num_embeddings("bob")) == (1, 0)
 
 
 @pytest.mark.parametrize("content, problem", [
@@ -122,7 +226,7 @@ def test_bad_files_give_a_clear_error_naming_the_file(tmp_path: Path, content: s
     path = tmp_path / "bad.json"
     path.write_text(content)
     with pytest.raises(GalleryError) as info:
-        Gallery.load(path)
+        gallery_file.load(path)
     assert str(path) in str(info.value) and problem in str(info.value)
 
 
@@ -144,19 +248,26 @@ def test_bad_embeddings_leave_the_gallery_as_it_was() -> None:
 
 
 def test_failed_save_keeps_the_previous_file(tmp_path: Path, monkeypatch) -> None:
-    path = sample_gallery().save(tmp_path / "g.json")
+    path = gallery_file.save(sample_gallery(), tmp_path / "g.json")
     before = path.read_bytes()
-    gallery = Gallery.load(path)
+    gallery = gallery_file.load(path)
     gallery.add("cy", unit(7))
 
-    def broken_replace(*_args, **_kwargs):
+    temporary = []
+
+    def broken_replace(source, _target):
+        temporary.append(Path(source))
+        assert temporary[0].exists()
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError):
-        gallery.save()
+        gallery_file.save(gallery)  # to the file it was read from
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["g.json"]  # no temp file left behind
+    # It was written beside the target (a rename within one file system), hidden.
+    assert temporary[0].parent == tmp_path
+    assert temporary[0].name.startswith(".g.json.") and temporary[0].suffix == ".tmp"
 
 
 def test_kill_during_save_never_leaves_a_partial_gallery(tmp_path: Path) -> None:
@@ -165,13 +276,14 @@ def test_kill_during_save_never_leaves_a_partial_gallery(tmp_path: Path) -> None
     script = textwrap.dedent(f"""
         import numpy as np, sys
         from fer_ros.pipeline.recognition.gallery import Gallery
+        from fer_ros.pipeline.recognition.gallery_file import save
         g = Gallery("m", 512)
         for i in range(40):
             g.add(f"p{{i}}", np.random.default_rng(i).normal(size=(5, 512)))
-        g.save({str(path)!r})
+        save(g, {str(path)!r})
         print("saved", sys.modules["fer_ros"].__file__, flush=True)
         while True:
-            g.save({str(path)!r})
+            save(g, {str(path)!r})
     """)
     for delay in (0.3, 0.55, 0.8):
         # Started outside the checkout: `python -c` puts its working folder first on the
@@ -185,5 +297,5 @@ def test_kill_during_save_never_leaves_a_partial_gallery(tmp_path: Path) -> None
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        gallery = Gallery.load(path)  # raises if truncated or corrupt
+        gallery = gallery_file.load(path)  # raises if truncated or corrupt
         assert len(gallery) == 40

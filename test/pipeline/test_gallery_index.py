@@ -83,6 +83,43 @@ def test_error_bound_holds_for_every_person(indexed) -> None:
     assert np.all(error < 0.05)  # and the bound is tight enough to prune
 
 
+def aligned_faces(index: gallery_index.Int8Index) -> tuple[np.ndarray, int]:
+    """Two faces that make each term of the bound (module docstring of index.py) nearly
+    as large as it may be, for the indexed row with the largest quantisation residual:
+    one along that residual, one whose own quantisation residual lies along the row."""
+    matrix = index.matrix.astype(np.float64)
+    scale = index.scale
+    residuals = matrix - scale * np.rint(matrix / scale)
+    row = int(np.argmax(np.linalg.norm(residuals, axis=1)))
+    along_residual = residuals[row] / np.linalg.norm(residuals[row])
+    # One large value that sets the face's scale, plus the row so small that it
+    # quantises to zero: the face's residual is (nearly) the row itself.
+    axis = int(np.argmin(np.abs(matrix[row])))
+    small = 0.9 / (254 * np.abs(matrix[row]).max())
+    along_row = small * matrix[row]
+    along_row[axis] = 1.0
+    faces = np.stack([along_residual, along_row / np.linalg.norm(along_row)])
+    return faces.astype(np.float32), row
+
+
+def test_error_bound_is_sound_and_tight_for_the_worst_faces(indexed) -> None:
+    """Random faces stay far inside the bound; these two reach 70% of it. So a bound 30%
+    too small misses their error, and one 20% too large (which would prune less) fails
+    the second check."""
+    rng = np.random.default_rng(14)
+    gallery = Gallery("test-model", DIM)
+    for i in range(64):
+        gallery.people[f"p{i:02d}"] = Person(f"p{i:02d}", unit(rng, 1))
+    index = gallery.prepare().index
+    faces, row = aligned_faces(index)
+    person = np.searchsorted(index.starts, row, side="right") - 1
+    best, unit_, error = index.approximate(faces)
+    exact = index.exact(faces, np.array([person]))[:, 0]
+    deviation = np.abs(best[:, person] * unit_ - exact)
+    assert np.all(deviation <= error)
+    assert np.all(deviation >= 0.6 * error), (deviation, error)
+
+
 def test_int8_products_are_exact_at_the_extremes() -> None:
     """uint8 x int8 saturates in ONNX Runtime on AVX2; the uint8 x uint8 product we use
     must not, even with every value at +-127."""

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import pytest
 from pgutil import PostgresCluster, postgres  # noqa: F401 (fixture)
 
 from fer_ros.paths import fer_ros_command
+from fer_ros.pipeline.recognition import gallery_file
 from fer_ros.pipeline.recognition.gallery import Gallery, GalleryError
 from fer_ros.pipeline.recognition.storage import GalleryStorage, copy_gallery, open_storage
 from fer_ros.pipeline.recognition.storage.postgres import redact
@@ -161,6 +164,28 @@ def test_postgres_catch_up_and_outage(postgres: PostgresCluster) -> None:  # noq
     other.close()
 
 
+def test_postgres_listen_calls_back_at_each_edit_and_once_when_the_server_goes(
+        postgres: PostgresCluster) -> None:  # noqa: F811
+    """NOTIFY, not polling: nothing here polls, so every call is the listener's."""
+    calls: queue.Queue[int] = queue.Queue()
+    listener = open_storage(postgres.url, MODEL, DIM)
+    writer = open_storage(postgres.url, MODEL, DIM)
+    listener.listen(lambda: calls.put(1))
+    listener.listen(lambda: calls.put(2))  # one listener per storage: ignored
+    threads = [t for t in threading.enumerate() if t.name == "gallery-listen"]
+    assert len(threads) == 1 and threads[0].daemon  # never holds up the process's exit
+    assert calls.get(timeout=10) == 1  # listening: catch up on anything missed before
+    for name in ("ada", "bob"):
+        writer.add(name, unit(1), ["x"])
+        assert calls.get(timeout=10) == 1, name
+    writer.close()
+    postgres.stop()
+    assert calls.get(timeout=10) == 1  # the connection broke: look (and find it gone)
+    listener.close()
+    assert not threads[0].is_alive()
+    assert calls.empty()
+
+
 def test_password_never_shown() -> None:
     url = "postgresql://robot:s3cret@db.local:5432/gallery?password=s3cret&sslmode=require"
     assert redact(url) == ("postgresql://robot:***@db.local:5432/gallery?password=***&"
@@ -193,7 +218,7 @@ def test_import_export_between_json_sqlite_and_legacy(tmp_path: Path) -> None:
                                 text=True, check=False)
         assert result.returncode == 0, result.stderr
     assert "ada" in result.stdout and "bob" in result.stdout
-    assert Gallery.load(out).names() == ["ada", "bob"]
+    assert gallery_file.load(out).names() == ["ada", "bob"]
     assert copy_gallery(open_storage(str(out)), open_storage(str(tmp_path / "c.db"))) == 2
 
 

@@ -40,7 +40,6 @@ import threading
 import time
 
 import cv2
-import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
@@ -49,6 +48,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from std_srvs.srv import Trigger
 
 from fer_ros.nodes.perception.diagnostics import perception_status
+from fer_ros.nodes.perception.enrol_images import EnrolRefused, LatestImages
 from fer_ros.nodes.perception.image_streams import ImageStream
 from fer_ros.nodes.perception.params import PARAMS
 from fer_ros.pipeline import RUNTIME_SETTINGS, FaceStreams, GalleryError, PipelineConfig
@@ -83,8 +83,7 @@ class PerceptionNode(LifecycleNode):
         # The last processed image of each stream and its number of faces, for enrolment
         # (one tuple, so the service never pairs an image with another image's count),
         # and the stream processed last.
-        self._latest: dict[str, tuple[np.ndarray, int]] = {}
-        self._latest_stream: str | None = None
+        self._latest = LatestImages()  # what the enroll service enrols from
         self._configured: list = []  # what configure made, for cleanup
         self._configure_error: Exception | None = None
         # Diagnostics in every state: a lifecycle manager sees why nothing comes out.
@@ -178,7 +177,8 @@ class PerceptionNode(LifecycleNode):
             self.gallery.close()
         if self.faces is not None:
             self.faces.close()
-        self.gallery, self.faces, self._latest, self._latest_stream = None, None, {}, None
+        self.gallery, self.faces = None, None
+        self._latest.clear()
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -207,9 +207,7 @@ class PerceptionNode(LifecycleNode):
         for name, stream in self.streams.items():
             if name not in kept:
                 stream.close_publisher()
-                self._latest.pop(name, None)
-                if self._latest_stream == name:
-                    self._latest_stream = None
+                self._latest.forget(name)
         if self.faces is not None:
             self.faces.set_streams(names)
             for stream in kept.values():
@@ -256,19 +254,11 @@ class PerceptionNode(LifecycleNode):
             response.message = f"refused: {exc}"
             self.get_logger().warning(response.message)
             return response
-        stream = request.stream or self._latest_stream
-        if stream is None:
-            response.message = "refused: no image received yet"
+        try:
+            image, faces_seen = self._latest.for_enrolment(request.stream, self.streams)
+        except EnrolRefused as exc:
+            response.message = str(exc)
             return response
-        if stream not in self.streams:
-            response.message = (f"refused: no stream {stream!r} (streams: "
-                                f"{', '.join(map(repr, self.streams))})")
-            return response
-        latest = self._latest.get(stream)
-        if latest is None:
-            response.message = "refused: no image received yet"
-            return response
-        image, faces_seen = latest
         try:
             detection, embedding = self.faces.embed_largest_face(image)
         except ValueError as exc:
@@ -331,8 +321,7 @@ class PerceptionNode(LifecycleNode):
             if isinstance(faces, Exception):  # this stream's image only
                 stream.failed(faces)
                 continue
-            self._latest[name] = (images[name][0], len(faces))
-            self._latest_stream = name
+            self._latest.processed(name, images[name][0], len(faces))
             if not self._active.is_set():
                 return  # deactivated while these images were processed: say nothing
             try:

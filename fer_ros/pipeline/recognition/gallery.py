@@ -1,33 +1,18 @@
-"""The gallery of enrolled people: load, match, edit and save, safely.
-
-Two file formats are read:
-
-* ours (``"format": "fer_ros.gallery"``, ``schema_version`` 1): several embeddings per
-  person, the embedding model's name (the embedding space), creation/update times;
-* the original system's ``face_embeddings_pytorch.json``: a JSON object of saved
-  embeddings with their labels, in any of the shapes ``{"name": [512 floats]}``,
-  ``{"name": [[512 floats], ...]}`` or ``{"embeddings": [[...]], "labels": [...]}``
-  (``names`` accepted for ``labels``). It carries no model name, so it is taken to be in
-  the space of ``legacy_model`` (the original system used facenet-pytorch's VGGFace2
-  weights).
-
-Only our format is written, atomically (temporary file in the same folder, fsync,
-rename) with mode 0600, because embeddings are biometric data. A gallery in another
-embedding space than the recogniser's is refused: cosine similarities across spaces
-are meaningless.
+"""The gallery of enrolled people in memory: match faces against it, and edit it.
 
 Matching rule: a face's similarity to a person is the best cosine similarity over
 that person's embeddings. The face is named after the best person when that
 similarity is at least ``threshold`` *and* beats the best *other* person by at least
 ``margin``; otherwise it is "unknown" (too far from everyone, or ambiguous).
+
+Every embedding is checked (finite, not zero, of the gallery's length) and
+L2-normalised as it comes in; names are checked by `validate_name`. A gallery in
+another embedding space than the recogniser's is refused (`check_model`): cosine
+similarities across spaces are meaningless. Files: gallery_file.py; databases: storage/.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,9 +23,6 @@ from fer_ros.pipeline.recognition import index as gallery_index
 from fer_ros.pipeline.recognition.index import IndexPlan, Int8Index
 from fer_ros.pipeline.types import UNKNOWN
 
-FORMAT = "fer_ros.gallery"
-SCHEMA_VERSION = 1
-LEGACY_MODEL = "facenet-pytorch-vggface2"
 MAX_NAME_LENGTH = 64
 
 
@@ -89,7 +71,9 @@ def validate_name(name: str) -> str:
     return cleaned
 
 
-def _as_embeddings(values: object, dim: int | None, where: str) -> np.ndarray:
+def checked_embeddings(values: object, dim: int | None, where: str) -> np.ndarray:
+    """(K, dim) float32 L2-normalised rows, or GalleryError naming ``where`` and the
+    problem (ragged rows, not numbers, another length, NaN, all zeros)."""
     try:
         arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -125,7 +109,7 @@ class Gallery:
         self.people: dict[str, Person] = {}
         self.created = _now()
         self.updated = self.created
-        self.source_format = FORMAT
+        self.source_format = ""  # the format it was read from ("": made in memory)
         self._matrix: tuple[np.ndarray, np.ndarray, np.ndarray, list[str]] | None = None
         self._index: Int8Index | None = None  # may be built on an earlier state: see IndexPlan
         self._plan: IndexPlan | bool | None = None  # None: not decided; False: no index
@@ -221,7 +205,7 @@ class Gallery:
         name = validate_name(name)
         if on_existing not in ("append", "replace", "refuse"):
             raise GalleryError(f"unknown duplicate-name policy {on_existing!r}")
-        new = _as_embeddings(embeddings, self.dim, f"embeddings for {name!r}")
+        new = checked_embeddings(embeddings, self.dim, f"embeddings for {name!r}")
         sources = list(sources or [""] * len(new))
         stamp = _now()
         existing = self.people.get(name)
@@ -277,138 +261,6 @@ class Gallery:
                 f"Re-enrol with `fer-ros enroll` using this model, or use the model the "
                 f"gallery was made with.")
 
-    # ------------------------------------------------------------------ files
-    def to_json(self) -> dict:
-        return {
-            "format": FORMAT,
-            "schema_version": SCHEMA_VERSION,
-            "model": self.model,
-            "embedding_dim": self.dim,
-            "created": self.created,
-            "updated": self.updated,
-            "people": {
-                name: {
-                    "embeddings": [[round(float(v), 7) for v in row] for row in p.embeddings],
-                    "added": p.added,
-                    "sources": p.sources,
-                }
-                for name, p in sorted(self.people.items())
-            },
-        }
-
-    def save(self, path: str | Path | None = None) -> Path:
-        """Write atomically with mode 0600; the previous file stays intact on any failure."""
-        target = Path(path) if path is not None else self.path
-        if target is None:
-            raise GalleryError("no path to save the gallery to")
-        target = target.expanduser()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        payload = json.dumps(self.to_json(), indent=1).encode()
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                                        dir=target.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_name, target)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
-        self.path = target
-        return target
-
-    @classmethod
-    def load(cls, path: str | Path, legacy_model: str = LEGACY_MODEL) -> Gallery:
-        """Read a gallery; any problem raises GalleryError naming the file."""
-        path = Path(path).expanduser()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise GalleryError(f"gallery {path} does not exist") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise GalleryError(f"gallery {path} cannot be read: {exc}") from None
-        try:
-            data = json.loads(text, parse_constant=lambda c: math.nan)
-        except json.JSONDecodeError as exc:
-            raise GalleryError(f"gallery {path} is not valid JSON (truncated or corrupt?): "
-                               f"{exc}") from None
-        if not isinstance(data, dict):
-            raise GalleryError(f"gallery {path}: expected a JSON object at the top level")
-        try:
-            if data.get("format") == FORMAT:
-                gallery = cls._from_ours(data, path)
-            else:
-                gallery = cls._from_legacy(data, path, legacy_model)
-        except GalleryError as exc:
-            message = str(exc)
-            raise GalleryError(message if str(path) in message
-                               else f"gallery {path}: {message}") from None
-        gallery.path = path
-        return gallery
-
-    @classmethod
-    def _from_ours(cls, data: dict, path: Path) -> Gallery:
-        version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise GalleryError(f"schema_version {version!r} is not supported "
-                               f"(this fer_ros reads {SCHEMA_VERSION})")
-        model, dim, people = data.get("model"), data.get("embedding_dim"), data.get("people")
-        if not isinstance(model, str) or not model:
-            raise GalleryError("no embedding model name")
-        if not isinstance(dim, int) or dim <= 0:
-            raise GalleryError(f"bad embedding_dim {dim!r}")
-        if not isinstance(people, dict):
-            raise GalleryError("'people' must be an object")
-        gallery = cls(model, dim, path)
-        gallery.created = str(data.get("created", gallery.created))
-        for name, entry in people.items():
-            if not isinstance(entry, dict) or "embeddings" not in entry:
-                raise GalleryError(f"person {name!r} has no embeddings")
-            embeddings = _checked(entry["embeddings"], name)
-            sources = entry.get("sources")
-            if not isinstance(sources, list) or len(sources) != len(embeddings):
-                sources = None  # optional bookkeeping: unusable, so left out
-            person = gallery.add(name, embeddings,
-                                 [str(s) for s in sources] if sources else None)
-            added = entry.get("added")
-            if isinstance(added, list) and len(added) == len(person.embeddings):
-                person.added = [str(a) for a in added]
-        gallery.updated = str(data.get("updated", gallery.created))
-        return gallery
-
-    @classmethod
-    def _from_legacy(cls, data: dict, path: Path, legacy_model: str) -> Gallery:
-        if "embeddings" in data and ("labels" in data or "names" in data):
-            labels = data.get("labels", data.get("names"))
-            embeddings = _checked(data["embeddings"], "embeddings")
-            if not isinstance(labels, list) or len(labels) != len(embeddings):
-                raise GalleryError("'labels' must list one name per embedding")
-            grouped: dict[str, list] = {}
-            for label, emb in zip(labels, embeddings, strict=True):
-                grouped.setdefault(str(label), []).append(emb)
-        elif "format" in data or "schema_version" in data:
-            raise GalleryError(f"unknown gallery format {data.get('format')!r}")
-        else:
-            grouped = {str(name): _checked(value, name) for name, value in data.items()}
-        if not grouped:
-            raise GalleryError("holds no embeddings")
-        arrays = {name: _as_embeddings(v, None, f"person {name!r}") for name, v in grouped.items()}
-        dims = sorted({a.shape[1] for a in arrays.values()})
-        if len(dims) != 1:
-            raise GalleryError(f"embeddings of different lengths {dims}")
-        gallery = cls(legacy_model, dims[0], path)
-        gallery.source_format = "face_embeddings_pytorch.json"
-        for name, arr in arrays.items():
-            gallery.add(name, arr, [f"legacy:{path.name}"] * len(arr))
-        return gallery
-
 
 def _top_two(per_person: np.ndarray, names: list[str]) -> list[tuple[str, float, float]]:
     """(best person, their similarity, the best other person's; -1 if none) per row."""
@@ -423,8 +275,3 @@ def _top_two(per_person: np.ndarray, names: list[str]) -> list[tuple[str, float,
         runner_up = np.full(len(per_person), -1.0, np.float32)
     return [(names[j], float(best_sim[i]), float(runner_up[i])) for i, j in enumerate(best)]
 
-
-def _checked(values: object, name: str) -> list:
-    if not isinstance(values, list) or not values:
-        raise GalleryError(f"embeddings of {name!r} must be a non-empty list")
-    return values

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_ros.pipeline.recognition import gallery_file
 from fer_ros.pipeline.recognition.gallery import Gallery, GalleryError, Person, _now, validate_name
 
 DB_FORMAT = "fer_ros.gallery.db"
@@ -94,7 +95,7 @@ class JsonStorage(GalleryStorage):
     def snapshot(self) -> tuple[Gallery, object | None]:
         # Version first: a write during the read shows up as a change at the next check.
         version = self.version()
-        return Gallery.load(self.path), version
+        return gallery_file.load(self.path), version
 
     def add(self, name: str, embeddings: np.ndarray, sources: list[str],
             on_existing: str = "append") -> Person:
@@ -102,13 +103,13 @@ class JsonStorage(GalleryStorage):
         if self.model is not None:
             gallery.check_model(self.model)
         person = gallery.add(name, embeddings, sources, on_existing=on_existing)
-        gallery.save(self.path)
+        gallery_file.save(gallery, self.path)
         return person
 
     def remove(self, name: str) -> None:
         gallery = self.load()
         gallery.remove(name)
-        gallery.save(self.path)
+        gallery_file.save(gallery)  # where it was read from
 
     def version(self) -> object | None:
         try:
@@ -322,7 +323,9 @@ class SqliteStorage(DatabaseStorage):
     def _connect(self, create: bool) -> sqlite3.Connection:
         if self._conn is None:
             if not self.path.exists():
-                if not create:
+                # Without an embedding space no gallery can be made: leave no empty file
+                # behind that would look like one.
+                if not create or self.model is None or self.dim is None:
                     raise GalleryError(f"gallery {self.path} does not exist")
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 # Create it 0600 before SQLite does: embeddings are biometric data. SQLite
