@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pgutil import PostgresCluster, postgres  # noqa: F401 (fixture)
+from syncutil import Holder, Log
 
 from fer_ros.paths import fer_ros_command
 from fer_ros.pipeline.recognition import gallery_file
@@ -33,39 +34,6 @@ rng = np.random.default_rng(7)
 def unit(n: int = 1) -> np.ndarray:
     v = rng.standard_normal((n, DIM))
     return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-
-class Log:
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, str]] = []
-
-    def info(self, m: str) -> None:
-        self.lines.append(("info", m))
-
-    def warning(self, m: str) -> None:
-        self.lines.append(("warning", m))
-
-    def error(self, m: str) -> None:
-        self.lines.append(("error", m))
-
-
-class Embedder:
-    model_name, dim = MODEL, DIM
-
-
-class Pipeline:
-    """What GallerySync needs of a FacePipeline (no models: storage is under test)."""
-
-    embedder = Embedder()
-
-    def __init__(self) -> None:
-        self.gallery: Gallery | None = None
-
-    def set_gallery(self, gallery: Gallery | None) -> None:
-        self.gallery = gallery
-
-    def new_gallery(self) -> Gallery:
-        return Gallery(MODEL, DIM)
 
 
 def test_matching_is_todays_rule_with_one_matrix_product() -> None:
@@ -117,7 +85,7 @@ def exercise_catch_up(storage: GalleryStorage, other: GalleryStorage) -> None:
     """`other` (another process) edits; the store takes in only what changed."""
     other.add("ada", unit(1), ["first"])
     log = Log()
-    pipeline = Pipeline()
+    pipeline = Holder(MODEL, DIM)
     store = GallerySync(pipeline, "", True, log)
     store._storage = storage  # the location under test, opened by the caller
     assert store.reload()[0] and pipeline.gallery.names() == ["ada"]
@@ -145,7 +113,7 @@ def test_postgres_catch_up_and_outage(postgres: PostgresCluster) -> None:  # noq
     other = open_storage(postgres.url, MODEL, DIM)
     exercise_catch_up(storage, other)
     log = Log()
-    pipeline = Pipeline()
+    pipeline = Holder(MODEL, DIM)
     store = GallerySync(pipeline, postgres.url, True, log)
     assert store.reload()[0]
     postgres.stop()
