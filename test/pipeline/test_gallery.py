@@ -15,7 +15,7 @@ import pytest
 
 import fer_ros
 from fer_ros.pipeline.recognition import gallery_file
-from fer_ros.pipeline.recognition.gallery import UNKNOWN, Gallery, GalleryError
+from fer_ros.pipeline.recognition.gallery import UNKNOWN, Gallery, GalleryError, Match, Person
 
 DIM = 8
 
@@ -58,7 +58,33 @@ def test_match_threshold_and_margin() -> None:
 
 
 def test_empty_gallery_matches_unknown() -> None:
-    assert Gallery("m", DIM).match(unit(3), 0.5)[0].name == UNKNOWN
+    assert Gallery("m", DIM).match(unit(3, 2), 0.5) == [Match(UNKNOWN, 0.0, "", -1.0)] * 2
+    assert Gallery("m", DIM).match(np.zeros((0, DIM)), 0.5) == []
+
+
+def test_threshold_and_margin_are_inclusive() -> None:
+    axis = np.eye(DIM)
+    gallery = Gallery("m", DIM)
+    gallery.add("ada", axis[:1])
+    gallery.add("bob", axis[1:2])
+    face = axis[:1]  # exactly ada: similarity 1.0, bob 0.0
+    assert gallery.match(face, threshold=1.0, margin=1.0) == [Match("ada", 1.0, "ada", 0.0)]
+    assert gallery.match(face, threshold=1.0001, margin=0.0)[0].name == UNKNOWN
+    assert gallery.match(face, threshold=0.0, margin=1.0001)[0].name == UNKNOWN
+
+
+def test_a_person_without_embeddings_is_scored_minus_one() -> None:
+    """(A database gallery can hold a name whose embeddings were all removed.)"""
+    gallery = Gallery("m", DIM)
+    gallery.add("ada", unit(1))
+    gallery.people["bob"] = Person("bob", np.zeros((0, DIM), np.float32))
+    per_person, names = gallery.similarities(np.concatenate([unit(1), -unit(1)]))
+    assert names == ["ada", "bob"]
+    np.testing.assert_allclose(per_person, [[1.0, -1.0], [-1.0, -1.0]], atol=1e-6)
+    assert gallery.match(unit(1), 0.5)[0].runner_up == -1.0
+    only = Gallery("m", DIM)
+    only.people["bob"] = Person("bob", np.zeros((0, DIM), np.float32))
+    assert only.match(unit(1), 0.5) == [Match(UNKNOWN, -1.0, "bob", -1.0)]
 
 
 def test_legacy_face_embeddings_pytorch_json(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -224,3 +226,116 @@ def test_random_edits_reuse_the_index_and_stay_exact(indexed, seed: int) -> None
     for threshold, margin in ((0.5, 0.05), (0.0, 0.0), (0.9, 0.2)):
         assert_same(changed.match(faces, threshold, margin),
                     float32_matches(changed, faces, threshold, margin))
+
+
+def test_match_goes_through_the_index_and_scores_few_people_exactly(indexed,
+                                                                     monkeypatch) -> None:
+    """The index exists to score few people in float32: for these 13 faces, 59 of 401
+    people (measured); without pruning it would be all of them for every face."""
+    rng = np.random.default_rng(15)
+    gallery = make_gallery(rng, 400)
+    index = gallery.prepare().index
+    calls, scored = [], []
+    approximate, exact = index.approximate, index.exact
+    monkeypatch.setattr(index, "approximate", lambda f: calls.append(len(f)) or approximate(f))
+    monkeypatch.setattr(index, "exact", lambda f, p: scored.append(len(p)) or exact(f, p))
+    faces = faces_for(rng, gallery)
+    assert_same(gallery.match(faces, 0.5, 0.05), float32_matches(gallery, faces))
+    assert calls == [len(faces)]
+    assert sum(scored) <= 100, scored
+
+
+def test_people_without_embeddings_score_minus_one_and_tie_by_name(indexed) -> None:
+    """A person with no embeddings (all removed in a database) is scored -1, as in
+    Gallery.similarities; at an exact tie the first name wins, as np.argmax gives."""
+    axis = np.eye(DIM, dtype=np.float32)
+    gallery = Gallery("test-model", DIM)
+    gallery.people["aaa"] = Person("aaa", np.zeros((0, DIM), np.float32))
+    gallery.people["ann"] = Person("ann", axis[:1])
+    assert gallery.prepare() is not None
+    faces = np.stack([axis[0], -axis[0], axis[1]])  # ann, her opposite (-1: a tie), neither
+    got = gallery.match(faces, 0.5, 0.0)
+    assert_same(got, float32_matches(gallery, faces, 0.5, 0.0))
+    assert [(m.best, m.similarity, m.runner_up) for m in got] == [
+        ("ann", 1.0, -1.0), ("aaa", -1.0, -1.0), ("ann", 0.0, -1.0)]
+    # The same with the empty person outside the index (enrolled after it was built).
+    changed = gallery.with_changes({"aaa": None, "new": Person("new", axis[:0])})
+    assert changed.prepare().index is gallery.prepare().index
+    got = changed.match(faces, 0.5, 0.0)
+    assert_same(got, float32_matches(changed, faces, 0.5, 0.0))
+    assert [(m.best, m.runner_up) for m in got] == [("ann", -1.0), ("ann", -1.0),
+                                                   ("ann", -1.0)]
+
+
+def test_first_two_over_pools() -> None:
+    """The best over several pools, ties to the first name whatever its pool, and the
+    best of everyone else (the winner's own pool included)."""
+    names = lambda prefix: lambda j: f"{prefix}{j}"  # noqa: E731
+    pools = [(np.array([0.5, 0.2, 0.9, 0.7], np.float32), names("z")),
+             (np.array([0.9, 0.1], np.float32), names("a"))]
+    assert gallery_index._first_two(pools) == ("a0", pytest.approx(0.9), pytest.approx(0.9))
+    pools[1] = (np.array([0.3, 0.1], np.float32), names("a"))
+    for order in ([0.5, 0.2, 0.9, 0.7], [0.7, 0.9, 0.2, 0.5], [0.2, 0.7, 0.5, 0.9],
+                  [0.9, 0.5, 0.7, 0.2]):
+        pools[0] = (np.array(order, np.float32), names("z"))
+        assert gallery_index._first_two(pools) == (
+            f"z{order.index(0.9)}", pytest.approx(0.9), pytest.approx(0.7)), order
+    assert gallery_index._first_two([(np.array([0.4], np.float32), names("z")),
+                                     (np.zeros(0, np.float32), names("a"))]) == (
+        "z0", pytest.approx(0.4), -1.0)
+
+
+def test_without_onnxruntime_there_is_no_int8_runtime(monkeypatch) -> None:
+    assert gallery_index.int8_runtime_available()
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import` raises ImportError
+    assert not gallery_index.int8_runtime_available()
+
+
+@pytest.mark.parametrize(("counts", "slots", "columns"), [
+    ([1, 1, 1], 1, 3),
+    ([3, 3, 3, 2, 12], 2, 23),  # 1 slot: 5 + 18 overflow; 2: 10 + 13; 3: 15 + 9 = 24
+    ([2, 2, 2, 2], 2, 8),
+    ([0, 4, 1], 1, 5),  # people without embeddings take no column
+])
+def test_slots_give_the_fewest_columns(counts: list[int], slots: int, columns: int) -> None:
+    rng = np.random.default_rng(16)
+    gallery = Gallery("test-model", DIM)
+    for i, count in enumerate(counts):
+        gallery.people[f"p{i}"] = Person(f"p{i}", unit(rng, count))
+    matrix, starts, present, names = gallery._stacked()
+    index = gallery_index.Int8Index(matrix, starts, present, names,
+                                    [gallery.people[n] for n in names])
+    assert (index.slots, len(index.layout)) == (slots, columns)
+    assert set(index.layout.tolist()) == set(range(len(matrix)))  # every row has a column
+
+
+def test_int8_weights_are_the_gallery_to_half_a_step_in_every_chunk() -> None:
+    """9,000 rows: more than two of the 4,096-column chunks the quantisation works in."""
+    rng = np.random.default_rng(17)
+    gallery = Gallery("test-model", DIM)
+    for i in range(3000):
+        gallery.people[f"p{i:04d}"] = Person(f"p{i:04d}", unit(rng, 3))
+    index = gallery.prepare().index  # 9,000 rows: above MIN_ROWS, the real threshold
+    assert index is not None and len(index.layout) == 9000
+    assert index.scale == pytest.approx(np.abs(index.matrix).max() / 127)
+    restored = (index.weights.astype(np.float64) - 128) * index.scale
+    assert np.abs(restored - index.matrix[index.layout].T).max() <= index.scale / 2 * 1.0001
+
+
+def test_everyone_indexed_removed_leaves_the_newcomers(indexed) -> None:
+    """Nobody left in the index (a fleet gallery emptied and refilled by one): the few
+    newcomers are scored exactly, and the index is kept (they are under 5% of its rows)."""
+    rng = np.random.default_rng(18)
+    gallery = make_gallery(rng, 40)
+    index = gallery.prepare().index
+    changes: dict[str, Person | None] = {name: None for name in gallery.people}
+    changes["newcomer"] = Person("newcomer", unit(rng, 2))
+    changed = gallery.with_changes(changes)
+    plan = changed.prepare()
+    assert plan.index is index and not plan.searchable.any()
+    faces = np.concatenate([near(rng, changed.people["newcomer"].embeddings, 0.3),
+                            unit(rng, 2)])
+    got = changed.match(faces, 0.5, 0.05)
+    assert_same(got, float32_matches(changed, faces))
+    assert [m.best for m in got] == ["newcomer"] * 4 and got[0].name == "newcomer"
+    assert all(m.runner_up == -1.0 for m in got)

@@ -160,10 +160,9 @@ class Gallery:
         """
         matrix, starts, present, names = self._stacked()
         emb = np.asarray(embeddings, np.float32).reshape(-1, self.dim)
-        per_person = np.full((len(emb), len(names)), -1.0, np.float32)
-        if len(starts) and len(emb):
-            sims = emb @ matrix.T  # (N, total embeddings); both sides L2-normalised
-            per_person[:, present] = np.maximum.reduceat(sims, starts, axis=1)
+        per_person = np.full((len(emb), len(names)), -1.0, np.float32)  # -1: no embeddings
+        sims = emb @ matrix.T  # (N, total embeddings); both sides L2-normalised
+        per_person[:, present] = np.maximum.reduceat(sims, starts, axis=1)
         return per_person, names
 
     def prepare(self) -> IndexPlan | None:
@@ -272,6 +271,6 @@ def _top_two(per_person: np.ndarray, names: list[str]) -> list[tuple[str, float,
         others[rows, best] = -np.inf
         runner_up = others.max(axis=1)
     else:
-        runner_up = np.full(len(per_person), -1.0, np.float32)
+        runner_up = np.full(len(per_person), -1.0)
     return [(names[j], float(best_sim[i]), float(runner_up[i])) for i, j in enumerate(best)]
 

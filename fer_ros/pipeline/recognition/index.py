@@ -53,11 +53,12 @@ class Int8Index:
     """The int8 copy of a gallery's stacked embeddings, and an ONNX Runtime session
     whose weights are that copy, prepacked.
 
-    Its columns are laid out in slots: slot k holds every person's k-th embedding (their
-    last one again when they have fewer), so a person's best is an elementwise maximum of
-    K contiguous blocks (0.1 ms at 10,000 people; a segmented np.maximum.reduceat took
-    1 ms). Embeddings beyond K (people with many) follow the slots and are reduced per
-    person. K is chosen for the fewest columns.
+    Its columns are laid out in slots: slot k holds every person's k-th embedding, so a
+    person's best is an elementwise maximum of K contiguous blocks (0.1 ms at 10,000
+    people; a segmented np.maximum.reduceat took 1 ms). Embeddings beyond K (people with
+    many) follow the slots and are reduced per person. K is the fewest embeddings anyone
+    indexed has: that gives the fewest columns (a slot more would add a column for
+    everyone and save one only for those with that many).
     """
 
     def __init__(self, matrix: np.ndarray, starts: np.ndarray, present: np.ndarray,
@@ -94,10 +95,8 @@ class Int8Index:
 
     def _lay_out(self, counts: np.ndarray, starts: np.ndarray) -> None:
         """The slot layout (class docstring) of the present people's rows."""
-        top = int(counts.max(initial=1))
-        cost = [k * len(counts) + int(np.maximum(counts - k, 0).sum()) for k in range(1, top + 1)]
-        self.slots = top - int(np.argmin(cost[::-1]))  # ties: more slots, less overflow
-        slots = [starts + np.minimum(k, counts - 1) for k in range(self.slots)]
+        self.slots = int(counts.min())
+        slots = [starts + k for k in range(self.slots)]
         many = np.flatnonzero(counts > self.slots)
         extra = counts[many] - self.slots
         self.overflow_owner = many  # positions among the present people
@@ -197,7 +196,6 @@ class IndexPlan:
 
     def __init__(self, index: Int8Index, people: dict[str, Person]) -> None:
         self.index = index
-        self.total = len(people)
         indexed = zip(index.names, index.persons, strict=True)
         self.valid = np.array([people.get(name) is person for name, person in indexed], bool)
         self.extra = sorted(name for name, person in people.items()
@@ -241,7 +239,7 @@ class IndexPlan:
         people = np.unique(lead[self.searchable[lead]])
         exact = self.index.exact(faces, people)  # for every face: a superset is harmless
         known = np.concatenate([exact, extra], axis=1)
-        second = (np.partition(known, known.shape[1] - 2, axis=1)[:, -2] if known.shape[1] > 1
+        second = (np.sort(known, axis=1)[:, -2] if known.shape[1] > 1
                   else np.full(len(faces), -np.inf))
         # Round 2: everyone else whose upper bound reaches that: best·unit + error >= second.
         reach = best >= ((second - error) / unit)[:, None]
@@ -258,18 +256,18 @@ class IndexPlan:
         empty = np.full(len(self.empty), -1.0, np.float32)
         return [_first_two([(exact[i], lambda j: names[people[j]]),
                             (extra[i], self.extra.__getitem__),
-                            (empty, lambda j: names[self.empty[j]])], self.total)
+                            (empty, lambda j: names[self.empty[j]])])
                 for i in range(len(faces))]
 
 
-def _first_two(pools: list, total: int) -> tuple[str, float, float]:
+def _first_two(pools: list) -> tuple[str, float, float]:
     """The best (score, name) over pools of scores in name order, ties to the first
-    name as np.argmax over name order gives, and the best score of everyone else."""
+    name as np.argmax over name order gives, and the best score of everyone else (-1
+    if there is nobody else: with two people or more, round 1 scored two)."""
     firsts = [(float(scores[i]), name_of(i), k, i) for k, (scores, name_of) in enumerate(pools)
               if len(scores) for i in [int(np.argmax(scores))]]
     sim, name, pool, _ = min(firsts, key=lambda f: (-f[0], f[1]))
     # the best of the others: in the winner's pool its second-largest value (ties included)
-    others = [float(np.partition(scores, len(scores) - 2)[-2]) if k == pool
-              else float(scores.max())
+    others = [float(np.sort(scores)[-2]) if k == pool else float(scores.max())
               for k, (scores, _) in enumerate(pools) if len(scores) > (k == pool)]
-    return name, sim, (max(others) if total > 1 and others else -1.0)
+    return name, sim, (max(others) if others else -1.0)
