@@ -172,6 +172,11 @@ def test_small_galleries_and_no_onnxruntime_use_float32(monkeypatch) -> None:
     rng = np.random.default_rng(12)
     gallery = make_gallery(rng, 50)
     assert gallery.prepare() is None  # far below MIN_ROWS
+    rows = sum(len(p.embeddings) for p in gallery.people.values())
+    monkeypatch.setattr(gallery_index, "MIN_ROWS", rows + 1)
+    assert gallery.copy().prepare() is None
+    monkeypatch.setattr(gallery_index, "MIN_ROWS", rows)  # from MIN_ROWS on: indexed
+    assert gallery.copy().prepare() is not None
     monkeypatch.setattr(gallery_index, "MIN_ROWS", 1)
     monkeypatch.setattr(gallery_index, "int8_runtime_available", lambda: False)
     other = gallery.copy()

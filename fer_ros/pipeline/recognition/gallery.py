@@ -134,8 +134,7 @@ class Gallery:
             counts = np.array([len(m) for m in mats], dtype=np.int64)
             present = np.flatnonzero(counts)
             starts = (np.cumsum(counts) - counts)[present]
-            matrix = (np.concatenate(mats) if names and counts.sum()
-                      else np.zeros((0, self.dim), np.float32))
+            matrix = np.concatenate([np.zeros((0, self.dim), np.float32), *mats])
             self._matrix = (np.ascontiguousarray(matrix, np.float32), starts, present, names)
         return self._matrix
 
