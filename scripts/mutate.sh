@@ -40,6 +40,11 @@ export PATH="$VENV/bin:$PATH"
 # Every run starts from the working tree: results kept from another tree would mislead.
 # (made empty before Python starts: a path entry missing at start-up is never searched)
 rm -rf mutants && mkdir mutants
+# One PostgreSQL server for the whole run (Unix socket only): the tests that only need a
+# database take a new one on it instead of starting a server for every mutant.
+FER_ROS_TEST_PG_ROOT=$("$VENV/bin/python" test/pgutil.py start)
+export FER_ROS_TEST_PG_ROOT
+trap '"$VENV/bin/python" test/pgutil.py stop "$FER_ROS_TEST_PG_ROOT"' EXIT
 start=$(date +%s)
 run() {
   if [ "$(id -u)" = 0 ] && unshare -n true 2>/dev/null; then

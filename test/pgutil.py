@@ -7,12 +7,16 @@ import getpass
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+SHARED = "FER_ROS_TEST_PG_ROOT"  # a running server's folder (see postgres_server)
 
 
 def _bin(name: str) -> str:
@@ -25,17 +29,19 @@ def _bin(name: str) -> str:
 class PostgresCluster:
     USER = "fer_ros"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, running: bool = False) -> None:
+        """A new cluster in ``root``, started; or (``running``) the one already there."""
         self.root = root
         self.data = root / "data"
         self.socket_dir = root
         # PostgreSQL refuses to run as root: run it as the postgres user then.
         self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if running:
+            return
         if self._as:
             shutil.chown(root, "postgres")
         self._run([_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", self.USER,
                    "--no-sync"])
-        self.databases = 0
         self.start()
         self._run(["psql", "-h", str(root), "-U", self.USER, "-d", "postgres", "-q", "-c",
                    "CREATE DATABASE gallery"])
@@ -59,9 +65,9 @@ class PostgresCluster:
 
 
     def new_database(self) -> str:
-        """The URL of a new, empty database on this server."""
-        self.databases += 1
-        name = f"gallery{self.databases}"
+        """The URL of a new, empty database on this server (unique: several processes may
+        share a server, see `postgres_server`)."""
+        name = f"gallery_{uuid.uuid4().hex[:16]}"
         self._run(["psql", "-h", str(self.root), "-U", self.USER, "-d", "postgres", "-q", "-c",
                    f"CREATE DATABASE {name}"])
         return f"postgresql://{self.USER}@/{name}?host={self.socket_dir}"
@@ -91,6 +97,32 @@ def postgres() -> Iterator[PostgresCluster]:
 @pytest.fixture(scope="module")
 def postgres_server() -> Iterator[PostgresCluster]:
     """One server for a module's tests, each of which takes a new database on it
-    (`new_database`) and never stops it."""
+    (`new_database`) and never stops it. `make mutate` runs the tests thousands of times:
+    it starts one server for all of them (`python test/pgutil.py start`) and names it in
+    FER_ROS_TEST_PG_ROOT."""
+    shared = os.environ.get(SHARED)
+    if shared:
+        yield PostgresCluster(Path(shared), running=True)
+        return
     with _cluster() as cluster:
         yield cluster
+
+
+def main(argv: list[str]) -> int:
+    """``start``: a server for a whole run, its folder printed; ``stop ROOT``: stop and
+    delete it."""
+    if argv[:1] == ["start"]:
+        root = Path(tempfile.mkdtemp(prefix=f"fer_ros-pg-{getpass.getuser()}-"))
+        PostgresCluster(root)
+        print(root)
+        return 0
+    if len(argv) == 2 and argv[0] == "stop":
+        PostgresCluster(Path(argv[1]), running=True).stop()
+        shutil.rmtree(argv[1], ignore_errors=True)
+        return 0
+    print("usage: pgutil.py start | stop ROOT", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
