@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pgutil import PostgresCluster, postgres  # noqa: F401 (fixture)
+from pgutil import PostgresCluster, postgres, postgres_server  # noqa: F401 (fixtures)
 from syncutil import Holder, Log
 
 from fer_ros.paths import fer_ros_command
@@ -152,6 +152,31 @@ def test_postgres_listen_calls_back_at_each_edit_and_once_when_the_server_goes(
     listener.close()
     assert not threads[0].is_alive()
     assert calls.empty()
+
+
+def test_a_fleet_edit_reaches_the_gallery_in_use_without_a_watch(
+        postgres_server: PostgresCluster) -> None:  # noqa: F811
+    """GallerySync listens: another robot's enrolment is taken in with no watch() call."""
+    url = postgres_server.new_database()
+    other = open_storage(url, MODEL, DIM)
+    other.add("ada", unit(1), ["x"])
+    pipeline = Holder(MODEL, DIM)
+    store = GallerySync(pipeline, url, True, Log())
+    store.reload()
+    arrived = threading.Event()
+    hand_over = pipeline.set_gallery
+
+    def set_gallery(gallery: Gallery | None) -> None:
+        hand_over(gallery)
+        if gallery is not None and "bob" in gallery.people:
+            arrived.set()
+
+    pipeline.set_gallery = set_gallery
+    other.add("bob", unit(1), ["y"])
+    assert arrived.wait(10)
+    assert pipeline.gallery.names() == ["ada", "bob"]
+    store.close()
+    other.close()
 
 
 def test_password_never_shown() -> None:

@@ -4,6 +4,8 @@ tests show the same over DDS; test_gallery_storage.py shows catch-up on PostgreS
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -66,10 +68,10 @@ def test_a_missing_gallery_is_a_warning_and_empties_the_gallery_in_use(tmp_path:
 
 
 def test_reload_names_the_first_twenty_people(tmp_path: Path) -> None:
-    path = saved(tmp_path / "g.json", {f"p{i:02d}": 1 for i in range(23)})
+    path = saved(tmp_path / "g.json", {f"p{i:02d}": 1 for i in range(21)})
     store, _, log = sync(path)
     names = ", ".join(f"p{i:02d}" for i in range(20))
-    message = f"gallery {path}: 23 people ({names}, ... (3 more))"
+    message = f"gallery {path}: 21 people ({names}, ... (1 more))"
     assert store.reload() == (True, message) and log.take() == [("info", message)]
     saved(path, {f"p{i:02d}": 1 for i in range(20)})
     assert store.reload()[1] == f"gallery {path}: 20 people ({names})"
@@ -89,6 +91,8 @@ def test_a_bad_gallery_keeps_the_one_in_use_and_is_logged_once(tmp_path: Path) -
     assert store.reload() == (False, message) and log.take() == []  # the same problem
     store.watch()  # the watch looks again (the file may be fixed): still the same
     assert log.take() == []
+    os.utime(path, ns=(10**18, 10**18))  # written again (the same problem): said again
+    assert store.reload() == (False, message) and log.take() == [("error", message)]
     path.write_text("[]")  # another problem: said
     ok, other = store.reload()
     assert other != message and log.take() == [("error", other)]
@@ -96,12 +100,20 @@ def test_a_bad_gallery_keeps_the_one_in_use_and_is_logged_once(tmp_path: Path) -
     assert store.reload()[0] and pipeline.gallery.names() == ["bob"]
     assert log.take() == [("info", f"gallery {path} is readable again"),
                           ("info", f"gallery {path}: 1 people (bob)")]
+    store.watch()  # over: nothing more to say
+    assert log.take() == []
 
 
 class Broken:
     """A storage that fails as told (an outage, or a bug in a storage from outside)."""
 
     failure: Exception | None = None
+    changes_failure: Exception | None = None  # only changes_since fails
+
+    def changes_since(self, version):
+        if self.changes_failure is not None:
+            raise self.changes_failure
+        return super().changes_since(version)
 
     def snapshot(self):
         if self.failure is not None:
@@ -154,9 +166,12 @@ def test_an_outage_is_logged_once_however_its_message_changes(tmp_path: Path,
     assert errors == [("error", f"gallery {storage.location}: down (0); keeping the previous "
                                 f"gallery")]
     storage.failure = None
-    store.watch()  # the version was unknown during the outage: read again whole
-    assert log.take() == [("info", f"gallery {storage.location} is readable again"),
-                          ("info", f"gallery {storage.location}: 1 people (ada)")]
+    store.watch()
+    again = ("info", f"gallery {storage.location} is readable again")
+    if kind is BrokenJson:  # a file: read again whole
+        assert log.take() == [again, ("info", f"gallery {storage.location}: 1 people (ada)")]
+    else:  # a database: only what changed meanwhile (nothing)
+        assert log.take() == [again]
     assert pipeline.gallery.names() == ["ada"]
 
 
@@ -203,7 +218,7 @@ def test_enrol_without_persistence_leaves_the_storage_alone(tmp_path: Path) -> N
     before = path.read_bytes()
     original = pipeline.gallery
     done = store.enroll("bob", unit()[0], append=False, source="test")
-    assert not done.persisted and done.person.sources == ["test"]
+    assert done.persisted is False and done.person.sources == ["test"]
     assert pipeline.gallery.names() == ["ada", "bob"] and original.names() == ["ada"]
     assert path.read_bytes() == before
     with pytest.raises(GalleryError, match="already enrolled"):
@@ -237,3 +252,92 @@ def test_set_path_switches_galleries_and_closes_the_old_one(tmp_path: Path) -> N
     assert closed == [True] and store.location == str(second)
     assert pipeline.gallery.names() == ["bob"]
     assert store.set_path("")[0] and pipeline.gallery is None and store.location == ""
+    store.set_path(str(first))
+    store._storage.close = lambda: closed.append("first")
+    store.close()
+    assert closed == [True, "first"]
+
+
+def test_a_catch_up_that_fails_then_works_again_takes_in_only_the_changes(
+        tmp_path: Path) -> None:
+    store, pipeline, log, storage = broken(tmp_path, BrokenSqlite)
+    before = pipeline.gallery.people["ada"]
+    other = open_storage(str(storage.path), MODEL, DIM)
+    other.add("bob", unit(), ["x"])
+    storage.changes_failure = GalleryError(f"gallery {storage.location}: disk I/O error")
+    store.watch()
+    message = f"gallery {storage.location}: disk I/O error; keeping the previous gallery"
+    assert log.take() == [("error", message)] and pipeline.gallery.names() == ["ada"]
+    store.watch()
+    assert log.take() == []  # the same problem, at the same version
+    storage.changes_failure = None
+    store.watch()
+    assert log.take() == [("info", f"gallery {storage.location} is readable again"),
+                          ("info", f"gallery {storage.location}: took in changes to bob")]
+    assert pipeline.gallery.names() == ["ada", "bob"]
+    assert pipeline.gallery.people["ada"] is before  # not read again
+    store.watch()
+    assert log.take() == []
+
+
+def test_enrol_takes_in_its_own_write_and_others_without_a_reload(tmp_path: Path) -> None:
+    path = tmp_path / "g.db"
+    other = open_storage(str(path), MODEL, DIM)
+    other.add("ada", unit(), ["x"])
+    store, pipeline, log = sync(path)
+    store.reload()
+    log.take()
+    before = pipeline.gallery.people["ada"]
+    other.add("bob", unit(), ["y"])  # not seen yet: no watch ran
+    done = store.enroll("cy", unit()[0], append=False, source="test")
+    assert done.persisted is True and done.person.sources == ["test"]
+    assert pipeline.gallery.names() == ["ada", "bob", "cy"]
+    assert pipeline.gallery.people["ada"] is before and log.take() == []
+    handed = pipeline.set
+    store.watch()  # nothing new since our own write
+    assert pipeline.set == handed and log.take() == []
+    assert other.load().people["cy"].sources == ["test"]
+    # Another process enrolled dee since we last looked: not ours to overwrite.
+    other.add("dee", unit(), ["z"])
+    with pytest.raises(GalleryError, match="'dee' is already enrolled"):
+        store.enroll("dee", unit()[0], append=False)
+
+
+def test_enrol_reloads_when_the_catch_up_fails(tmp_path: Path) -> None:
+    store, pipeline, log, storage = broken(tmp_path, BrokenSqlite)
+    storage.changes_failure = GalleryError("disk I/O error")
+    store.enroll("bob", unit()[0], append=False)
+    assert pipeline.gallery.names() == ["ada", "bob"]  # read whole instead
+    assert log.take() == [("info", f"gallery {storage.location}: 2 people (ada, bob)")]
+
+
+def test_a_pipeline_without_an_embedder_only_opens_existing_galleries(tmp_path: Path) -> None:
+    path = saved(tmp_path / "g.json", {"ada": 1})
+    pipeline, log = Holder(MODEL, DIM), Log()
+    pipeline.embedder = None  # recognition off: no embedding space to create one in
+    store = GallerySync(pipeline, str(path), True, log)
+    assert store.reload()[0] and pipeline.gallery.names() == ["ada"]
+    missing = GallerySync(pipeline, str(tmp_path / "new.db"), True, log)
+    with pytest.raises(GalleryError, match="does not exist"):
+        missing.enroll("bob", unit()[0], append=False)
+    assert not (tmp_path / "new.db").exists()
+
+
+def test_a_new_gallery_that_fails_to_load_is_read_whole_once_it_can_be(tmp_path: Path) -> None:
+    """Never apply one database's change log to another's people."""
+    first, second = tmp_path / "a.db", tmp_path / "b.db"
+    open_storage(str(first), MODEL, DIM).add_many(
+        [(name, unit(), ["x"]) for name in ("ada", "bob", "cy")])
+    open_storage(str(second), MODEL, DIM).add_many(
+        [(name, unit(), ["x"]) for name in ("dee", "eve", "fay", "gus", "hal")])
+    with sqlite3.connect(second) as conn:
+        conn.execute("UPDATE meta SET value = 'x' WHERE key = 'format'")
+    store, pipeline, _ = sync(first)
+    store.reload()
+    ok, message = store.set_path(str(second))
+    assert not ok and "is not a fer_ros gallery" in message
+    assert pipeline.gallery.names() == ["ada", "bob", "cy"]  # kept, as any failed load
+    with sqlite3.connect(second) as conn:
+        conn.execute("UPDATE meta SET value = 'fer_ros.gallery.db' WHERE key = 'format'")
+    store.watch()
+    assert pipeline.gallery.names() == ["dee", "eve", "fay", "gus", "hal"]

@@ -77,6 +77,7 @@ class GallerySync:
         if self._storage is not None:
             self._storage.close()
         self._storage = None
+        self._version = None  # nothing read from the new storage yet
         if path:
             embedder = self.pipeline.embedder
             self._storage = open_storage(path, embedder.model_name if embedder else None,
@@ -127,16 +128,19 @@ class GallerySync:
         return True, message
 
     def _failed(self, exc: Exception) -> str:
+        """Log the problem (unless it is the one logged last) and say it. The version of
+        the gallery in use is kept: what changed since is taken in once it can be read."""
         location = self.location
         try:
-            self._version = self._storage.version() if self._storage else None
+            seen = self._storage.version() if self._storage else None
         except Exception:
-            self._version = None  # unreachable: try again at the next watch
+            seen = None  # unreachable
         text = str(exc) if isinstance(exc, GalleryError) else f"{exc!r}"
         if location not in text:
             text = f"gallery {location}: {text}"
         message = f"{text}; keeping the previous gallery"
-        about = "unreachable" if isinstance(exc, GalleryUnavailable) else (text, self._version)
+        # The same text about the same state of the storage is the same problem.
+        about = "unreachable" if isinstance(exc, GalleryUnavailable) else (text, seen)
         if not self._failing or about != self._last_error:
             self._log.error(message)
         self._failing, self._last_error = True, about
