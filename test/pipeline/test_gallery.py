@@ -325,3 +325,22 @@ def test_kill_during_save_never_leaves_a_partial_gallery(tmp_path: Path) -> None
             proc.wait()
         gallery = gallery_file.load(path)  # raises if truncated or corrupt
         assert len(gallery) == 40
+
+
+def test_copies_keep_everything_but_share_no_edits(tmp_path: Path, monkeypatch) -> None:
+    from fer_ros.pipeline.recognition import gallery as gallery_module
+
+    path = gallery_file.save(sample_gallery(), tmp_path / "g.json")
+    gallery = gallery_file.load(path)
+    copy = gallery.copy()
+    assert (copy.model, copy.dim, copy.path, copy.source_format) == (
+        "model-a", DIM, path, "fer_ros.gallery")
+    assert (copy.created, copy.updated) == (gallery.created, gallery.updated)
+    assert copy.people["ada"] is gallery.people["ada"]  # shared, never changed in place
+    copy.add("cy", unit(3))
+    copy.remove("ada")
+    assert gallery.names() == ["ada", "bob"] and copy.names() == ["bob", "cy"]
+    monkeypatch.setattr(gallery_module, "_now", lambda: "2030-01-01T00:00:00+00:00")
+    changed = gallery.with_changes({"nobody": None, "bob": None})  # absent: nothing to do
+    assert changed.names() == ["ada"] and changed.updated == "2030-01-01T00:00:00+00:00"
+    assert gallery.with_changes({}).updated == gallery.updated  # no change, no new time
