@@ -146,10 +146,18 @@ def test_postgres_listen_calls_back_at_each_edit_and_once_when_the_server_goes(
     for name in ("ada", "bob"):
         writer.add(name, unit(1), ["x"])
         assert calls.get(timeout=10) == 1, name
+    writer.remove("ada")
+    assert calls.get(timeout=10) == 1
     writer.close()
     postgres.stop()
     assert calls.get(timeout=10) == 1  # the connection broke: look (and find it gone)
-    listener.close()
+    postgres.start()
+    assert calls.get(timeout=10) == 1  # listening again: catch up on anything missed
+    writer = open_storage(postgres.url, MODEL, DIM)
+    writer.add("cy", unit(1), ["x"])
+    assert calls.get(timeout=10) == 1
+    writer.close()
+    listener.close()  # while listening: the thread ends (it never blocks for good)
     assert not threads[0].is_alive()
     assert calls.empty()
 
@@ -175,7 +183,9 @@ def test_a_fleet_edit_reaches_the_gallery_in_use_without_a_watch(
     other.add("bob", unit(1), ["y"])
     assert arrived.wait(10)
     assert pipeline.gallery.names() == ["ada", "bob"]
+    listener = store._storage._listener
     store.close()
+    assert not listener.is_alive()
     other.close()
 
 
