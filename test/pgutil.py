@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 import pytest
 
 SHARED = "FER_ROS_TEST_PG_ROOT"  # a running server's folder (see postgres_server)
@@ -68,8 +69,11 @@ class PostgresCluster:
         """The URL of a new, empty database on this server (unique: several processes may
         share a server, see `postgres_server`)."""
         name = f"gallery_{uuid.uuid4().hex[:16]}"
-        self._run(["psql", "-h", str(self.root), "-U", self.USER, "-d", "postgres", "-q", "-c",
-                   f"CREATE DATABASE {name}"])
+        # psycopg, not psql: a tenth of the time, which counts when make mutate runs this
+        # for every mutant.
+        with psycopg.connect(f"postgresql://{self.USER}@/postgres?host={self.socket_dir}",
+                             autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
         return f"postgresql://{self.USER}@/{name}?host={self.socket_dir}"
 
 
