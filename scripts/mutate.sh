@@ -45,6 +45,7 @@ rm -rf mutants && mkdir mutants
 FER_ROS_TEST_PG_ROOT=$("$VENV/bin/python" test/pgutil.py start)
 export FER_ROS_TEST_PG_ROOT
 trap '"$VENV/bin/python" test/pgutil.py stop "$FER_ROS_TEST_PG_ROOT"' EXIT
+trap 'exit 143' TERM INT  # stopped: still stop the server (the EXIT trap)
 start=$(date +%s)
 run() {
   if [ "$(id -u)" = 0 ] && unshare -n true 2>/dev/null; then
