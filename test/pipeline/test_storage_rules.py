@@ -189,8 +189,12 @@ def test_append_replace_and_refuse(location: str) -> None:
     assert person.sources == ["4"]
     np.testing.assert_allclose(person.embeddings, third, atol=1e-6)
     assert storage.add("bob", unit(), ["5"], on_existing="refuse").sources == ["5"]
+    assert storage.add("bob", unit(), ["6"]).sources == ["5", "6"]  # append by default
+    with pytest.raises(GalleryError, match="unknown duplicate-name policy 'merge'"):
+        storage.add("bob", unit(), ["7"], on_existing="merge")
     gallery = db(location, None).load()
     assert gallery.names() == ["ada", "bob"] and gallery.people["ada"].sources == ["4"]
+    assert gallery.people["bob"].sources == ["5", "6"]
     # Names are cleaned and checked as in a JSON gallery, before anything is written.
     assert storage.add("  cy ", unit(), ["6"]).name == "cy"
     with pytest.raises(GalleryError, match="reserved"):

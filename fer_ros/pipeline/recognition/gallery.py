@@ -24,6 +24,7 @@ from fer_ros.pipeline.recognition.index import IndexPlan, Int8Index
 from fer_ros.pipeline.types import UNKNOWN
 
 MAX_NAME_LENGTH = 64
+ON_EXISTING = ("append", "replace", "refuse")  # what an enrolment of a known name does
 
 
 class GalleryError(ValueError):
@@ -69,6 +70,12 @@ def validate_name(name: str) -> str:
     if cleaned.lower() == UNKNOWN:
         raise GalleryError(f"{UNKNOWN!r} is reserved for faces that match nobody")
     return cleaned
+
+
+def check_on_existing(on_existing: str) -> None:
+    if on_existing not in ON_EXISTING:
+        raise GalleryError(f"unknown duplicate-name policy {on_existing!r} (one of "
+                           f"{', '.join(ON_EXISTING)})")
 
 
 def checked_embeddings(values: object, dim: int | None, where: str) -> np.ndarray:
@@ -201,8 +208,7 @@ class Gallery:
             on_existing: str = "append") -> Person:
         """Add embeddings for ``name``. on_existing: append | replace | refuse."""
         name = validate_name(name)
-        if on_existing not in ("append", "replace", "refuse"):
-            raise GalleryError(f"unknown duplicate-name policy {on_existing!r}")
+        check_on_existing(on_existing)
         new = checked_embeddings(embeddings, self.dim, f"embeddings for {name!r}")
         sources = list(sources or [""] * len(new))
         stamp = _now()

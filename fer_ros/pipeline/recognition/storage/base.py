@@ -11,7 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from fer_ros.pipeline.recognition import gallery_file
-from fer_ros.pipeline.recognition.gallery import Gallery, GalleryError, Person, _now, validate_name
+from fer_ros.pipeline.recognition.gallery import (
+    Gallery,
+    GalleryError,
+    Person,
+    _now,
+    check_on_existing,
+    validate_name,
+)
 
 DB_FORMAT = "fer_ros.gallery.db"
 DB_SCHEMA_VERSION = 1
@@ -232,15 +239,16 @@ class DatabaseStorage(GalleryStorage):
     def add(self, name: str, embeddings: np.ndarray, sources: list[str],
             on_existing: str = "append") -> Person:
         name = validate_name(name)
+        check_on_existing(on_existing)
         with self._transaction(write=True) as cur:
             model, dim = self._init_meta(cur)
-            check = Gallery(model, dim, None)  # validates and normalises like the JSON kind
+            check = Gallery(model, dim)  # validates and normalises like the JSON kind
             cur.execute(self._sql("SELECT count(*) FROM embeddings WHERE name = ?"), (name,))
             enrolled = cur.fetchone()[0]
             if enrolled and on_existing == "refuse":
                 raise GalleryError(f"{name!r} is already enrolled ({enrolled} embeddings); "
                                    f"use append or replace")
-            new = check.add(name, embeddings, sources, on_existing="append")
+            new = check.add(name, embeddings, sources)
             if on_existing == "replace":
                 cur.execute(self._sql("DELETE FROM embeddings WHERE name = ?"), (name,))
             stamp = _now()
@@ -255,7 +263,7 @@ class DatabaseStorage(GalleryStorage):
         """Enrol (replace) many people in one transaction: imports and benchmarks."""
         with self._transaction(write=True) as cur:
             model, dim = self._init_meta(cur)
-            check = Gallery(model, dim, None)
+            check = Gallery(model, dim)
             stamp = _now()
             rows, changed = [], []
             for name, embeddings, sources in people:
