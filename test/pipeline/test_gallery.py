@@ -296,6 +296,7 @@ def test_failed_save_keeps_the_previous_file(tmp_path: Path, monkeypatch) -> Non
     assert temporary[0].name.startswith(".g.json.") and temporary[0].suffix == ".tmp"
 
 
+@pytest.mark.processes
 def test_kill_during_save_never_leaves_a_partial_gallery(tmp_path: Path) -> None:
     """SIGKILL a process that saves a large gallery over and over; the file stays whole."""
     path = tmp_path / "g.json"

@@ -210,6 +210,7 @@ def test_first_line_of_an_error() -> None:
     assert _first_line(OSError("  \n")) == "OSError"
 
 
+@pytest.mark.processes
 def test_import_export_between_json_sqlite_and_legacy(tmp_path: Path) -> None:
     legacy = tmp_path / "face_embeddings_pytorch.json"
     legacy.write_text(json.dumps({"ada": unit(1)[0].tolist(), "bob": unit(1)[0].tolist()}))
@@ -237,6 +238,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("suffix", [".db", ".json"])
 def test_kill_9_during_enrolments_leaves_a_gallery_that_opens(tmp_path: Path,
                                                                suffix: str) -> None:
