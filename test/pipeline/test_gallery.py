@@ -345,3 +345,55 @@ def test_copies_keep_everything_but_share_no_edits(tmp_path: Path, monkeypatch) 
     changed = gallery.with_changes({"nobody": None, "bob": None})  # absent: nothing to do
     assert changed.names() == ["ada"] and changed.updated == "2030-01-01T00:00:00+00:00"
     assert gallery.with_changes({}).updated == gallery.updated  # no change, no new time
+
+
+OURS = {"format": "fer_ros.gallery", "schema_version": 1, "model": "m", "embedding_dim": 2,
+        "people": {}}
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"model": None}, "no embedding model name"),
+    ({"model": ""}, "no embedding model name"),
+    ({"embedding_dim": 0}, "bad embedding_dim 0"),
+    ({"embedding_dim": "2"}, "bad embedding_dim '2'"),
+    ({"people": []}, "'people' must be an object"),
+    ({"people": {"ada": {"sources": []}}}, "person 'ada' has no embeddings"),
+    ({"people": {"ada": [[1.0, 0.0]]}}, "person 'ada' has no embeddings"),
+    ({"people": {"ada": {"embeddings": []}}}, "embeddings of 'ada' must be a non-empty list"),
+])
+def test_our_format_names_each_problem(tmp_path: Path, change: dict, problem: str) -> None:
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps({**OURS, **change}))
+    with pytest.raises(GalleryError) as info:
+        gallery_file.load(path)
+    assert str(info.value) == f"gallery {path}: {problem}"
+
+
+def test_our_format_without_its_optional_fields(tmp_path: Path) -> None:
+    """created, updated, added and sources may be missing or unusable: defaults, no error."""
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps({**OURS, "embedding_dim": 1, "people": {
+        "ada": {"embeddings": [[2.0]]},
+        "bob": {"embeddings": [[1.0], [-1.0]], "sources": ["one"], "added": "yesterday"}}}))
+    gallery = gallery_file.load(path)
+    assert gallery.dim == 1 and gallery.names() == ["ada", "bob"]
+    assert gallery.created != "None" and gallery.updated == gallery.created
+    assert gallery.people["bob"].sources == ["", ""]  # one source for two: left out
+    assert gallery.people["bob"].added == [gallery.people["bob"].added[0]] * 2
+    assert gallery.people["bob"].added[0] != "yesterday"
+    path.write_text(json.dumps({**OURS, "created": "c", "people": {}}))
+    assert (gallery_file.load(path).created, gallery_file.load(path).updated) == ("c", "c")
+
+
+def test_a_gallery_that_cannot_be_read_says_so(tmp_path: Path) -> None:
+    folder = tmp_path / "a-folder.json"
+    folder.mkdir()
+    with pytest.raises(GalleryError, match=rf"^gallery {folder} cannot be read: .*directory"):
+        gallery_file.load(folder)
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes('{"José": [1.0]}'.encode("latin-1"))  # not UTF-8
+    with pytest.raises(GalleryError, match=rf"^gallery {latin1} cannot be read: .*utf-8"):
+        gallery_file.load(latin1)
+    utf8 = tmp_path / "utf8.json"
+    utf8.write_text(json.dumps({"José": [1.0, 0.0]}, ensure_ascii=False), encoding="utf-8")
+    assert gallery_file.load(utf8).names() == ["José"]

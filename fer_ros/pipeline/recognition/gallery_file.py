@@ -19,7 +19,6 @@ raises GalleryError naming the file.
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -91,7 +90,7 @@ def load(path: str | Path, legacy_model: str = LEGACY_MODEL) -> Gallery:
     except (OSError, UnicodeDecodeError) as exc:
         raise GalleryError(f"gallery {path} cannot be read: {exc}") from None
     try:
-        data = json.loads(text, parse_constant=lambda c: math.nan)
+        data = json.loads(text)  # NaN and Infinity load as floats: refused below
     except json.JSONDecodeError as exc:
         raise GalleryError(f"gallery {path} is not valid JSON (truncated or corrupt?): "
                            f"{exc}") from None
@@ -103,9 +102,7 @@ def load(path: str | Path, legacy_model: str = LEGACY_MODEL) -> Gallery:
         else:
             gallery = _from_legacy(data, path, legacy_model)
     except GalleryError as exc:
-        message = str(exc)
-        raise GalleryError(message if str(path) in message
-                           else f"gallery {path}: {message}") from None
+        raise GalleryError(f"gallery {path}: {exc}") from None
     gallery.path = path
     return gallery
 
@@ -130,9 +127,9 @@ def _from_ours(data: dict) -> Gallery:
             raise GalleryError(f"person {name!r} has no embeddings")
         embeddings = _checked(entry["embeddings"], name)
         sources = entry.get("sources")
-        if not isinstance(sources, list) or len(sources) != len(embeddings):
-            sources = None  # optional bookkeeping: unusable, so left out
-        person = gallery.add(name, embeddings, [str(s) for s in sources] if sources else None)
+        # Optional bookkeeping: left out when unusable.
+        usable = isinstance(sources, list) and len(sources) == len(embeddings)
+        person = gallery.add(name, embeddings, [str(s) for s in sources] if usable else None)
         added = entry.get("added")
         if isinstance(added, list) and len(added) == len(person.embeddings):
             person.added = [str(a) for a in added]
