@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -257,7 +258,15 @@ def test_add_many_replaces_in_one_transaction(location: str) -> None:
     np.testing.assert_allclose(changes["ada"].embeddings, new, atol=1e-6)
     with pytest.raises(GalleryError, match="reserved"):  # one bad name: nothing written
         storage.add_many([("cy", unit(), ["c"]), ("unknown", unit(), ["u"])])
+    with pytest.raises(GalleryError, match="embedding length 5, expected 4"):
+        storage.add_many([("cy", np.ones((1, 5)), ["c"])])
     assert storage.version() == latest
+    twice, last = unit(2), unit()
+    storage.add_many([("bob", twice, ["t1", "t2"]), ("bob", last, ["last"])])
+    bob = db(location, None).load().people["bob"]  # a name given twice: the last wins
+    assert bob.sources == ["last"]
+    np.testing.assert_allclose(bob.embeddings, last, atol=1e-6)
+    assert storage.version() == latest + 1  # one change for bob
     assert db(location, None).load().names() == ["ada", "bob"]
 
 
@@ -316,3 +325,91 @@ def test_copy_gallery_replaces_everyone_in_the_target(tmp_path: Path, target: st
     copied = open_storage(str(tmp_path / target)).load()
     assert copied.names() == ["ada", "bob"] and (copied.model, copied.dim) == (MODEL, DIM)
     assert copied.people["ada"].sources == ["a1", "a2"]
+
+
+def test_sqlite_opens_nothing_that_is_not_there(tmp_path: Path) -> None:
+    """Reading a missing gallery, or writing one without a whole embedding space, leaves
+    no file behind (an empty file would look like a gallery)."""
+    path = tmp_path / "g.db"
+    for storage in (SqliteStorage(path, MODEL, DIM), SqliteStorage(path)):
+        with pytest.raises(GalleryError, match="does not exist"):
+            storage.load()
+        assert storage.version() is None and not storage.exists()
+    with pytest.raises(GalleryError, match="does not exist"):
+        SqliteStorage(path, MODEL, None).add("ada", unit(), ["x"])
+    assert not path.exists()
+    nested = tmp_path / "new" / "folder" / "g.db"
+    SqliteStorage(nested, MODEL, DIM).add("ada", unit(), ["x"])  # folders made as needed
+    assert SqliteStorage(nested).load().names() == ["ada"]
+
+
+def test_sqlite_serves_several_threads_and_writers_queue(tmp_path: Path) -> None:
+    """A perception node reads and writes its gallery from several threads; another
+    process writes at the same time. Writers wait for each other (BEGIN IMMEDIATE and a
+    busy timeout) instead of failing with "database is locked"."""
+    path = tmp_path / "g.db"
+    mine, other = SqliteStorage(path, MODEL, DIM), SqliteStorage(path, MODEL, DIM)
+    mine.add("start", unit(), ["x"])
+    errors: list[BaseException] = []
+
+    def enrol(storage: SqliteStorage, prefix: str) -> None:
+        try:
+            for i in range(40):
+                storage.add(f"{prefix}{i % 5}", unit(), [str(i)])
+                storage.load()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=enrol, args=(mine, "a")),
+               threading.Thread(target=enrol, args=(other, "b"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    gallery = SqliteStorage(path).load()
+    assert len(gallery) == 11 and sum(len(p.embeddings) for p in gallery.people.values()) == 81
+
+
+def test_a_reader_does_not_wait_for_a_writer(tmp_path: Path) -> None:
+    storage = sqlite(tmp_path)
+    storage.add("ada", unit(), ["x"])
+    holder = sqlite3.connect(storage.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+    holder.execute("DELETE FROM embeddings")
+    try:
+        connect = sqlite3.connect
+        reader = SqliteStorage(storage.path)
+        # A reader that waited for the lock would fail at once here instead of reading.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(sqlite3, "connect", lambda *a, **k: connect(*a, **{**k, "timeout": 0}))
+            assert reader.load().names() == ["ada"]  # the last committed state
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_a_failed_write_rolls_back_everything(tmp_path: Path, monkeypatch) -> None:
+    storage = sqlite(tmp_path)
+    old = unit(2)
+    storage.add("ada", old, ["1", "2"])
+
+    def broken(self, cur, name: str) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(SqliteStorage, "_log_change", broken)
+    with pytest.raises(GalleryError, match=rf"^gallery {storage.path}: disk I/O error$"):
+        storage.add("ada", unit(), ["new"], on_existing="replace")  # fails after the DELETE
+    ada = SqliteStorage(storage.path).load().people["ada"]
+    assert ada.sources == ["1", "2"]
+    np.testing.assert_allclose(ada.embeddings, old, atol=1e-6)
+
+
+def test_a_damaged_database_is_named(tmp_path: Path) -> None:
+    storage = sqlite(tmp_path)
+    storage.add("ada", unit(), ["x"])
+    with sqlite3.connect(storage.path) as conn:
+        conn.execute("DROP TABLE embeddings")
+    with pytest.raises(GalleryError,
+                       match=rf"^gallery {storage.path}: no such table: embeddings$"):
+        SqliteStorage(storage.path).load()

@@ -265,9 +265,10 @@ class DatabaseStorage(GalleryStorage):
             model, dim = self._init_meta(cur)
             check = Gallery(model, dim)
             stamp = _now()
+            for name, embeddings, sources in people:  # a name given twice: the last wins
+                check.add(name, embeddings, sources, on_existing="replace")
             rows, changed = [], []
-            for name, embeddings, sources in people:
-                person = check.add(name, embeddings, sources, on_existing="replace")
+            for person in check.people.values():
                 cur.execute(self._sql("DELETE FROM embeddings WHERE name = ?"), (person.name,))
                 rows += [(person.name, v.astype(np.float32).tobytes(), stamp, src)
                          for v, src in zip(person.embeddings, person.sources, strict=True)]
