@@ -413,3 +413,37 @@ def test_a_damaged_database_is_named(tmp_path: Path) -> None:
     with pytest.raises(GalleryError,
                        match=rf"^gallery {storage.path}: no such table: embeddings$"):
         SqliteStorage(storage.path).load()
+
+
+def test_the_database_keeps_when_each_was_made(location: str, monkeypatch) -> None:
+    from fer_ros.pipeline.recognition import gallery as gallery_module
+
+    monkeypatch.setattr(gallery_module, "_now", lambda: "2026-01-01T00:00:00+00:00")
+    monkeypatch.setattr(base, "_now", lambda: "2026-01-02T00:00:00+00:00")
+    storage = db(location)
+    storage.add("ada", unit(2), ["a", "b"])
+    monkeypatch.setattr(gallery_module, "_now", lambda: "2030-01-01T00:00:00+00:00")
+    gallery = db(location, None).load()
+    assert gallery.created == "2026-01-01T00:00:00+00:00"  # the gallery's, not today
+    assert gallery.people["ada"].added == ["2026-01-02T00:00:00+00:00"] * 2
+    # Stored and matched as float32, in one matrix the people's rows are views of.
+    ada = gallery.people["ada"].embeddings
+    assert ada.dtype == np.float32 and np.shares_memory(gallery._stacked()[0], ada)
+
+
+def test_a_storage_without_a_model_writes_in_the_gallery_s_own(location: str) -> None:
+    db(location).add("ada", unit(), ["x"])
+    db(location, None).add("bob", unit(), ["y"])  # e.g. `fer-ros gallery import`
+    assert db(location, None).load().names() == ["ada", "bob"]
+    with pytest.raises(GalleryError) as info:
+        open_storage(location, "other-model", DIM).add("cy", unit(), ["z"])
+    assert str(info.value).startswith(
+        f"gallery {db(location).location} holds embeddings of model 'test-model', but faces "
+        f"are embedded with 'other-model'")
+
+
+def test_no_gallery_is_created_without_a_whole_embedding_space(location: str) -> None:
+    storage = open_storage(location, MODEL, None)
+    with pytest.raises(GalleryError, match="does not exist"):
+        storage.add("ada", unit(), ["x"])
+    assert db(location, None).version() is None

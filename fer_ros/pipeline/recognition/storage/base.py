@@ -229,7 +229,7 @@ class DatabaseStorage(GalleryStorage):
             model, dim = self._check_meta(meta)
             version = self._version(cur)  # first: see changes_since
             people, matrix = self._people(cur, None, dim)
-        gallery = Gallery(model, dim, None)
+        gallery = Gallery(model, dim)
         gallery.people = people
         gallery.adopt_matrix(matrix, list(people))
         gallery.created = meta.get("created", gallery.created)
