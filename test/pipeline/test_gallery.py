@@ -15,7 +15,15 @@ import pytest
 
 import fer_ros
 from fer_ros.pipeline.recognition import gallery_file
-from fer_ros.pipeline.recognition.gallery import UNKNOWN, Gallery, GalleryError, Match, Person
+from fer_ros.pipeline.recognition.gallery import (
+    UNKNOWN,
+    Gallery,
+    GalleryError,
+    Match,
+    Person,
+    checked_embeddings,
+    validate_name,
+)
 
 DIM = 8
 
@@ -397,3 +405,40 @@ def test_a_gallery_that_cannot_be_read_says_so(tmp_path: Path) -> None:
     utf8 = tmp_path / "utf8.json"
     utf8.write_text(json.dumps({"José": [1.0, 0.0]}, ensure_ascii=False), encoding="utf-8")
     assert gallery_file.load(utf8).names() == ["José"]
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    (7, "name must be a string, not int"),
+    ("", "name is empty"),
+    ("   ", "name is empty"),
+    ("x" * 65, "name is 65 characters long; at most 64 are allowed"),
+    ("a\nb", "name 'a\\nb' holds control characters"),
+    (" Unknown ", "'unknown' is reserved for faces that match nobody"),
+])
+def test_each_bad_name_is_named(name: object, problem: str) -> None:
+    with pytest.raises(GalleryError) as info:
+        validate_name(name)
+    assert str(info.value) == problem
+    assert validate_name(" " + "x" * 64 + " ") == "x" * 64  # 64 is allowed, spaces cut
+
+
+@pytest.mark.parametrize(("values", "problem"), [
+    ([[1.0, 0.0], [1.0]], "where: embeddings of different lengths (1, 2)"),
+    ([["a", 0.0]], "where: embeddings are not numbers (could not convert string to float: 'a')"),
+    (np.zeros((0, 2)), "where: expected a list of embeddings, got shape (0, 2)"),
+    ([], "where: embedding length 0, expected 2"),
+    ([[[1.0]]], "where: expected a list of embeddings, got shape (1, 1, 1)"),
+    ([[1.0, 0.0, 0.0]], "where: embedding length 3, expected 2"),
+    ([[1e-7, 0.0]], "where: an embedding is all zeros"),
+])
+def test_each_bad_embedding_is_named(values: object, problem: str) -> None:
+    with pytest.raises(GalleryError) as info:
+        checked_embeddings(values, 2, "where")
+    assert str(info.value) == problem
+
+
+def test_embeddings_become_float32_unit_rows() -> None:
+    rows = checked_embeddings([[3.0, 4.0], [2e-6, 0.0]], 2, "where")
+    assert rows.dtype == np.float32
+    np.testing.assert_allclose(rows, [[0.6, 0.8], [1.0, 0.0]], atol=1e-7)
+    assert checked_embeddings([1.0, 0.0], None, "where").shape == (1, 2)  # one row
