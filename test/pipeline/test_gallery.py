@@ -442,3 +442,31 @@ def test_embeddings_become_float32_unit_rows() -> None:
     assert rows.dtype == np.float32
     np.testing.assert_allclose(rows, [[0.6, 0.8], [1.0, 0.0]], atol=1e-7)
     assert checked_embeddings([1.0, 0.0], None, "where").shape == (1, 2)  # one row
+
+
+def test_appending_keeps_the_name_and_stamps_each_embedding(monkeypatch) -> None:
+    from fer_ros.pipeline.recognition import gallery as gallery_module
+
+    ticks = iter(["2026-01-01T00:00:00+00:00", "2026-01-01T00:00:01+00:00",
+                  "2026-01-01T00:00:02+00:00"])
+    monkeypatch.setattr(gallery_module, "_now", lambda: next(ticks))
+    gallery = Gallery("m", DIM)
+    assert gallery.source_format == ""  # made in memory, not read from anywhere
+    gallery.add("ada", unit(1), ["first"])
+    person = gallery.add("ada", unit(2, 2), ["second", "third"])
+    assert person.name == "ada" and person.sources == ["first", "second", "third"]
+    assert person.added == ["2026-01-01T00:00:01+00:00"] + ["2026-01-01T00:00:02+00:00"] * 2
+    with pytest.raises(GalleryError) as info:
+        gallery.add("ada", [[1.0, 2.0]])
+    assert str(info.value) == f"embeddings for 'ada': embedding length 2, expected {DIM}"
+    with pytest.raises(GalleryError) as info:
+        gallery.add("bob", unit(3), on_existing="merge")
+    assert str(info.value) == ("unknown duplicate-name policy 'merge' (one of append, "
+                               "replace, refuse)")
+
+
+def test_times_are_utc_to_the_second() -> None:
+    from fer_ros.pipeline.recognition.gallery import _now
+
+    stamp = _now()
+    assert stamp.endswith("+00:00") and len(stamp) == len("2026-01-01T00:00:00+00:00")

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from pgutil import PostgresCluster, postgres_server  # noqa: F401 (fixture)
 
-from fer_ros.pipeline.recognition.gallery import GalleryError
+from fer_ros.pipeline.recognition.gallery import Gallery, GalleryError
 from fer_ros.pipeline.recognition.storage import (
     DatabaseStorage,
     JsonStorage,
@@ -429,6 +429,21 @@ def test_the_database_keeps_when_each_was_made(location: str, monkeypatch) -> No
     # Stored and matched as float32, in one matrix the people's rows are views of.
     ada = gallery.people["ada"].embeddings
     assert ada.dtype == np.float32 and np.shares_memory(gallery._stacked()[0], ada)
+
+
+def test_a_database_gallery_matches_as_one_built_in_memory(location: str) -> None:
+    storage = db(location)
+    storage.add_many([("ada", unit(3), ["a"] * 3), ("bob", unit(1), ["b"]),
+                      ("cy", unit(2), ["c"] * 2)])
+    read = db(location, None).load()
+    built = Gallery(MODEL, DIM)
+    for name in read.names():
+        built.add(name, read.people[name].embeddings)
+    faces = unit(5)
+    got, names = read.similarities(faces)
+    want, _ = built.similarities(faces)
+    assert names == ["ada", "bob", "cy"]
+    np.testing.assert_allclose(got, want, atol=1e-6)
 
 
 def test_a_storage_without_a_model_writes_in_the_gallery_s_own(location: str) -> None:
