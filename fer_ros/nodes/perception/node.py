@@ -80,10 +80,8 @@ class PerceptionNode(LifecycleNode):
         self._stop = threading.Event()
         self._active = threading.Event()  # images are processed and published
         self._worker: threading.Thread | None = None
-        # The last processed image of each stream and its number of faces, for enrolment
-        # (one tuple, so the service never pairs an image with another image's count),
-        # and the stream processed last.
-        self._latest = LatestImages()  # what the enroll service enrols from
+        # The last processed image of each stream, for the enroll service.
+        self._latest = LatestImages()
         self._configured: list = []  # what configure made, for cleanup
         self._configure_error: Exception | None = None
         # Diagnostics in every state: a lifecycle manager sees why nothing comes out.
