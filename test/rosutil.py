@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -37,6 +38,31 @@ class TestNode(BackgroundNode):
         assert future.done(), f"{client.srv_name} did not answer within {timeout} s"
         return future.result()
 
+
+def handshake(send: Callable[[int], None], answered: Callable[[], bool],
+              timeout: float = 30.0, wait: float = 0.5) -> int:
+    """Send probes ``send(1)``, ``send(2)``... until ``answered()``; returns how many were
+    sent (asserts one was answered within ``timeout``).
+
+    Why: seeing the node's endpoints (get_subscription_count, get_publisher_count) means
+    OUR side has matched. Fast DDS matches the two sides independently, and what is sent
+    before the other side has matched is lost (FIELD_NOTES; fer_ros/rosless/bag_play.py).
+    Only an answer that came back proves both directions deliver. A probe must be told
+    apart from the test's own messages (its own stamps or names), since more than one may
+    arrive.
+    """
+    deadline = time.monotonic() + timeout
+    sent = 0
+    while time.monotonic() < deadline:
+        sent += 1
+        send(sent)
+        end = min(deadline, time.monotonic() + wait)
+        while time.monotonic() < end:
+            if answered():
+                return sent
+            time.sleep(0.02)
+    assert answered(), f"no answer to {sent} probes within {timeout} s"
+    return sent
 
 
 def enroll(gallery: Path, name: str, images: list[Path]) -> None:

@@ -9,11 +9,12 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import Proc, data_path, wait_for
 from pgutil import PostgresCluster, postgres  # noqa: F401 (fixture)
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rosutil import TestNode, frame_bgr
+from rosutil import TestNode, frame_bgr, handshake
 from sensor_msgs.msg import Image
 
 from fer_ros.msg import FaceEmotionArray
@@ -63,8 +64,20 @@ def test_enrolment_reaches_the_other_robot_by_notify(postgres: PostgresCluster, 
     try:
         for proc in robots.values():
             assert wait_for(lambda p=proc: "models loaded" in p.output(), 180), proc.output()
+        # Blank images stamped (0, n) until one is answered: only an answer proves both
+        # sides have matched (rosutil.handshake). The test's own are stamped from 1 s.
+        blank = image_to_msg(np.zeros((240, 320, 3), np.uint8), "bgr8")
         for name, pub in pubs.items():
-            assert wait_for(lambda p=pub: p.get_subscription_count() > 0, 30), name
+
+            def probe(n: int, p=pub) -> None:
+                blank.header.stamp.nanosec = n
+                p.publish(blank)
+
+            def probed(robot: str = name) -> bool:
+                with lock:
+                    return any(o.header.stamp.sec == 0 for o in outputs[robot])
+
+            handshake(probe, probed, 60)
         stamps = iter(range(1, 10_000))
 
         def names_seen(robot: str, image: Path) -> list[str]:

@@ -14,7 +14,7 @@ from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rosutil import TestNode
+from rosutil import TestNode, handshake
 from std_msgs.msg import String
 
 from fer_ros.msg import FaceEmotion, FaceEmotionArray
@@ -27,6 +27,7 @@ REACTIONS = {
     "angry": "let me know if I can help.", "surprise": "surprised?",
     "fear": "no need to worry, I am a friendly robot.", "disgust": "something wrong?",
 }
+PROBE = "handshake"
 
 
 def face(name: str, emotion: str = "neutral", score: float = 0.9,
@@ -55,9 +56,11 @@ class Greeter:
         self.speech_sub = node.create_subscription(String, "/speech", self._on_speech,
                                                    reliable)
         self.set_params = node.create_client(SetParameters, "/greeter/set_parameters")
-        self.expected: list[str] = []
-        assert wait_for(lambda: self.faces_pub.get_subscription_count() > 0
-                        and self.speech_sub.get_publisher_count() > 0, 30), self.proc.output()
+        # A person of its own until the greeting comes back: only an answer proves both
+        # sides have matched (rosutil.handshake). Greeted once, so a late probe says nothing.
+        handshake(lambda _: self.faces_pub.publish(FaceEmotionArray(faces=[face(PROBE)])),
+                  lambda: f"Hello {PROBE}!" in self.said())
+        self.expected: list[str] = [f"Hello {PROBE}!"]
 
     def _on_speech(self, msg: String) -> None:
         with self.lock:

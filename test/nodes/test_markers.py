@@ -11,7 +11,7 @@ import pytest
 from conftest import wait_for
 from geometry_msgs.msg import Point, Pose, Quaternion
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rosutil import TestNode
+from rosutil import TestNode, handshake
 from visualization_msgs.msg import Marker, MarkerArray
 
 from fer_ros.msg import FaceEmotion, FaceEmotionArray
@@ -121,23 +121,31 @@ def test_overlay_node_publishes_and_deletes_markers(spawn, tmp_path: Path) -> No
             received.append(msg)
 
     try:
-        sub = client.node.create_subscription(MarkerArray, "/faces/markers", on_markers, 10)
+        client.node.create_subscription(MarkerArray, "/faces/markers", on_markers, 10)
         pub = client.node.create_publisher(
             FaceEmotionArray, "/faces/emotions",
             QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        assert wait_for(lambda: pub.get_subscription_count() > 0, 30), proc.output()
-        # Matched to our subscription, not just present in the graph (else the first
-        # markers can be sent before they would reach us).
-        assert wait_for(lambda: sub.get_publisher_count() > 0, 30), proc.output()
 
         def actions() -> list[tuple[int, int]]:
             with lock:
                 return [(m.id, m.action) for array in received for m in array.markers]
 
-        pub.publish(faces(4, stamp=1, emotion="sad"))
-        assert wait_for(lambda: (8, Marker.ADD) in actions(), 10), proc.output()
+        # The same face at stamp 0 until markers come back, then forgotten: only an answer
+        # proves both sides have matched (rosutil.handshake).
+        handshake(lambda _: pub.publish(faces(4, stamp=0, emotion="sad")),
+                  lambda: (8, Marker.ADD) in actions())
         with lock:
-            added = [m for array in received for m in array.markers]
+            received.clear()  # a late probe's markers may still come: stamps tell them apart
+
+        def at_stamp(sec: int) -> list[Marker]:
+            with lock:
+                return [m for array in received for m in array.markers
+                        if m.header.stamp.sec == sec]
+
+        pub.publish(faces(4, stamp=1, emotion="sad"))
+        assert wait_for(lambda: (8, Marker.ADD) in ids_by_action(
+            MarkerArray(markers=at_stamp(1))), 10), proc.output()
+        added = at_stamp(1)
         # Colour and lifetime survive the trip: a marker that never expires, or one
         # that is transparent, would be the node's fault as much as the library's.
         assert all(0.0 < lifetime_s(m) <= MAX_LIFETIME_S and m.color.a == 1.0

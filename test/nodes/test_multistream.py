@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 from conftest import Proc, data_path, wait_for
 from diagnostic_msgs.msg import DiagnosticArray
@@ -23,7 +24,7 @@ from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rosutil import TestNode, enroll, frame_bgr
+from rosutil import TestNode, enroll, frame_bgr, handshake
 from sensor_msgs.msg import Image
 
 from fer_ros.msg import FaceEmotionArray
@@ -119,11 +120,27 @@ class Cameras:
             ok, reason = self.set_streams(names)
             assert ok, reason
             assert self.transition(Transition.TRANSITION_ACTIVATE)
+            self.connect(names)
         assert (self.state(), self.streams()) == (State.PRIMARY_STATE_ACTIVE, names)
         for name in PEOPLE:
             want = (lambda n=name: self.pubs[n].get_subscription_count() > 0) if name in names \
                 else (lambda n=name: self.pubs[n].get_subscription_count() == 0)
             assert wait_for(want, 20), (name, names)
+
+    def connect(self, names: list[str]) -> None:
+        """Blank images stamped (1, n) on each stream until one is answered: only an answer
+        proves the node's new subscription and publisher have matched ours
+        (rosutil.handshake). Tests look only at their own stamps (from 5001 s)."""
+        for name in names:
+            before = len(self.outputs[name])
+            blank = image_to_msg(np.zeros((240, 320, 3), np.uint8), "bgr8")
+            blank.header.frame_id = f"{name}_camera"
+
+            def probe(n: int, pub=self.pubs[name], msg=blank) -> None:
+                msg.header.stamp.sec, msg.header.stamp.nanosec = 1, n
+                pub.publish(msg)
+
+            handshake(probe, lambda n=name, b=before: len(self.outputs[n]) > b)
 
 
 def face_msg(person: str) -> Image:
@@ -146,8 +163,7 @@ def cameras(tmp_path_factory):
                  "-p", "device:=cpu", "-p", "diagnostics_period:=0.5"], tmp / "node.log")
     cams = Cameras(proc)
     assert wait_for(lambda: "models loaded" in proc.output(), 120), proc.output()
-    for name in "abc":
-        assert wait_for(lambda n=name: cams.pubs[n].get_subscription_count() > 0, 20), name
+    cams.connect(["a", "b", "c"])
     yield cams
     cams.client.close()
     code = proc.interrupt()
@@ -232,7 +248,7 @@ def test_streams_change_only_while_inactive(cameras: Cameras) -> None:
     ok, reason = cameras.set_streams(["a", "d"])
     assert ok, reason
     assert cameras.transition(Transition.TRANSITION_ACTIVATE)
-    assert wait_for(lambda: cameras.pubs["d"].get_subscription_count() > 0, 20)
+    cameras.connect(["a", "d"])
     assert wait_for(lambda: cameras.pubs["b"].get_subscription_count() == 0, 20)
     out = cameras.wait_answer("d", cameras.send("d"))
     assert [f.name for f in out.faces] == [PEOPLE["d"]]

@@ -22,7 +22,7 @@ from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rosutil import TestNode, enroll, frame_bgr
+from rosutil import TestNode, enroll, frame_bgr, handshake
 from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 
@@ -104,7 +104,15 @@ def session(tmp_path_factory):
                  "-p", "diagnostics_period:=0.5"], log)
     sess = Session(proc, gallery)
     assert wait_for(lambda: "models loaded" in proc.output(), 120), proc.output()
-    assert wait_for(lambda: sess.image_pub.get_subscription_count() > 0, 20)
+    # Blank images stamped (0, n) until one is answered: only an answer proves both sides
+    # have matched (rosutil.handshake). The tests' own images are stamped from 1001 s on.
+    blank = image_to_msg(np.zeros((480, 640, 3), np.uint8), "bgr8")
+
+    def probe(n: int) -> None:
+        blank.header.stamp.nanosec = n
+        sess.image_pub.publish(blank)
+
+    handshake(probe, lambda: bool(sess.outputs))
     yield sess
     sess.client.close()
     code = proc.interrupt()

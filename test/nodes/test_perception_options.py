@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from itertools import pairwise
 
+import numpy as np
 import pytest
 from conftest import Proc, data_path, wait_for
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -20,7 +21,7 @@ from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rosutil import TestNode, frame_bgr
+from rosutil import TestNode, frame_bgr, handshake
 from sensor_msgs.msg import Image
 
 from fer_ros.msg import FaceEmotionArray
@@ -116,7 +117,10 @@ def node(tmp_path_factory) -> Iterator[Client]:
                  "-p", "enable_emotion:=false", "-p", "diagnostics_period:=0.5"], log)
     client = Client(proc)
     assert wait_for(lambda: "models loaded" in proc.output(), 120), proc.output()
-    assert wait_for(lambda: client.image_pub.get_subscription_count() > 0, 20)
+    # A blank image until its (empty) answer comes: only an answer proves both sides have
+    # matched (rosutil.handshake). Every test counts from its own stamps or settled().
+    blank = image_to_msg(np.zeros((480, 640, 3), np.uint8), "bgr8")
+    handshake(lambda _: client.publish(blank), lambda: bool(client.outputs))
     yield client
     client.client.close()
     assert proc.interrupt() == 0, proc.output()[-2000:]
