@@ -152,8 +152,16 @@ def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
 FOLDER_MARKERS = ("pipeline", "ros", "nodes", "viewer", "rosless", "bench", "packaging", "e2e")
 
 
+# Fixtures that start a server (about 1 s each) or take a database on one.
+SERVER_FIXTURES = frozenset({"postgres", "postgres_server"})
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         folder = Path(str(item.fspath)).parent.name
         if folder in FOLDER_MARKERS:
             item.add_marker(getattr(pytest.mark, folder))
+    if os.environ.get("MUTANT_UNDER_TEST", "stats") != "stats":
+        # make mutate runs a mutant's tests with -x in whatever order it lists them: the
+        # in-process ones first, since most mutants fall to the first test that fails.
+        items.sort(key=lambda item: bool(SERVER_FIXTURES & set(item.fixturenames)))
