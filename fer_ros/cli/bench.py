@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--streams", type=int, nargs="+", default=None, metavar="N",
                         help="instead: one node serving N cameras at --rate Hz each, for "
                              "each N given (fer_ros/bench/streams.py)")
+    parser.add_argument("--transport", action="store_true",
+                        help="instead: bytes per second and decode time of raw and JPEG images "
+                             "at 480p, 720p and 1080p (fer_ros/bench/transport.py)")
     parser.add_argument("--idle", action="store_true",
                         help="instead: the node's CPU with nobody in view and the time to "
                              "detect a person who steps in (fer_ros/bench/idle.py)")
@@ -84,6 +87,13 @@ def run(args: argparse.Namespace) -> int:
         sizes = tuple(args.people) if args.people else gallery_scale.SIZES
         print(json.dumps({"gallery_scale": gallery_scale.run(sizes)}, indent=None if args.json
                          else 1))
+        return 0
+    if args.transport:
+        import json
+
+        from fer_ros.bench import transport
+
+        print("transport:", json.dumps(transport.run(), indent=None if args.json else 1))
         return 0
     if args.idle:
         from fer_ros.bench.idle import run_idle

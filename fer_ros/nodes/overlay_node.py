@@ -1,6 +1,7 @@
 """overlay_node: draws faces, names and emotions on the video.
 
-Subscribes to ``image`` and ``faces/emotions`` and pairs them by header stamp (not
+Subscribes to ``image`` (or its ``/compressed`` sibling, parameter image_transport) and
+``faces/emotions`` and pairs them by header stamp (not
 "latest": a slow perception node still gets its boxes drawn on the image they were
 computed from). Publishes the annotated image on ``faces/overlay`` (for
 rqt_image_view and RViz), RViz markers on ``faces/markers`` (an arrow along each face's
@@ -18,15 +19,16 @@ from collections import OrderedDict
 import cv2
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
 from fer_ros.msg import FaceEmotionArray
-from fer_ros.ros.image_codec import ImageDecodeError, image_to_msg, msg_to_image
+from fer_ros.ros.image_codec import ImageDecodeError, image_to_msg
 from fer_ros.ros.markers import FaceMarkers
 from fer_ros.ros.params import ParamSpec, declare_parameters
 from fer_ros.ros.qos import QOS_CHOICES, qos_profile
 from fer_ros.ros.run import log_final, run_node
+from fer_ros.ros.transport import TRANSPORT_DESCRIPTION, TRANSPORTS, decode, image_subscription
 from fer_ros.viewer.draw import draw_faces
 from fer_ros.viewer.mjpeg_server import FrameHub, MjpegServer
 
@@ -40,6 +42,8 @@ PARAMS = (
     ParamSpec("jpeg_quality", 80, "JPEG quality of the stream.", (10, 100)),
     ParamSpec("buffer_size", 30, "Images kept while waiting for their faces message.",
               (1, 1000), read_only=True),
+    ParamSpec("image_transport", "raw", TRANSPORT_DESCRIPTION, read_only=True,
+              choices=TRANSPORTS),
     ParamSpec("qos", "sensor_data", "Image subscription QoS: sensor_data (best effort, as "
               "camera drivers publish), reliable or system_default.", read_only=True,
               choices=QOS_CHOICES),
@@ -56,7 +60,7 @@ class OverlayNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("overlay", **kwargs)
         self.p = declare_parameters(self, PARAMS)
-        self._images: OrderedDict[tuple[int, int], Image] = OrderedDict()
+        self._images: OrderedDict[tuple[int, int], Image | CompressedImage] = OrderedDict()
         self._pending: OrderedDict[tuple[int, int], FaceEmotionArray] = OrderedDict()
         self.frames = 0
         self.names_seen: set[str] = set()
@@ -75,7 +79,9 @@ class OverlayNode(Node):
         self.publisher = self.create_publisher(Image, "faces/overlay", 5)
         self.markers = FaceMarkers()
         self.marker_pub = self.create_publisher(MarkerArray, "faces/markers", 10)
-        self.create_subscription(Image, "image", self._on_image, qos_profile(self.p["qos"]))
+        image_topic, image_type = image_subscription(self, "image", self.p["image_transport"])
+        self.create_subscription(image_type, image_topic, self._on_image,
+                                 qos_profile(self.p["qos"]))
         self.create_subscription(FaceEmotionArray, "faces/emotions", self._on_faces, 10)
         # The perception node's rate and latency, shown on the viewer page.
         self.perception: dict[str, str] | None = None
@@ -113,7 +119,7 @@ class OverlayNode(Node):
     def _key(header) -> tuple[int, int]:
         return header.stamp.sec, header.stamp.nanosec
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image | CompressedImage) -> None:
         key = self._key(msg.header)
         faces = self._pending.pop(key, None)
         if faces is not None:
@@ -139,9 +145,9 @@ class OverlayNode(Node):
             del self._images[old]
         self._render(image, faces)
 
-    def _render(self, image: Image, faces: FaceEmotionArray) -> None:
+    def _render(self, image: Image | CompressedImage, faces: FaceEmotionArray) -> None:
         try:
-            bgr = msg_to_image(image, "bgr8")
+            bgr = decode(image, "bgr8")
         except ImageDecodeError as exc:
             self.get_logger().warning(f"cannot draw on image: {exc}",
                                       throttle_duration_sec=10.0)

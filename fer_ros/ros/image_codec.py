@@ -1,4 +1,6 @@
-"""numpy <-> sensor_msgs/Image for 8-bit colour and grey images, in place of cv_bridge.
+"""numpy <-> sensor_msgs/Image for 8-bit colour and grey images, in place of cv_bridge;
+and sensor_msgs/CompressedImage (JPEG, PNG) -> numpy, in place of image_transport's
+compressed plugin.
 
 cv_bridge (and image_transport) exist only as ROS distribution packages built from
 source or apt; the ROS 2 wheels on PyPI have neither, and PyPI's `cv-bridge` is the ROS 1
@@ -18,7 +20,7 @@ import difflib
 
 import cv2
 import numpy as np
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 # Channels per pixel of the accepted encodings (all 8 bits per channel).
@@ -129,3 +131,115 @@ def msg_to_image(msg: Image, want: str = "rgb8") -> np.ndarray:
     if msg.encoding == want:
         return pixels
     return cv2.cvtColor(np.ascontiguousarray(pixels), _TO_WANTED[(msg.encoding, want)])
+
+
+# What compressed_image_transport writes in ``format``: "jpeg", "png", or
+# "<raw encoding>; jpeg compressed <encoding>". The codec is named in it either way.
+COMPRESSED_FORMATS = ("jpeg", "png")
+_MAGIC = {"jpeg": b"\xff\xd8\xff", "png": b"\x89PNG\r\n\x1a\n"}
+# JPEG start-of-frame markers (C0-CF but for DHT C4, JPG C8, DAC CC): they carry the size.
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _format_of(declared: str) -> str:
+    words = declared.lower().replace(";", " ").split()
+    named = [f for f in COMPRESSED_FORMATS if f in words or (f == "jpeg" and "jpg" in words)]
+    if not named:
+        raise ImageDecodeError(f"unsupported compressed format {declared!r}: supported are "
+                               f"{', '.join(COMPRESSED_FORMATS)} (as compressed_image_transport "
+                               "writes them, e.g. 'jpeg' or 'bgr8; jpeg compressed bgr8')")
+    return named[0]
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the first start-of-frame segment, or None if there is none
+    before the image data starts (a truncated or damaged header)."""
+    at = 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        length = int.from_bytes(data[at + 2:at + 4], "big")
+        if marker in _SOF:
+            if at + 9 > len(data):
+                return None
+            return (int.from_bytes(data[at + 7:at + 9], "big"),
+                    int.from_bytes(data[at + 5:at + 7], "big"))
+        if marker == 0xDA or length < 2:  # start of scan: no size came first
+            return None
+        at += 2 + length
+    return None
+
+
+def compressed_size(msg: CompressedImage) -> tuple[str, int, int]:
+    """The codec and (width, height) that ``msg`` declares, read from its header bytes
+    before any pixel is decoded: a corrupt or hostile size is refused without allocating."""
+    declared = _format_of(msg.format)
+    data = bytes(msg.data[:65536])  # the size is in the first segments
+    if not data:
+        raise ImageDecodeError(f"compressed image ({declared}) has no data")
+    found = next((f for f, magic in _MAGIC.items() if data.startswith(magic)), None)
+    if found is None:
+        raise ImageDecodeError(f"compressed image is not {declared}: it does not start with "
+                               f"a {declared} signature ({len(msg.data)} bytes)")
+    if found != declared:
+        raise ImageDecodeError(f"compressed image holds {found}, but its format says "
+                               f"{msg.format!r}")
+    if found == "png":
+        size = ((int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big"))
+                if len(data) >= 24 and data[12:16] == b"IHDR" else None)
+    else:
+        size = _jpeg_size(data)
+    if size is None:
+        raise ImageDecodeError(f"compressed image ({found}, {len(msg.data)} bytes) has no "
+                               "readable size in its header: damaged or truncated")
+    _check_size(*size)
+    return found, size[0], size[1]
+
+
+def compressed_to_image(msg: CompressedImage, want: str = "rgb8") -> np.ndarray:
+    """The pixels of a JPEG or PNG CompressedImage as an HxWx3 (rgb8/bgr8) or HxW (mono8)
+    uint8 array; ImageDecodeError says what is wrong with a bad one."""
+    _check_encoding(want, WANTED, "wanted")
+    found, _, _ = compressed_size(msg)  # checked before decoding; the decoder keeps it
+    raw = np.frombuffer(msg.data, dtype=np.uint8)
+    # libjpeg decodes a JPEG cut short as a grey bottom and a warning: the end-of-image
+    # marker (padding after it allowed) tells a whole one.
+    if found == "jpeg" and not bytes(raw[-64:]).rstrip(b"\x00").endswith(b"\xff\xd9"):
+        raise ImageDecodeError(f"compressed image (jpeg, {raw.size} bytes) has no end "
+                               "marker: truncated")
+    flag = cv2.IMREAD_GRAYSCALE if want == "mono8" else cv2.IMREAD_COLOR
+    image = cv2.imdecode(raw, flag)
+    if image is None:
+        raise ImageDecodeError(f"compressed image ({found}, {raw.size} bytes) could not be "
+                               "decoded: corrupt or truncated")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if want == "rgb8" else image
+
+
+def image_to_compressed(image: np.ndarray, encoding: str = "bgr8", codec: str = "jpeg",
+                        quality: int = 90, header: Header | None = None) -> CompressedImage:
+    """A CompressedImage of ``image`` (bgr8, rgb8 or mono8), ``format`` written as
+    compressed_image_transport writes it, so ROS tools decode it too."""
+    _check_encoding(encoding, WANTED, "image")
+    if codec not in COMPRESSED_FORMATS:
+        raise ImageDecodeError(f"unknown codec {codec!r}: supported are "
+                               f"{', '.join(COMPRESSED_FORMATS)}")
+    if encoding == "rgb8":
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    params = ([cv2.IMWRITE_JPEG_QUALITY, int(quality)] if codec == "jpeg"
+              else [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    ok, data = cv2.imencode(".jpg" if codec == "jpeg" else ".png", image, params)
+    if not ok:
+        raise ImageDecodeError(f"OpenCV could not encode a {image.shape} image as {codec}")
+    msg = CompressedImage()
+    if header is not None:
+        msg.header = header
+    written = "bgr8" if encoding != "mono8" else "mono8"
+    msg.format = f"{encoding}; {codec} compressed {written}"
+    buffer = array.array("B")
+    buffer.frombytes(data.tobytes())
+    msg.data = buffer
+    return msg

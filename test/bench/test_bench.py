@@ -176,3 +176,22 @@ def test_gallery_scale_bench_prints_every_figure(tmp_path) -> None:
         assert figures["match_ms"] > 0 and figures["enrol_ms"] > 0, figures
     # An index is built (and timed) only for the larger gallery.
     assert scale["100"]["index_s"] == 0.0 and scale["3000"]["index_s"] > 0, scale
+
+
+def test_transport_bench_reports_bytes_and_decode_time_per_size(tmp_path) -> None:
+    data_path("pyfeat", "single_face.mp4")  # fail with the fetch command when missing
+    result = subprocess.run([*fer_ros_command(), "bench", "--transport", "--json"],
+                            capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("transport: "))
+    figures = json.loads(line.removeprefix("transport: "))
+    assert figures["frames"] == 60 and figures["rate_hz"] == 30
+    assert list(figures["sizes"]) == ["640x480", "1280x720", "1920x1080"]
+    for size, row in figures["sizes"].items():
+        width, height = map(int, size.split("x"))
+        assert row["raw"]["bytes_per_image"] == width * height * 3
+        assert row["raw"]["mb_per_s"] == round(width * height * 3 * 30 / 1e6, 2)
+        # JPEG is far smaller, and smaller still at the lower quality.
+        assert row["jpeg80"]["bytes_per_image"] < row["jpeg95"]["bytes_per_image"] \
+            < row["raw"]["bytes_per_image"] / 4, row
+        assert all(part["to_rgb_ms"] > 0 for part in row.values()), row

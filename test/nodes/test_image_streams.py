@@ -120,7 +120,7 @@ def test_a_bad_image_is_counted_and_logged_once_per_kind(node: Node, capfd) -> N
     assert stream.decode(_frame(stream, wrong)) is None
     assert counts(stream)[2] == 4
     err = capfd.readouterr().err
-    lines = [line for line in err.splitlines() if "dropping image on cam/image" in line]
+    lines = [line for line in err.splitlines() if "dropping image on /cam/image: " in line]
     assert len(lines) == 2, err
     assert "yuv422" in lines[1]
 
@@ -153,9 +153,9 @@ def test_failures_are_counted_and_logged_at_most_every_5_s(node: Node, capfd) ->
     assert counts(named)[2] == 3 and counts(unnamed)[2] == 1
     lines = [line for line in capfd.readouterr().err.splitlines() if "failed" in line]
     assert len(lines) == 2, lines
-    assert lines[0].endswith("processing an image from cam/image failed: "
+    assert lines[0].endswith("processing an image from /cam/image failed: "
                              "RuntimeError('model broke')")
-    assert lines[1].endswith("processing an image failed: RuntimeError('other')")
+    assert lines[1].endswith("processing an image from /image failed: RuntimeError('other')")
 
 
 def test_failure_lines_are_5_s_apart(node: Node, capfd, monkeypatch) -> None:
@@ -223,7 +223,7 @@ def test_after_32_kinds_of_bad_image_no_more_are_logged(node: Node, capfd) -> No
     assert counts(stream)[2] == _MAX_BAD_KINDS + 2
     lines = [line for line in capfd.readouterr().err.splitlines() if "dropping image" in line]
     assert len(lines) == _MAX_BAD_KINDS
-    assert "dropping image: " in lines[0] and "weirda" in lines[0]
+    assert "dropping image on /image: " in lines[0] and "weirda" in lines[0]
     assert lines[0].endswith("supported are bgr8, rgb8, mono8, bgra8, rgba8")
     assert not any("further kinds" in line for line in lines[:-1])
     assert lines[-1].endswith(" (further kinds of bad images are not logged; see "
@@ -243,3 +243,50 @@ def test_stream_names() -> None:
     assert f"at most {MAX_STREAMS}" in check_stream_names(
         [f"c{i}" for i in range(MAX_STREAMS + 1)])
     assert topic("", "image") == "image" and topic("cam1", "image") == "cam1/image"
+
+
+def test_compressed_transport_takes_the_resolved_topic_s_compressed_sibling(
+        rclpy_context) -> None:
+    from fer_ros.ros.qos import qos_profile
+
+    # Remapped as a user would: the base name is resolved first, then /compressed added.
+    node = Node("image_streams_compressed_test", context=rclpy_context,
+                cli_args=["--ros-args", "-r", "cam/image:=/robot/head/image_raw"])
+    try:
+        stream = ImageStream(node, "cam", threading.Condition())
+        assert stream.image_topic == "/robot/head/image_raw"
+        stream.subscribe(qos_profile("sensor_data"), "compressed")
+        assert stream.image_topic == "/robot/head/image_raw/compressed"
+        assert sorted((s.topic_name, s.msg_type.__name__) for s in node.subscriptions) == [
+            ("/cam/camera_info", "CameraInfo"),
+            ("/robot/head/image_raw/compressed", "CompressedImage")]
+        stream.unsubscribe()
+        stream.subscribe(qos_profile("sensor_data"), "raw")
+        assert sorted((s.topic_name, s.msg_type.__name__) for s in node.subscriptions) == [
+            ("/cam/camera_info", "CameraInfo"), ("/robot/head/image_raw", "Image")]
+    finally:
+        node.destroy_node()
+
+
+def test_compressed_images_are_decoded_and_bad_ones_logged_by_topic(node: Node,
+                                                                     capfd) -> None:
+    from fer_ros.ros.image_codec import image_to_compressed
+    from fer_ros.ros.qos import qos_profile
+
+    stream = ImageStream(node, "cam", threading.Condition())
+    stream.subscribe(qos_profile("sensor_data"), "compressed")
+    picture = np.zeros((30, 40, 3), np.uint8)
+    picture[:, :, 2] = 255  # red in BGR
+    frame = _frame(stream, image_to_compressed(picture, "bgr8", "png"))
+    assert frame.size == (0, 0)  # known only once decoded
+    rgb = stream.decode(frame)
+    assert rgb.shape == (30, 40, 3) and (rgb[0, 0] == (255, 0, 0)).all()
+    assert frame.size == (40, 30)
+    cut = image_to_compressed(picture, "bgr8", "jpeg")
+    cut.data = cut.data[:len(cut.data) // 2]
+    assert stream.decode(_frame(stream, cut)) is None
+    assert counts(stream) == (2, 0, 1)
+    lines = [line for line in capfd.readouterr().err.splitlines() if "dropping" in line]
+    assert len(lines) == 1
+    assert lines[0].endswith("dropping image on /cam/image/compressed: compressed image "
+                             f"(jpeg, {len(cut.data)} bytes) has no end marker: truncated")

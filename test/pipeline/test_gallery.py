@@ -425,6 +425,10 @@ def test_each_bad_name_is_named(name: object, problem: str) -> None:
 @pytest.mark.parametrize(("values", "problem"), [
     ([[1.0, 0.0], [1.0]], "where: embeddings of different lengths (1, 2)"),
     ([["a", 0.0]], "where: embeddings are not numbers (could not convert string to float: 'a')"),
+    # Rows of other lengths, one of them not a list: not numbers, whatever the lengths.
+    ([[1.0, 0.0], "abc"], "where: embeddings are not numbers (setting an array element with "
+     "a sequence. The requested array has an inhomogeneous shape after 1 dimensions. The "
+     "detected shape was (2,) + inhomogeneous part.)"),
     (np.zeros((0, 2)), "where: expected a list of embeddings, got shape (0, 2)"),
     ([], "where: embedding length 0, expected 2"),
     ([[[1.0]]], "where: expected a list of embeddings, got shape (1, 1, 1)"),
@@ -438,7 +442,8 @@ def test_each_bad_embedding_is_named(values: object, problem: str) -> None:
 
 
 def test_embeddings_become_float32_unit_rows() -> None:
-    rows = checked_embeddings([[3.0, 4.0], [2e-6, 0.0]], 2, "where")
+    # 1e-6, the least norm that is not taken for all zeros, is still a direction.
+    rows = checked_embeddings([[3.0, 4.0], [1e-6, 0.0]], 2, "where")
     assert rows.dtype == np.float32
     np.testing.assert_allclose(rows, [[0.6, 0.8], [1.0, 0.0]], atol=1e-7)
     assert checked_embeddings([1.0, 0.0], None, "where").shape == (1, 2)  # one row

@@ -166,6 +166,11 @@ def test_snapshot_reads_people_in_name_order_with_their_rows(location: str) -> N
     np.testing.assert_allclose(matrix, np.concatenate([rows["ada"], rows["bob"], rows["cy"]]),
                                atol=1e-6)
     assert gallery.created == db(location, None).load().created != ""
+    # A database another tool made without "created" still reads as a gallery with a
+    # creation stamp (that of the read), never None.
+    set_meta(location, created=None)
+    again, _ = db(location, None).snapshot()
+    assert isinstance(again.created, str) and again.created.endswith("+00:00"), again.created
 
 
 def test_more_rows_than_one_read_batch(location: str) -> None:

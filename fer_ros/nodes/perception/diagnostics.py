@@ -77,15 +77,14 @@ def _level(stats: PerceptionStats, delta: dict[str, int], latency_ms: np.ndarray
 def perception_status(stats: PerceptionStats, faces: FaceStreams | None,
                       camera: CameraState | None, state: str,
                       params: dict[str, Any], load_seconds: float,
-                      stream: str = "") -> DiagnosticStatus:
+                      stream: str = "", image_topic: str = "") -> DiagnosticStatus:
     """The status of one stream for one diagnostics period; ``state`` is the lifecycle
     state's label. The default stream's status is "fer_ros: perception", stream cam1's
-    "fer_ros: perception cam1"."""
+    "fer_ros: perception cam1". ``image_topic``: the one it subscribes to, resolved."""
     totals, delta, recent = stats.period()
     status = DiagnosticStatus(name=f"fer_ros: perception {stream}".rstrip(),
                               hardware_id=faces.device if faces else "")
-    values: dict[str, Any] = {"lifecycle state": state,
-                              "image topic": f"{stream}/image" if stream else "image"}
+    values: dict[str, Any] = {"lifecycle state": state, "image topic": image_topic}
     if state != "active" or faces is None or camera is None:
         status.level, status.message = DiagnosticStatus.OK, f"{state}: no inference"
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]

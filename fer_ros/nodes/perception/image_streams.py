@@ -3,6 +3,8 @@
 A stream named ``cam1`` subscribes to ``cam1/image`` and ``cam1/camera_info`` and
 publishes ``cam1/faces/emotions`` (all relative to the node's namespace, so they can be
 remapped); the stream named "" uses ``image``, ``camera_info`` and ``faces/emotions``.
+With ``image_transport`` "compressed" the images come as JPEG or PNG from the image
+topic's ``/compressed`` sibling (fer_ros/ros/transport.py).
 Each stream keeps the images that wait for inference in a queue of ``queue_size``
 (1: only the newest; when it is full the oldest is dropped and counted), its own
 counters for /diagnostics and its own record of bad images, so one camera's faults never
@@ -19,13 +21,14 @@ from dataclasses import dataclass
 
 import numpy as np
 from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from fer_ros.msg import FaceEmotionArray
 from fer_ros.nodes.perception.diagnostics import PerceptionStats
 from fer_ros.pipeline.types import FaceResult
 from fer_ros.ros.face_msgs import camera_for, face_to_msg
-from fer_ros.ros.image_codec import ImageDecodeError, msg_to_image
+from fer_ros.ros.image_codec import ImageDecodeError
+from fer_ros.ros.transport import decode, image_subscription
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)*")
 MAX_STREAMS = 64
@@ -54,8 +57,9 @@ def topic(stream: str, base: str) -> str:
 
 @dataclass
 class Frame:
-    msg: Image
+    msg: Image | CompressedImage
     received: float  # monotonic seconds
+    size: tuple[int, int] = (0, 0)  # (width, height), known once decoded
 
 
 class ImageStream:
@@ -74,6 +78,9 @@ class ImageStream:
         self._last_failure_log = -1e9
         self.publisher = None
         self._subscriptions: list = []
+        # Resolved (remapped): what the logs and diagnostics name; subscribe() adds
+        # "/compressed" for that transport.
+        self.image_topic = node.resolve_topic_name(topic(name, "image"))
 
     def open_publisher(self) -> None:
         self.publisher = self.node.create_lifecycle_publisher(
@@ -84,10 +91,11 @@ class ImageStream:
             self.node.destroy_lifecycle_publisher(self.publisher)
             self.publisher = None
 
-    def subscribe(self, qos) -> None:
+    def subscribe(self, qos, transport: str = "raw") -> None:
+        self.image_topic, kind = image_subscription(self.node, topic(self.name, "image"),
+                                                    transport)
         self._subscriptions = [
-            self.node.create_subscription(Image, topic(self.name, "image"), self._on_image,
-                                          qos),
+            self.node.create_subscription(kind, self.image_topic, self._on_image, qos),
             self.node.create_subscription(CameraInfo, topic(self.name, "camera_info"),
                                           self._on_camera_info, qos)]
 
@@ -101,7 +109,7 @@ class ImageStream:
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self.camera_info = msg
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image | CompressedImage) -> None:
         self.stats.last_received = time.monotonic()
         with self._wake:
             self.stats.count("received")
@@ -118,7 +126,9 @@ class ImageStream:
     def decode(self, frame: Frame) -> np.ndarray | None:
         """The image as RGB, or None (counted and logged) when it is malformed."""
         try:
-            return msg_to_image(frame.msg, "rgb8")
+            rgb = decode(frame.msg, "rgb8")
+            frame.size = (rgb.shape[1], rgb.shape[0])
+            return rgb
         except ImageDecodeError as exc:
             self.stats.count("bad")
             # One log line per kind of problem: the same fault with other sizes (a
@@ -130,8 +140,8 @@ class ImageStream:
                 more = (" (further kinds of bad images are not logged; see diagnostics "
                         "'images rejected')" if len(self._bad_kinds) == _MAX_BAD_KINDS
                         else "")
-                where = f" on {self.name}/image" if self.name else ""
-                self.node.get_logger().error(f"dropping image{where}: {exc}{more}")
+                self.node.get_logger().error(f"dropping image on {self.image_topic}: {exc}"
+                                             f"{more}")
             return None
 
     def failed(self, exc: Exception) -> None:
@@ -141,8 +151,8 @@ class ImageStream:
         now = time.monotonic()
         if now - self._last_failure_log >= 5.0:
             self._last_failure_log = now
-            where = f" from {self.name}/image" if self.name else ""
-            self.node.get_logger().error(f"processing an image{where} failed: {exc!r}")
+            self.node.get_logger().error(f"processing an image from {self.image_topic} "
+                                         f"failed: {exc!r}")
 
     @staticmethod
     def stamp_of(frame: Frame) -> float:
@@ -156,8 +166,8 @@ class ImageStream:
         msg = frame.msg
         out = FaceEmotionArray()
         out.header = msg.header
-        out.image_width, out.image_height = int(msg.width), int(msg.height)
-        camera = camera_for(self.camera_info, int(msg.width), int(msg.height), fov_deg)
+        out.image_width, out.image_height = frame.size
+        camera = camera_for(self.camera_info, *frame.size, fov_deg)
         out.faces = [face_to_msg(face, camera) for face in faces]
         self.publisher.publish(out)
 

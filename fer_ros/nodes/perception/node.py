@@ -134,7 +134,7 @@ class PerceptionNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         qos = qos_profile(self.p["qos"])
         for stream in self.streams.values():
-            stream.subscribe(qos)
+            stream.subscribe(qos, self.p["image_transport"])
         self._active.set()
         self._state = "active"
         return super().on_activate(state)
@@ -336,7 +336,8 @@ class PerceptionNode(LifecycleNode):
         diag.status = [
             perception_status(stream.stats, self.faces,
                               self.faces.streams.get(name) if self.faces is not None else None,
-                              self._state, self.p, self.load_seconds, stream=name)
+                              self._state, self.p, self.load_seconds, stream=name,
+                              image_topic=stream.image_topic)
             for name, stream in self.streams.items()]
         self.diag_pub.publish(diag)
 

@@ -10,6 +10,7 @@ from fer_ros.nodes.perception.image_streams import check_stream_names
 from fer_ros.pipeline.config import live_default, param_name, settings
 from fer_ros.ros.params import ParamSpec
 from fer_ros.ros.qos import QOS_CHOICES
+from fer_ros.ros.transport import TRANSPORT_DESCRIPTION, TRANSPORTS
 
 
 def pipeline_param(field: str) -> ParamSpec:
@@ -71,6 +72,8 @@ PARAMS = (
               "processed oldest first; when full, the oldest is dropped (and counted). 1 = "
               "only the newest: the least latency on a live camera. Larger: a bag played "
               "faster than inference loses no image while its backlog fits.", (1, 1000)),
+    ParamSpec("image_transport", "raw", TRANSPORT_DESCRIPTION, read_only=True,
+              choices=TRANSPORTS),
     ParamSpec("qos", "sensor_data", "Image (and camera_info) subscription QoS: sensor_data "
               "(best effort, as camera drivers publish), reliable or system_default.",
               read_only=True, choices=QOS_CHOICES),
