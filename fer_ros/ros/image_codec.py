@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import array
 import difflib
+import io
 
 import cv2
 import numpy as np
+import PIL.Image
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
@@ -76,10 +78,8 @@ def _check_size(width: int, height: int) -> None:
                                " limit (a corrupt header?)")
 
 
-def image_to_msg(image: np.ndarray, encoding: str = "bgr8",
-                 header: Header | None = None) -> Image:
-    """A sensor_msgs/Image holding a copy of `image` (uint8, HxWxC or HxW for mono8)."""
-    _check_encoding(encoding, CHANNELS, "image")
+def _checked_array(image: np.ndarray, encoding: str) -> np.ndarray:
+    """``image`` as an array of ``encoding``'s shape (HxW for mono8), or ImageDecodeError."""
     channels = CHANNELS[encoding]
     if image.dtype != np.uint8:
         raise ImageDecodeError(f"{encoding} needs a uint8 array, got {image.dtype}")
@@ -89,8 +89,17 @@ def image_to_msg(image: np.ndarray, encoding: str = "bgr8",
     if image.ndim != 2 + (channels > 1) or image.shape[2:] != expected:
         shape = "HxW" if channels == 1 else f"HxWx{channels}"
         raise ImageDecodeError(f"{encoding} needs an {shape} array, got shape {image.shape}")
+    _check_size(image.shape[1], image.shape[0])
+    return image
+
+
+def image_to_msg(image: np.ndarray, encoding: str = "bgr8",
+                 header: Header | None = None) -> Image:
+    """A sensor_msgs/Image holding a copy of `image` (uint8, HxWxC or HxW for mono8)."""
+    _check_encoding(encoding, CHANNELS, "image")
+    channels = CHANNELS[encoding]
+    image = _checked_array(image, encoding)
     height, width = image.shape[:2]
-    _check_size(width, height)
     msg = Image()
     if header is not None:
         msg.header = header
@@ -136,9 +145,8 @@ def msg_to_image(msg: Image, want: str = "rgb8") -> np.ndarray:
 # What compressed_image_transport writes in ``format``: "jpeg", "png", or
 # "<raw encoding>; jpeg compressed <encoding>". The codec is named in it either way.
 COMPRESSED_FORMATS = ("jpeg", "png")
-_MAGIC = {"jpeg": b"\xff\xd8\xff", "png": b"\x89PNG\r\n\x1a\n"}
-# JPEG start-of-frame markers (C0-CF but for DHT C4, JPG C8, DAC CC): they carry the size.
-_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# Pillow's names for what it finds (a JPEG with a multi-picture APP2 segment reads as MPO).
+_PILLOW_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png"}
 
 
 def _format_of(declared: str) -> str:
@@ -151,94 +159,73 @@ def _format_of(declared: str) -> str:
     return named[0]
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the first start-of-frame segment, or None if there is none
-    before the image data starts (a truncated or damaged header)."""
-    at = 2
-    while at + 4 <= len(data):
-        if data[at] != 0xFF:
-            return None
-        marker = data[at + 1]
-        if marker == 0xFF:  # fill byte
-            at += 1
-            continue
-        length = int.from_bytes(data[at + 2:at + 4], "big")
-        if marker in _SOF:
-            if at + 9 > len(data):
-                return None
-            return (int.from_bytes(data[at + 7:at + 9], "big"),
-                    int.from_bytes(data[at + 5:at + 7], "big"))
-        if marker == 0xDA or length < 2:  # start of scan: no size came first
-            return None
-        at += 2 + length
-    return None
-
-
 def compressed_size(msg: CompressedImage) -> tuple[str, int, int]:
-    """The codec and (width, height) that ``msg`` declares, read from its header bytes
+    """The codec and (width, height) that ``msg`` holds, read from its header by Pillow
     before any pixel is decoded: a corrupt or hostile size is refused without allocating."""
     declared = _format_of(msg.format)
-    data = bytes(msg.data[:65536])  # the size is in the first segments
-    if not data:
+    if not msg.data:
         raise ImageDecodeError(f"compressed image ({declared}) has no data")
-    found = next((f for f, magic in _MAGIC.items() if data.startswith(magic)), None)
-    if found is None:
-        raise ImageDecodeError(f"compressed image is not {declared}: it does not start with "
-                               f"a {declared} signature ({len(msg.data)} bytes)")
+    size = len(msg.data)
+    try:
+        with PIL.Image.open(io.BytesIO(bytes(msg.data))) as header:  # reads the header only
+            kind, (width, height) = header.format, header.size
+    except PIL.Image.DecompressionBombError as exc:
+        raise ImageDecodeError(f"compressed image ({declared}): {exc}") from None
+    except PIL.UnidentifiedImageError:
+        raise ImageDecodeError(f"compressed image ({size} bytes) is not a readable image: "
+                               "no known signature, or a damaged header") from None
+    except (OSError, SyntaxError, ValueError):  # Pillow's words for a header cut short
+        raise ImageDecodeError(f"compressed image ({declared}, {size} bytes) has no readable "
+                               "size in its header: damaged or truncated") from None
+    found = _PILLOW_FORMATS.get(kind, str(kind).lower())
     if found != declared:
         raise ImageDecodeError(f"compressed image holds {found}, but its format says "
                                f"{msg.format!r}")
-    if found == "png":
-        size = ((int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big"))
-                if len(data) >= 24 and data[12:16] == b"IHDR" else None)
-    else:
-        size = _jpeg_size(data)
-    if size is None:
-        raise ImageDecodeError(f"compressed image ({found}, {len(msg.data)} bytes) has no "
-                               "readable size in its header: damaged or truncated")
-    _check_size(*size)
-    return found, size[0], size[1]
+    _check_size(width, height)
+    return found, width, height
 
 
-def compressed_to_image(msg: CompressedImage, want: str = "rgb8") -> np.ndarray:
+def compressed_to_image(msg: CompressedImage, want: str) -> np.ndarray:
     """The pixels of a JPEG or PNG CompressedImage as an HxWx3 (rgb8/bgr8) or HxW (mono8)
     uint8 array; ImageDecodeError says what is wrong with a bad one."""
     _check_encoding(want, WANTED, "wanted")
     found, _, _ = compressed_size(msg)  # checked before decoding; the decoder keeps it
-    raw = np.frombuffer(msg.data, dtype=np.uint8)
+    data = bytes(msg.data)
     # libjpeg decodes a JPEG cut short as a grey bottom and a warning: the end-of-image
-    # marker (padding after it allowed) tells a whole one.
-    if found == "jpeg" and not bytes(raw[-64:]).rstrip(b"\x00").endswith(b"\xff\xd9"):
-        raise ImageDecodeError(f"compressed image (jpeg, {raw.size} bytes) has no end "
+    # marker (zero padding after it allowed) tells a whole one.
+    if found == "jpeg" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        raise ImageDecodeError(f"compressed image (jpeg, {len(data)} bytes) has no end "
                                "marker: truncated")
     flag = cv2.IMREAD_GRAYSCALE if want == "mono8" else cv2.IMREAD_COLOR
-    image = cv2.imdecode(raw, flag)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     if image is None:
-        raise ImageDecodeError(f"compressed image ({found}, {raw.size} bytes) could not be "
+        raise ImageDecodeError(f"compressed image ({found}, {len(data)} bytes) could not be "
                                "decoded: corrupt or truncated")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if want == "rgb8" else image
 
 
-def image_to_compressed(image: np.ndarray, encoding: str = "bgr8", codec: str = "jpeg",
-                        quality: int = 90, header: Header | None = None) -> CompressedImage:
-    """A CompressedImage of ``image`` (bgr8, rgb8 or mono8), ``format`` written as
-    compressed_image_transport writes it, so ROS tools decode it too."""
+def image_to_compressed(image: np.ndarray, encoding: str, codec: str, quality: int = 90,
+                        header: Header | None = None) -> CompressedImage:
+    """A CompressedImage of ``image`` (bgr8, rgb8 or mono8) as JPEG (``quality``) or PNG,
+    ``format`` written as compressed_image_transport writes it, so ROS tools decode it."""
     _check_encoding(encoding, WANTED, "image")
+    image = _checked_array(image, encoding)
     if codec not in COMPRESSED_FORMATS:
         raise ImageDecodeError(f"unknown codec {codec!r}: supported are "
                                f"{', '.join(COMPRESSED_FORMATS)}")
     if encoding == "rgb8":
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    params = ([cv2.IMWRITE_JPEG_QUALITY, int(quality)] if codec == "jpeg"
-              else [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    ok, data = cv2.imencode(".jpg" if codec == "jpeg" else ".png", image, params)
-    if not ok:
-        raise ImageDecodeError(f"OpenCV could not encode a {image.shape} image as {codec}")
+    # (OpenCV raises rather than fail quietly, and the array was checked above.)
+    if codec == "jpeg":
+        _, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    else:
+        _, data = cv2.imencode(".png", image)
     msg = CompressedImage()
     if header is not None:
         msg.header = header
-    written = "bgr8" if encoding != "mono8" else "mono8"
-    msg.format = f"{encoding}; {codec} compressed {written}"
+    # What the pixels were, what the codec holds (OpenCV writes colour as BGR).
+    held = "mono8" if encoding == "mono8" else "bgr8"
+    msg.format = f"{encoding}; {codec} compressed {held}"
     buffer = array.array("B")
     buffer.frombytes(data.tobytes())
     msg.data = buffer

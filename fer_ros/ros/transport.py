@@ -31,7 +31,7 @@ def image_subscription(node: Node, base: str, transport: str) -> tuple[str, type
     return resolved, Image
 
 
-def decode(msg: Image | CompressedImage, want: str = "rgb8") -> np.ndarray:
+def decode(msg: Image | CompressedImage, want: str) -> np.ndarray:
     """The pixels of either kind of message (ImageDecodeError when malformed)."""
     if isinstance(msg, CompressedImage):
         return compressed_to_image(msg, want)

@@ -203,7 +203,7 @@ def test_subscribe_and_unsubscribe(node: Node) -> None:
     from fer_ros.ros.qos import qos_profile
 
     stream = ImageStream(node, "cam", threading.Condition())
-    stream.subscribe(qos_profile("sensor_data"))
+    stream.subscribe(qos_profile("sensor_data"), "raw")
     assert sorted(s.topic_name for s in node.subscriptions) == ["/cam/camera_info",
                                                                   "/cam/image"]
     stream.unsubscribe()
@@ -282,7 +282,8 @@ def test_compressed_images_are_decoded_and_bad_ones_logged_by_topic(node: Node,
     rgb = stream.decode(frame)
     assert rgb.shape == (30, 40, 3) and (rgb[0, 0] == (255, 0, 0)).all()
     assert frame.size == (40, 30)
-    cut = image_to_compressed(picture, "bgr8", "jpeg")
+    detailed = np.random.default_rng(3).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    cut = image_to_compressed(detailed, "bgr8", "jpeg")  # half the file is pixel data
     cut.data = cut.data[:len(cut.data) // 2]
     assert stream.decode(_frame(stream, cut)) is None
     assert counts(stream) == (2, 0, 1)

@@ -91,7 +91,7 @@ class ImageStream:
             self.node.destroy_lifecycle_publisher(self.publisher)
             self.publisher = None
 
-    def subscribe(self, qos, transport: str = "raw") -> None:
+    def subscribe(self, qos, transport: str) -> None:
         self.image_topic, kind = image_subscription(self.node, topic(self.name, "image"),
                                                     transport)
         self._subscriptions = [
