@@ -24,7 +24,7 @@ ROSDEP = {
     "numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml",
     "h5py": "python3-h5py", "scipy": "python3-scipy", "matplotlib": "python3-matplotlib",
     "psutil": "python3-psutil", "tqdm": "python3-tqdm", "google": "python3-protobuf",
-    "torch": None, "facenet_pytorch": None, "rosbags": None, "onnx": None,
+    "PIL": "python3-pil", "torch": None, "facenet_pytorch": None, "rosbags": None, "onnx": None,
     "onnxruntime": None, "tensorboard": None, "face_recognition": None, "psycopg": None,
 }
 # Imported module -> pip requirement name; None for the ROS packages (colcon builds
@@ -35,7 +35,7 @@ PIP = {
     "scipy": "scipy", "matplotlib": "matplotlib", "psutil": "psutil", "tqdm": "tqdm",
     "torch": "torch", "facenet_pytorch": "facenet-pytorch", "rosbags": "rosbags",
     "onnx": "onnx", "onnxruntime": "onnxruntime", "tensorboard": "tensorboard",
-    "google": "protobuf", "psycopg": "psycopg",
+    "google": "protobuf", "psycopg": "psycopg", "PIL": "pillow",
     "face_recognition": None,
 }
 # Imported through importlib, which the scan below cannot see.
