@@ -103,9 +103,28 @@ def test_every_way_of_writing_jpeg_is_read(fmt: str) -> None:
     assert image.shape == (HEIGHT, WIDTH, 3)
 
 
-def test_padding_after_the_end_marker_is_accepted() -> None:
+def test_zero_padding_after_the_end_marker_is_accepted_other_bytes_are_not() -> None:
     image = compressed_to_image(message(encoded(noise()) + bytes(100)), "bgr8")
     assert image.shape == (HEIGHT, WIDTH, 3)
+    with pytest.raises(ImageDecodeError, match="has no end marker: truncated"):
+        compressed_to_image(message(encoded(noise()) + b"XXXX"), "bgr8")
+
+
+def test_a_multi_picture_jpeg_is_a_jpeg() -> None:
+    """Some cameras write MPO (JPEG with further pictures after the first): Pillow names
+    it MPO, the decoder shows the first picture."""
+    import io
+
+    import PIL.Image
+
+    first = halves_bgr()
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(first[:, :, ::-1]).save(
+        buffer, "MPO", save_all=True, append_images=[PIL.Image.new("RGB", (WIDTH, HEIGHT))])
+    msg = message(buffer.getvalue(), "jpeg")
+    assert compressed_size(msg) == ("jpeg", WIDTH, HEIGHT)
+    decoded = compressed_to_image(msg, "bgr8")
+    assert np.abs(decoded.astype(int) - first).mean() < 10  # the first, not the black one
 
 
 def with_size(data: bytes, width: int, height: int) -> bytes:
