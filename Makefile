@@ -43,7 +43,7 @@ bench: models testdata
 	@FER_ROS_BENCH=1 ROS_DISTRO=$(WHEELS) bash scripts/setup_venv.sh
 	@$(LOCAL) $(FER) bench $(BENCH_ARGS)
 
-# Mutation testing (35 min on 2 cores): see doc/development.md; report in build/mutate-report.md.
+# Mutation testing (about 25 min on 2 cores): see doc/development.md; report in build/mutate-report.md.
 mutate: setup models testdata
 	@bash scripts/mutate.sh
 
