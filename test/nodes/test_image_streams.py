@@ -291,3 +291,70 @@ def test_compressed_images_are_decoded_and_bad_ones_logged_by_topic(node: Node,
     assert len(lines) == 1
     assert lines[0].endswith("dropping image on /cam/image/compressed: compressed image "
                              f"(jpeg, {len(cut.data)} bytes) has no end marker: truncated")
+
+
+def test_assumed_intrinsics_are_shown_and_said_once_after_5_s(rclpy_context, capfd,
+                                                              monkeypatch) -> None:
+    from rclpy.lifecycle import LifecycleNode
+    from sensor_msgs.msg import CameraInfo
+
+    from fer_ros.nodes.perception import image_streams
+
+    now = [100.0]
+    monkeypatch.setattr(image_streams.time, "monotonic", lambda: now[0])
+    node = LifecycleNode("image_streams_intrinsics_test", context=rclpy_context)
+    try:
+        stream = ImageStream(node, "cam", threading.Condition())
+        stream.open_publisher()
+
+        def answer_at(t: float) -> list[str]:
+            now[0] = t
+            frame = _frame(stream, image(1))
+            assert stream.decode(frame) is not None  # (6x4: its size is known)
+            stream.publish(frame, [], 60.0)
+            return [line for line in capfd.readouterr().err.splitlines() if "camera_info" in line]
+
+        assert stream.intrinsics == ""  # nothing answered yet
+        assert answer_at(100.0) == [] and stream.intrinsics == "assumed fov 60"
+        assert answer_at(104.9) == []
+        (line,) = answer_at(105.0)
+        assert line.endswith("no camera_info for the 6x4 images of /cam/image on "
+                             "/cam/camera_info after 5 s: head poses (distance, direction) "
+                             "use the assumed fov_deg 60; publish camera_info or set fov_deg")
+        assert answer_at(200.0) == []  # said once
+        # camera_info of another size does not describe these images; of theirs, it does.
+        stream._on_camera_info(CameraInfo(width=640, height=480,
+                                          k=[500.0, 0, 320, 0, 500, 240, 0, 0, 1]))
+        assert answer_at(201.0) == [] and stream.intrinsics == "assumed fov 60"
+        stream._on_camera_info(CameraInfo(width=6, height=4, k=[5.0, 0, 3, 0, 5, 2, 0, 0, 1]))
+        assert answer_at(202.0) == [] and stream.intrinsics == "camera_info"
+    finally:
+        node.destroy_node()
+
+
+def test_a_warning_waits_for_5_s_of_assumed_intrinsics_in_a_row(rclpy_context, capfd,
+                                                                monkeypatch) -> None:
+    from rclpy.lifecycle import LifecycleNode
+    from sensor_msgs.msg import CameraInfo
+
+    from fer_ros.nodes.perception import image_streams
+
+    now = [0.0]
+    monkeypatch.setattr(image_streams.time, "monotonic", lambda: now[0])
+    node = LifecycleNode("image_streams_intrinsics_run_test", context=rclpy_context)
+    try:
+        stream = ImageStream(node, "", threading.Condition())
+        stream.open_publisher()
+        calibrated = CameraInfo(width=6, height=4, k=[5.0, 0, 3, 0, 5, 2, 0, 0, 1])
+        for now[0], info in ((0.0, None), (4.0, calibrated), (6.0, None), (10.9, None),
+                             (11.0, None)):
+            stream.camera_info = info
+            frame = _frame(stream, image(1))
+            stream.decode(frame)
+            stream.publish(frame, [], 45.0)
+        lines = [line for line in capfd.readouterr().err.splitlines() if "camera_info" in line]
+        # The run that began at 6 s reached 5 s at 11 s; the one before was cut at 4 s.
+        assert len(lines) == 1 and "of /image on /camera_info after 5 s" in lines[0]
+        assert "fov_deg 45;" in lines[0] and stream.intrinsics == "assumed fov 45"
+    finally:
+        node.destroy_node()

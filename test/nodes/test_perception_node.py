@@ -287,6 +287,10 @@ def test_diagnostics(session: Session) -> None:
                 "detect time (ms)", "embed time (ms)", "emotion time (ms)", "device",
                 "embedding model", "model load time (s)"):
         assert key in keys
+    # Where head poses come from (test_camera_info_of_the_image_s_size_sets_the_pose may
+    # have sent a camera_info of these images' size).
+    values = {kv.key: kv.value for kv in status.values}
+    assert values["intrinsics"] in ("assumed fov 60", "camera_info"), values
     assert status.hardware_id == "cpu"
 
 

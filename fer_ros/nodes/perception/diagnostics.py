@@ -77,10 +77,12 @@ def _level(stats: PerceptionStats, delta: dict[str, int], latency_ms: np.ndarray
 def perception_status(stats: PerceptionStats, faces: FaceStreams | None,
                       camera: CameraState | None, state: str,
                       params: dict[str, Any], load_seconds: float,
-                      stream: str = "", image_topic: str = "") -> DiagnosticStatus:
+                      stream: str = "", image_topic: str = "",
+                      intrinsics: str = "") -> DiagnosticStatus:
     """The status of one stream for one diagnostics period; ``state`` is the lifecycle
     state's label. The default stream's status is "fer_ros: perception", stream cam1's
-    "fer_ros: perception cam1". ``image_topic``: the one it subscribes to, resolved."""
+    "fer_ros: perception cam1". ``image_topic``: the one it subscribes to, resolved;
+    ``intrinsics``: where the last answer's head poses came from."""
     totals, delta, recent = stats.period()
     status = DiagnosticStatus(name=f"fer_ros: perception {stream}".rstrip(),
                               hardware_id=faces.device if faces else "")
@@ -105,6 +107,7 @@ def perception_status(stats: PerceptionStats, faces: FaceStreams | None,
         "output rate (Hz)": f"{(len(recent) - 1) / span if span > 0 else 0.0:.2f}",
         "latency mean (ms)": f"{latency_ms.mean():.1f}" if latency_ms.size else "",
         "latency p95 (ms)": f"{np.percentile(latency_ms, 95):.1f}" if latency_ms.size else "",
+        "intrinsics": intrinsics,
         **{f"{k} time (ms)": f"{v:.1f}" for k, v in stages.items()},
         "device": faces.device, "embedding model": faces.model_name,
         "runtime": ", ".join(f"{k} {v}" for k, v in faces.backends.items()),

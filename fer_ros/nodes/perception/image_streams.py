@@ -25,8 +25,9 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from fer_ros.msg import FaceEmotionArray
 from fer_ros.nodes.perception.diagnostics import PerceptionStats
+from fer_ros.pipeline.head_pose import Intrinsics
 from fer_ros.pipeline.types import FaceResult
-from fer_ros.ros.face_msgs import camera_for, face_to_msg
+from fer_ros.ros.face_msgs import calibration, face_to_msg
 from fer_ros.ros.image_codec import ImageDecodeError
 from fer_ros.ros.transport import decode, image_subscription
 
@@ -34,6 +35,9 @@ _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)*")
 MAX_STREAMS = 64
 _DIGITS = re.compile(r"\d+")
 _MAX_BAD_KINDS = 32
+# Images answered with assumed intrinsics for this long before one WARN says so: a
+# camera_info published beside the first images has time to arrive.
+INTRINSICS_GRACE_S = 5.0
 
 
 def check_stream_names(names: list[str]) -> str | None:
@@ -81,6 +85,11 @@ class ImageStream:
         # Resolved (remapped): what the logs and diagnostics name; subscribe() adds
         # "/compressed" for that transport.
         self.image_topic = node.resolve_topic_name(topic(name, "image"))
+        # Where the last answer's head poses came from ("camera_info" or "assumed fov N"),
+        # shown in diagnostics; since when the current run of assumed ones lasts.
+        self.intrinsics = ""
+        self._assumed_since: float | None = None
+        self._warned_intrinsics = False
 
     def open_publisher(self) -> None:
         self.publisher = self.node.create_lifecycle_publisher(
@@ -167,9 +176,29 @@ class ImageStream:
         out = FaceEmotionArray()
         out.header = msg.header
         out.image_width, out.image_height = frame.size
-        camera = camera_for(self.camera_info, *frame.size, fov_deg)
+        camera = calibration(self.camera_info, *frame.size)
+        if camera is None:
+            camera = Intrinsics.from_fov(*frame.size, fov_deg)
+            self._assumed(frame.size, fov_deg)
+        else:
+            self.intrinsics, self._assumed_since = "camera_info", None
         out.faces = [face_to_msg(face, camera) for face in faces]
         self.publisher.publish(out)
+
+    def _assumed(self, size: tuple[int, int], fov_deg: float) -> None:
+        """Head poses from fov_deg: said once per stream, when no camera_info of the
+        image's size has come for INTRINSICS_GRACE_S of images."""
+        self.intrinsics = f"assumed fov {fov_deg:g}"
+        now = time.monotonic()
+        if self._assumed_since is None:
+            self._assumed_since = now
+        if not self._warned_intrinsics and now - self._assumed_since >= INTRINSICS_GRACE_S:
+            self._warned_intrinsics = True
+            info = self.node.resolve_topic_name(topic(self.name, "camera_info"))
+            self.node.get_logger().warning(
+                f"no camera_info for the {size[0]}x{size[1]} images of {self.image_topic} on "
+                f"{info} after {INTRINSICS_GRACE_S:g} s: head poses (distance, direction) use "
+                f"the assumed fov_deg {fov_deg:g}; publish camera_info or set fov_deg")
 
     def published(self, frame: Frame, times) -> None:
         stamp = frame.msg.header.stamp.sec + frame.msg.header.stamp.nanosec * 1e-9

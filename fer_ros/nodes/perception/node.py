@@ -337,7 +337,8 @@ class PerceptionNode(LifecycleNode):
             perception_status(stream.stats, self.faces,
                               self.faces.streams.get(name) if self.faces is not None else None,
                               self._state, self.p, self.load_seconds, stream=name,
-                              image_topic=stream.image_topic)
+                              image_topic=stream.image_topic,
+                              intrinsics=stream.intrinsics)
             for name, stream in self.streams.items()]
         self.diag_pub.publish(diag)
 
