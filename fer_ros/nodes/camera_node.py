@@ -5,6 +5,10 @@ Topics (relative, remap as usual):
   camera_info  sensor_msgs/CameraInfo with the same header; K is an ideal pinhole
                computed from `fov_deg`, an approximation good enough for drawing and
                rough geometry, not a calibration.
+  image_raw/compressed  sensor_msgs/CompressedImage (JPEG), with `publish_compressed`:
+               the name compressed_image_transport gives it (image_raw resolved first).
+QoS: reliable by default, as REP-2003 asks of drivers, so reliable and best-effort
+subscribers both receive (a best-effort publisher reaches only best-effort ones).
 Each header's stamp is the time the frame was read (the capture time as far as this
 node can know it) and its frame_id the `frame_id` parameter.
 
@@ -30,11 +34,11 @@ from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.task import Future
 from rclpy.time import Time
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from fer_ros.camera.sources import Device, Folder, SourceError, VideoFile, device_path, resize
-from fer_ros.ros.image_codec import image_to_msg
+from fer_ros.ros.image_codec import image_to_compressed, image_to_msg
 from fer_ros.ros.params import ParamSpec, declare_parameters
 from fer_ros.ros.qos import QOS_CHOICES, qos_profile
 from fer_ros.ros.run import log_final, run_node
@@ -79,11 +83,17 @@ PARAMS = (
               "(images and camera_info)."),
     ParamSpec("encoding", "bgr8", "Pixel encoding of image_raw: bgr8 or rgb8.",
               choices=ENCODINGS),
-    ParamSpec("qos", "sensor_data", "QoS of image_raw and camera_info: sensor_data (best "
-              "effort, keep last 5: the usual camera choice), reliable (keep last 10: nothing "
-              "lost, for recording and tests) or system_default (the middleware's defaults). "
-              "A reliable subscriber does not receive from a best-effort publisher.",
-              read_only=True, choices=QOS_CHOICES),
+    ParamSpec("qos", "reliable", "QoS of image_raw, its compressed sibling and camera_info: "
+              "reliable (keep last 10; REP-2003's choice for drivers: reliable and "
+              "best-effort subscribers both receive), sensor_data (best effort, keep last 5: "
+              "only best-effort subscribers receive) or system_default (the middleware's "
+              "defaults).", read_only=True, choices=QOS_CHOICES),
+    ParamSpec("publish_compressed", False, "Also publish image_raw/compressed "
+              "(sensor_msgs/CompressedImage, JPEG at jpeg_quality), as "
+              "compressed_image_transport does: a twentieth of the bytes, for a perception "
+              "node on another machine (image_transport:=compressed).", read_only=True),
+    ParamSpec("jpeg_quality", 95, "JPEG quality of image_raw/compressed (95, "
+              "compressed_image_transport's default).", (1, 100)),
     ParamSpec("retry_interval", 2.0, "Seconds between attempts to open a missing camera or "
               "one that disappeared. It is logged once as an error, then at most every 30 s.",
               (0.1, 60.0)),
@@ -120,6 +130,10 @@ class CameraNode(Node):
         qos = qos_profile(qos_name)
         self._image_pub = self.create_publisher(Image, "image_raw", qos)
         self._info_pub = self.create_publisher(CameraInfo, "camera_info", qos)
+        self._compressed_pub = None
+        if self.p["publish_compressed"]:
+            self._compressed_pub = self.create_publisher(
+                CompressedImage, f"{self.resolve_topic_name('image_raw')}/compressed", qos)
         # Set with the exit code when a non-looping source ends.
         self.done = Future()
 
@@ -295,14 +309,18 @@ class CameraNode(Node):
         header = Header(stamp=stamp.to_msg(), frame_id=self.p["frame_id"])
         height, width = frame.shape[:2]
         self._image_pub.publish(image_to_msg(frame, self.p["encoding"], header))
+        if self._compressed_pub is not None:
+            self._compressed_pub.publish(image_to_compressed(
+                frame, self.p["encoding"], "jpeg", self.p["jpeg_quality"], header))
         self._info_pub.publish(camera_info(width, height, self.p["fov_deg"], header))
         self.published += 1
 
     def _finish(self) -> None:
         # A reliable reader may still be acknowledging the last frames: give it a moment
         # so that exiting does not drop them.
-        for pub in (self._image_pub, self._info_pub):
-            pub.wait_for_all_acked(Duration(seconds=2))
+        for pub in (self._image_pub, self._info_pub, self._compressed_pub):
+            if pub is not None:
+                pub.wait_for_all_acked(Duration(seconds=2))
         self.done.set_result(0)
 
     def destroy_node(self) -> None:

@@ -301,3 +301,43 @@ def test_bad_parameters_exit_2_with_one_clear_line(spawn, tmp_path: Path, param:
     assert proc.popen.wait(20) == 2, proc.output()
     out = proc.output()
     assert "invalid parameters" in out and message in out and "Traceback" not in out
+
+
+def test_default_qos_reaches_reliable_and_best_effort_subscribers_and_jpeg_too(
+        spawn, tmp_path: Path, listener) -> None:
+    """REP-2003: a driver publishes reliable, so a reliable subscriber (ROS4HRI's, a
+    recorder) and a best-effort one (perception's sensor_data) both receive; with
+    publish_compressed the same frames go out as JPEG on image_raw/compressed."""
+    from sensor_msgs.msg import CompressedImage
+
+    from fer_ros.ros.image_codec import compressed_to_image
+
+    folder = tmp_path / "frames"
+    write_folder(folder)
+    reliable, best_effort = listener("reliable"), listener("sensor_data")
+    jpegs: list[CompressedImage] = []
+    reliable.node.create_subscription(CompressedImage, "image_raw/compressed", jpegs.append,
+                                      qos_profile("reliable"))
+    for sub in (reliable, best_effort):
+        sub.subscribe_images()
+    proc = spawn(camera_args(folder, "fps:=20", "loop:=true", "publish_compressed:=true",
+                             "jpeg_quality:=90"), "camera")
+    for sub in (reliable, best_effort):
+        assert sub.spin_until(lambda s=sub: len(s.images) >= 6 and len(jpegs) >= 6, 30), (
+            proc.output())
+    assert proc.interrupt() == 0, proc.output()
+
+    by_stamp = {stamp_s(m): colour_index(m) for m in reliable.images}
+    matched = 0
+    for jpeg in jpegs:
+        assert jpeg.format == "bgr8; jpeg compressed bgr8"
+        assert jpeg.header.frame_id == "camera_optical_frame"
+        pixels = compressed_to_image(jpeg, "bgr8")
+        assert pixels.shape == (60, 80, 3)
+        if stamp_s(jpeg) in by_stamp:  # the same frame as a raw image: the same colour
+            mean = pixels.reshape(-1, 3).mean(axis=0)
+            assert np.abs(mean - COLOURS[by_stamp[stamp_s(jpeg)]]).max() < 30
+            matched += 1
+    assert matched >= 5, (matched, len(jpegs))
+    assert all(0 <= colour_index(m) < 6 and (m.width, m.height) == (80, 60)
+               for m in best_effort.images)
