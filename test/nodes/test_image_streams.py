@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -162,7 +163,8 @@ def test_failure_lines_are_5_s_apart(node: Node, capfd, monkeypatch) -> None:
     from fer_ros.nodes.perception import image_streams
 
     now = [100.0]
-    monkeypatch.setattr(image_streams.time, "monotonic", lambda: now[0])
+    # The module's clock only: rclpy and other threads keep the real one.
+    monkeypatch.setattr(image_streams, "time", SimpleNamespace(monotonic=lambda: now[0]))
     stream = ImageStream(node, "", threading.Condition())
     for now[0] in (100.0, 104.9, 105.0, 109.9, 110.0):
         stream.failed(RuntimeError(f"at {now[0]}"))
@@ -301,7 +303,8 @@ def test_assumed_intrinsics_are_shown_and_said_once_after_5_s(rclpy_context, cap
     from fer_ros.nodes.perception import image_streams
 
     now = [100.0]
-    monkeypatch.setattr(image_streams.time, "monotonic", lambda: now[0])
+    # The module's clock only: rclpy and other threads keep the real one.
+    monkeypatch.setattr(image_streams, "time", SimpleNamespace(monotonic=lambda: now[0]))
     node = LifecycleNode("image_streams_intrinsics_test", context=rclpy_context)
     try:
         stream = ImageStream(node, "cam", threading.Condition())
@@ -340,7 +343,8 @@ def test_a_warning_waits_for_5_s_of_assumed_intrinsics_in_a_row(rclpy_context, c
     from fer_ros.nodes.perception import image_streams
 
     now = [0.0]
-    monkeypatch.setattr(image_streams.time, "monotonic", lambda: now[0])
+    # The module's clock only: rclpy and other threads keep the real one.
+    monkeypatch.setattr(image_streams, "time", SimpleNamespace(monotonic=lambda: now[0]))
     node = LifecycleNode("image_streams_intrinsics_run_test", context=rclpy_context)
     try:
         stream = ImageStream(node, "", threading.Condition())
