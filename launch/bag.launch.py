@@ -35,6 +35,10 @@ ARGUMENTS = [
      "every image of a bag played faster than inference while the backlog fits); empty = "
      "config/perception.yaml's (1)"),
     ("use_sim_time", "false", "use the bag's /clock as ROS time (true/false)"),
+    ("image_transport", "raw", "raw (sensor_msgs/Image) or compressed (a bag of JPEG/PNG on "
+     "<image_topic>/compressed)"),
+    ("autostart", "true", "perception configures and activates itself (true/false); false: "
+     "a lifecycle manager drives it"),
     ("gallery", "", "gallery file (JSON) of enrolled people; empty = config/perception.yaml's"),
     ("device", "", "inference device: auto, cpu or cuda[:N]; empty = config/perception.yaml's"),
     ("viewer", "false", "start overlay_node, the MJPEG viewer (true/false)"),
@@ -60,7 +64,8 @@ def launch_setup(context):
         include("perception.launch.py", image_topic=this["image_topic"],
                 camera_info_topic=this["camera_info_topic"], streams="",
                 gallery=this["gallery"], device=this["device"], half_precision="",
-                queue_size=this["queue_size"], use_sim_time=this["use_sim_time"],
+                queue_size=this["queue_size"], image_transport=this["image_transport"],
+                autostart=this["autostart"], use_sim_time=this["use_sim_time"],
                 viewer=this["viewer"], viewer_port=this["viewer_port"], video_path="",
                 greeter="false",
                 namespace=this["namespace"], params_file=this["params_file"]),

@@ -27,6 +27,8 @@ ARGUMENTS = [
     ("camera_info_topic", "camera/camera_info",
      "topic of the camera_info messages; empty = the node's own name, camera_info"),
     ("camera_name", "", "the camera's name in the log when it ends; empty = 'camera node'"),
+    ("use_sim_time", "", "use /clock as ROS time (true/false); empty = the node's default "
+     "(false)"),
     ("namespace", "", "namespace of the node and its topics"),
     ("params_file", "", "extra parameter file applied after config/camera.yaml; empty = none"),
 ]
@@ -45,6 +47,8 @@ def launch_setup(context):
     # value_type=str keeps e.g. source '0' a string, not the int 0
     camera = {"source": ParameterValue(LaunchConfiguration("source"), value_type=str),
               "loop": flag(context, "loop")}
+    if LaunchConfiguration("use_sim_time").perform(context):
+        camera["use_sim_time"] = flag(context, "use_sim_time")
     fps = LaunchConfiguration("fps").perform(context)
     if fps:
         camera["fps"] = float(fps)

@@ -36,6 +36,12 @@ ARGUMENTS = [
     ("device", "", "inference device: auto, cpu or cuda[:N]; empty = config/perception.yaml's"),
     ("half_precision", "", "float16 FaceNet and emotion on CUDA (true/false); empty = "
      "config/perception.yaml's"),
+    ("image_transport", "raw", "raw (sensor_msgs/Image) or compressed (JPEG/PNG from "
+     "N/image/compressed)"),
+    ("autostart", "true", "perception configures and activates itself (true/false); false: "
+     "a lifecycle manager drives it"),
+    ("use_sim_time", "", "use /clock as ROS time (true/false); empty = the nodes' default "
+     "(false)"),
     ("namespace", "", "namespace of all nodes and topics"),
     ("params_file", "", "extra parameter file applied after config/*.yaml; empty = none"),
 ]
@@ -72,13 +78,16 @@ def launch_setup(context):
                        streams=",".join(cameras), gallery=text(context, "gallery"),
                        device=text(context, "device"),
                        half_precision=text(context, "half_precision"), queue_size="",
-                       use_sim_time="",
+                       image_transport=text(context, "image_transport"),
+                       autostart=text(context, "autostart"),
+                       use_sim_time=text(context, "use_sim_time"),
                        viewer="false", viewer_port="", video_path="", greeter="false",
                        namespace=namespace, params_file=params_file)]
     for camera, source in zip(cameras, sources, strict=False):
         actions.append(include(
             "camera.launch.py", source=source, loop=text(context, "loop"), fps="",
             image_topic="image", camera_info_topic="", camera_name=camera,
+            use_sim_time=text(context, "use_sim_time"),
             namespace=f"{namespace}/{camera}".strip("/"), params_file=params_file))
     return actions
 

@@ -30,6 +30,10 @@ ARGUMENTS = [
      "config/perception.yaml's"),
     ("queue_size", "", "images kept waiting per stream (1 = only the newest; more: a bag "
      "played faster than inference loses none); empty = config/perception.yaml's (1)"),
+    ("image_transport", "", "raw (sensor_msgs/Image) or compressed (JPEG/PNG from "
+     "<image_topic>/compressed), for perception and the viewer; empty = config/*.yaml's (raw)"),
+    ("autostart", "", "perception configures and activates itself (true/false); false: a "
+     "lifecycle manager drives it; empty = config/perception.yaml's (true)"),
     ("use_sim_time", "", "use /clock as ROS time (true/false); empty = the nodes' default"),
     ("viewer", "false", "start overlay_node, the MJPEG viewer of image_topic (true/false)"),
     ("viewer_port", "", "HTTP port of the viewer; empty = config/overlay.yaml's (8080)"),
@@ -70,12 +74,14 @@ def launch_setup(context):
     streams = [name.strip() for name in LaunchConfiguration("streams").perform(context)
                .split(",") if name.strip()]
     sim_time = given(context, "use_sim_time", "use_sim_time", bool)
+    transport = given(context, "image_transport", "image_transport")
     perception = {**({"streams": streams} if streams else {}),
                   **given(context, "gallery", "gallery_path"),
                   **given(context, "device", "device"),
                   **given(context, "half_precision", "half_precision", bool),
                   **given(context, "queue_size", "queue_size", int),
-                  **sim_time}
+                  **given(context, "autostart", "autostart", bool),
+                  **transport, **sim_time}
     nodes = [
         Node(package="fer_ros", executable="perception_node", name="perception",
              namespace=namespace,
@@ -89,7 +95,8 @@ def launch_setup(context):
             package="fer_ros", executable="overlay_node", name="overlay", namespace=namespace,
             parameters=[config("overlay.yaml"),
                         {**given(context, "viewer_port", "port", int),
-                         **given(context, "video_path", "video_path"), **sim_time},
+                         **given(context, "video_path", "video_path"), **transport,
+                         **sim_time},
                         *extra],
             remappings=[("image", image_topic)] if image_topic else [], output="screen"))
     if flag(context, "greeter"):

@@ -33,6 +33,10 @@ ARGUMENTS = [
     ("video_path", "", "also write the annotated video to this file; empty = "
      "config/overlay.yaml's (none)"),
     ("greeter", "false", "start greeter_node, an example behaviour (true/false)"),
+    ("autostart", "true", "perception configures and activates itself (true/false); false: "
+     "a lifecycle manager drives it"),
+    ("use_sim_time", "", "use /clock as ROS time (true/false); empty = the nodes' default "
+     "(false)"),
     ("namespace", "", "namespace of all nodes and topics"),
     ("params_file", "", "extra parameter file applied after config/*.yaml; empty = none"),
 ]
@@ -53,10 +57,11 @@ def launch_setup(context):
     topics = {"image_topic": "camera/image_raw", "camera_info_topic": "camera/camera_info"}
     return [
         include("camera.launch.py", source=this["source"], loop=this["loop"], fps=this["fps"],
-                camera_name="", namespace=this["namespace"],
+                camera_name="", use_sim_time=this["use_sim_time"], namespace=this["namespace"],
                 params_file=this["params_file"], **topics),
         include("perception.launch.py", streams="", gallery=this["gallery"],
-                device=this["device"], half_precision="", queue_size="", use_sim_time="",
+                device=this["device"], half_precision="", queue_size="", image_transport="",
+                autostart=this["autostart"], use_sim_time=this["use_sim_time"],
                 viewer=this["viewer"], viewer_port=this["viewer_port"],
                 video_path=this["video_path"], greeter=this["greeter"],
                 namespace=this["namespace"], params_file=this["params_file"], **topics),

@@ -371,3 +371,56 @@ def test_package_launch_files_include_the_base_files(tmp_path) -> None:
                                  "-r", "camera_info:=camera/camera_info"]
     camera = plan(tmp_path, "camera.launch.py", {"source": "1"})
     assert [s.name for s in camera] == ["camera"] and camera[0].required
+
+
+def test_robot_launch_runs_perception_and_viewer_on_an_existing_camera(tmp_path) -> None:
+    """robot.launch.py: no camera node; the driver's topic, its compressed sibling, its
+    camera_info beside it, and the lifecycle and clock arguments every launch file has."""
+    robot = plan(tmp_path, "robot.launch.py", {
+        "image": "/head_front_camera/color/image_raw", "image_transport": "compressed",
+        "autostart": "false", "use_sim_time": "true", "namespace": "/pal"})
+    assert [s.name for s in robot] == ["perception", "overlay"]
+    perception, overlay = robot
+    assert perception.cmd[-4:] == ["-r", "image:=/head_front_camera/color/image_raw",
+                                   "-r", "camera_info:=/head_front_camera/color/camera_info"]
+    assert "image:=/head_front_camera/color/image_raw" in overlay.cmd
+    for spec in robot:
+        assert "__ns:=/pal" in spec.cmd
+        assert "image_transport: compressed" in dict_params(spec)
+        assert "use_sim_time: true" in dict_params(spec)
+    assert "autostart: false" in dict_params(perception)
+    assert "autostart" not in dict_params(overlay)
+    # A relative topic's sibling is relative too; camera_info given: taken as it is.
+    relative = plan(tmp_path, "robot.launch.py", {"image": "cam/image_raw", "viewer": "false"})
+    assert [s.name for s in relative] == ["perception"]
+    assert relative[0].cmd[-4:] == ["-r", "image:=cam/image_raw",
+                                    "-r", "camera_info:=cam/camera_info"]
+    assert "image_transport: raw" in dict_params(relative[0])
+    assert "autostart: true" in dict_params(relative[0])
+    given = plan(tmp_path, "robot.launch.py", {"image": "image_raw", "camera_info": "/info"})
+    assert "camera_info:=/info" in given[0].cmd and "camera_info:=camera_info" not in \
+        given[0].cmd
+
+
+def test_every_launch_file_takes_autostart_and_use_sim_time(tmp_path) -> None:
+    webcam = plan(tmp_path, "webcam.launch.py", {"source": "clip.mp4", "autostart": "false",
+                                                 "use_sim_time": "true"})
+    assert [s.name for s in webcam] == ["camera", "perception", "overlay"]
+    assert all("use_sim_time: true" in dict_params(spec) for spec in webcam)
+    assert "autostart: false" in dict_params(webcam[1])
+    bag = plan(tmp_path, "bag.launch.py", {"autostart": "false",
+                                           "image_transport": "compressed"})
+    assert "autostart: false" in dict_params(bag[0])
+    assert "image_transport: compressed" in dict_params(bag[0])
+    multicam = plan(tmp_path, "multicam.launch.py", {"cameras": "a", "sources": "0",
+                                                     "autostart": "false",
+                                                     "use_sim_time": "true"})
+    assert [s.name for s in multicam] == ["perception", "camera"]
+    assert "autostart: false" in dict_params(multicam[0])
+    assert all("use_sim_time: true" in dict_params(spec) for spec in multicam)
+    camera = plan(tmp_path, "camera.launch.py", {"use_sim_time": "true"})
+    assert "use_sim_time: true" in dict_params(camera[0])
+    for name in ("webcam", "bag", "multicam", "robot", "perception", "camera"):
+        text = (share_dir() / "launch" / f"{name}.launch.py").read_text()
+        assert '("use_sim_time",' in text, name
+        assert name == "camera" or '("autostart",' in text, name
