@@ -43,6 +43,7 @@ ARGUMENTS = [
     ("device", "", "inference device: auto, cpu or cuda[:N]; empty = config/perception.yaml's"),
     ("viewer", "false", "start overlay_node, the MJPEG viewer (true/false)"),
     ("viewer_port", "", "HTTP port of the viewer; empty = config/overlay.yaml's (8080)"),
+    ("rviz", "false", "start rviz2 with rviz/fer_ros.rviz where it is installed (true/false)"),
     ("namespace", "", "namespace of all nodes and topics"),
     ("params_file", "", "extra parameter file applied after config/*.yaml; empty = none"),
 ]
@@ -67,7 +68,7 @@ def launch_setup(context):
                 queue_size=this["queue_size"], image_transport=this["image_transport"],
                 autostart=this["autostart"], use_sim_time=this["use_sim_time"],
                 viewer=this["viewer"], viewer_port=this["viewer_port"], video_path="",
-                greeter="false",
+                greeter="false", rviz=this["rviz"],
                 namespace=this["namespace"], params_file=this["params_file"]),
     ]
     bag = LaunchConfiguration("bag").perform(context)

@@ -81,7 +81,7 @@ def launch_setup(context):
                        image_transport=text(context, "image_transport"),
                        autostart=text(context, "autostart"),
                        use_sim_time=text(context, "use_sim_time"),
-                       viewer="false", viewer_port="", video_path="", greeter="false",
+                       viewer="false", viewer_port="", video_path="", greeter="false", rviz="false",
                        namespace=namespace, params_file=params_file)]
     for camera, source in zip(cameras, sources, strict=False):
         actions.append(include(

@@ -11,8 +11,9 @@ reads N/image and N/camera_info for each name N. Parameters come from config/<no
 then the launch arguments below, then `params_file` (applied last, so it wins).
 """
 
+from ament_index_python.packages import get_package_prefix
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
@@ -40,6 +41,8 @@ ARGUMENTS = [
     ("video_path", "", "also write the annotated video to this file; empty = "
      "config/overlay.yaml's (none)"),
     ("greeter", "false", "start greeter_node, an example behaviour (true/false)"),
+    ("rviz", "false", "start rviz2 with rviz/fer_ros.rviz (the overlay, the markers, TF) "
+     "where rviz2 is installed; where it is not, one line says so (true/false)"),
     ("namespace", "", "namespace of all nodes and topics"),
     ("params_file", "", "extra parameter file applied after config/*.yaml; empty = none"),
 ]
@@ -104,7 +107,22 @@ def launch_setup(context):
             package="fer_ros", executable="greeter_node", name="greeter", namespace=namespace,
             parameters=[config("greeter.yaml"), *([sim_time] if sim_time else []), *extra],
             output="screen"))
+    if flag(context, "rviz"):
+        nodes.append(rviz(sim_time))
     return nodes
+
+
+def rviz(sim_time):
+    """rviz2 with our config, or the line that says why not."""
+    try:
+        get_package_prefix("rviz2")
+    except (LookupError, OSError):
+        return LogInfo(msg="rviz:=true, but rviz2 is not installed here (on a ROS install: "
+                           "apt install ros-$ROS_DISTRO-rviz2); going on without it")
+    config_file = PathJoinSubstitution([FindPackageShare("fer_ros"), "rviz", "fer_ros.rviz"])
+    return Node(package="rviz2", executable="rviz2", name="rviz2",
+                arguments=["-d", config_file], parameters=[sim_time] if sim_time else [],
+                output="screen")
 
 
 def generate_launch_description():

@@ -40,6 +40,7 @@ ARGUMENTS = [
      "a lifecycle manager drives it"),
     ("use_sim_time", "false", "use /clock as ROS time (true/false), e.g. with a bag played "
      "with --clock"),
+    ("rviz", "false", "start rviz2 with rviz/fer_ros.rviz where it is installed (true/false)"),
     ("namespace", "", "namespace of all nodes (and of relative topics)"),
     ("params_file", "", "extra parameter file applied after config/*.yaml; empty = none"),
 ]
@@ -74,7 +75,7 @@ def launch_setup(context):
                 half_precision="", queue_size="", image_transport=this["image_transport"],
                 autostart=this["autostart"], use_sim_time=this["use_sim_time"],
                 viewer=this["viewer"], viewer_port=this["viewer_port"], video_path="",
-                greeter="false", namespace=this["namespace"],
+                greeter="false", rviz=this["rviz"], namespace=this["namespace"],
                 params_file=this["params_file"]),
     ]
 

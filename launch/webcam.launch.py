@@ -37,6 +37,7 @@ ARGUMENTS = [
      "a lifecycle manager drives it"),
     ("use_sim_time", "", "use /clock as ROS time (true/false); empty = the nodes' default "
      "(false)"),
+    ("rviz", "false", "start rviz2 with rviz/fer_ros.rviz where it is installed (true/false)"),
     ("namespace", "", "namespace of all nodes and topics"),
     ("params_file", "", "extra parameter file applied after config/*.yaml; empty = none"),
 ]
@@ -63,7 +64,7 @@ def launch_setup(context):
                 device=this["device"], half_precision="", queue_size="", image_transport="",
                 autostart=this["autostart"], use_sim_time=this["use_sim_time"],
                 viewer=this["viewer"], viewer_port=this["viewer_port"],
-                video_path=this["video_path"], greeter=this["greeter"],
+                video_path=this["video_path"], greeter=this["greeter"], rviz=this["rviz"],
                 namespace=this["namespace"], params_file=this["params_file"], **topics),
     ]
 

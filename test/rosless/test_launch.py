@@ -424,3 +424,42 @@ def test_every_launch_file_takes_autostart_and_use_sim_time(tmp_path) -> None:
         text = (share_dir() / "launch" / f"{name}.launch.py").read_text()
         assert '("use_sim_time",' in text, name
         assert name == "camera" or '("autostart",' in text, name
+
+
+def test_rviz_config_shows_our_topics_and_frames() -> None:
+    import yaml
+
+    config = yaml.safe_load((share_dir() / "rviz" / "fer_ros.rviz").read_text())
+    manager = config["Visualization Manager"]
+    displays = {d["Class"]: d for d in manager["Displays"]}
+    assert displays["rviz_default_plugins/Image"]["Topic"]["Value"] == "/faces/overlay"
+    assert displays["rviz_default_plugins/MarkerArray"]["Topic"]["Value"] == "/faces/markers"
+    assert displays["rviz_default_plugins/TF"]["Enabled"] is True
+    # The markers' frame: the camera node's default frame_id.
+    assert manager["Global Options"]["Fixed Frame"] == "camera_optical_frame"
+    from fer_ros.nodes.camera_node import PARAMS
+
+    assert next(p.default for p in PARAMS if p.name == "frame_id") == "camera_optical_frame"
+
+
+def test_rviz_starts_where_it_is_installed_and_is_named_where_not(
+        tmp_path, capsys, fake_prefix, monkeypatch) -> None:
+    args = {"source": "clip.mp4", "rviz": "true", "use_sim_time": "true"}
+    webcam = plan(tmp_path, "webcam.launch.py", args)
+    assert [s.name for s in webcam] == ["camera", "perception", "overlay"]
+    assert capsys.readouterr().out.count("rviz:=true, but rviz2 is not installed here") == 1
+    # With an rviz2 package on the prefix path (a stand-in executable), it is started.
+    prefix = Path(fake_prefix["AMENT_PREFIX_PATH"].split(os.pathsep)[0])
+    (prefix / "share" / "ament_index" / "resource_index" / "packages" / "rviz2").write_text("")
+    exe = prefix / "lib" / "rviz2" / "rviz2"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("AMENT_PREFIX_PATH", fake_prefix["AMENT_PREFIX_PATH"])
+    with_rviz = plan(tmp_path, "robot.launch.py", {"image": "/cam/image_raw", "rviz": "true",
+                                                    "use_sim_time": "true"})
+    assert [s.name for s in with_rviz] == ["perception", "overlay", "rviz2"]
+    rviz = with_rviz[2]
+    assert rviz.cmd[:3] == [str(exe), "-d", str(share_dir() / "rviz" / "fer_ros.rviz")]
+    assert "use_sim_time: true" in dict_params(rviz)
+    assert "rviz2 is not installed" not in capsys.readouterr().out
