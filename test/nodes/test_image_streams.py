@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 
 from fer_ros.nodes.perception.image_streams import (
     _MAX_BAD_KINDS,
@@ -295,70 +295,70 @@ def test_compressed_images_are_decoded_and_bad_ones_logged_by_topic(node: Node,
                              f"(jpeg, {len(cut.data)} bytes) has no end marker: truncated")
 
 
-def test_assumed_intrinsics_are_shown_and_said_once_after_5_s(rclpy_context, capfd,
-                                                              monkeypatch) -> None:
+class Answering:
+    """An ImageStream of a lifecycle node, with its module's clock in the test's hands
+    (rclpy and other threads keep the real one), answering 6x4 images."""
+
+    CALIBRATED = CameraInfo(width=6, height=4, k=[5.0, 0, 3, 0, 5, 2, 0, 0, 1])
+
+    def __init__(self, node, name: str, monkeypatch, capfd) -> None:
+        from fer_ros.nodes.perception import image_streams
+
+        self.now = 0.0
+        monkeypatch.setattr(image_streams, "time", SimpleNamespace(monotonic=lambda: self.now))
+        self.capfd = capfd
+        self.stream = ImageStream(node, name, threading.Condition())
+        self.stream.open_publisher()
+
+    def at(self, t: float, fov_deg: float = 60.0) -> list[str]:
+        """Answer an image at monotonic time ``t``: the log lines about camera_info."""
+        self.now = t
+        frame = _frame(self.stream, image(1))
+        assert self.stream.decode(frame) is not None  # (6x4: its size is known)
+        self.stream.publish(frame, [], fov_deg)
+        return [line for line in self.capfd.readouterr().err.splitlines()
+                if "camera_info" in line]
+
+
+@pytest.fixture
+def lifecycle_node(rclpy_context) -> Iterator:
     from rclpy.lifecycle import LifecycleNode
-    from sensor_msgs.msg import CameraInfo
 
-    from fer_ros.nodes.perception import image_streams
-
-    now = [100.0]
-    # The module's clock only: rclpy and other threads keep the real one.
-    monkeypatch.setattr(image_streams, "time", SimpleNamespace(monotonic=lambda: now[0]))
     node = LifecycleNode("image_streams_intrinsics_test", context=rclpy_context)
-    try:
-        stream = ImageStream(node, "cam", threading.Condition())
-        stream.open_publisher()
-
-        def answer_at(t: float) -> list[str]:
-            now[0] = t
-            frame = _frame(stream, image(1))
-            assert stream.decode(frame) is not None  # (6x4: its size is known)
-            stream.publish(frame, [], 60.0)
-            return [line for line in capfd.readouterr().err.splitlines() if "camera_info" in line]
-
-        assert stream.intrinsics == ""  # nothing answered yet
-        assert answer_at(100.0) == [] and stream.intrinsics == "assumed fov 60"
-        assert answer_at(104.9) == []
-        (line,) = answer_at(105.0)
-        assert line.endswith("no camera_info for the 6x4 images of /cam/image on "
-                             "/cam/camera_info after 5 s: head poses (distance, direction) "
-                             "use the assumed fov_deg 60; publish camera_info or set fov_deg")
-        assert answer_at(200.0) == []  # said once
-        # camera_info of another size does not describe these images; of theirs, it does.
-        stream._on_camera_info(CameraInfo(width=640, height=480,
-                                          k=[500.0, 0, 320, 0, 500, 240, 0, 0, 1]))
-        assert answer_at(201.0) == [] and stream.intrinsics == "assumed fov 60"
-        stream._on_camera_info(CameraInfo(width=6, height=4, k=[5.0, 0, 3, 0, 5, 2, 0, 0, 1]))
-        assert answer_at(202.0) == [] and stream.intrinsics == "camera_info"
-    finally:
-        node.destroy_node()
+    yield node
+    node.destroy_node()
 
 
-def test_a_warning_waits_for_5_s_of_assumed_intrinsics_in_a_row(rclpy_context, capfd,
+def test_assumed_intrinsics_are_shown_and_said_once_after_5_s(lifecycle_node, capfd,
+                                                              monkeypatch) -> None:
+    answering = Answering(lifecycle_node, "cam", monkeypatch, capfd)
+    stream = answering.stream
+    assert stream.intrinsics == ""  # nothing answered yet
+    assert answering.at(100.0) == [] and stream.intrinsics == "assumed fov 60"
+    assert answering.at(104.9) == []
+    (line,) = answering.at(105.0)
+    assert line.endswith("no camera_info for the 6x4 images of /cam/image on "
+                         "/cam/camera_info after 5 s: head poses (distance, direction) "
+                         "use the assumed fov_deg 60; publish camera_info or set fov_deg")
+    assert answering.at(200.0) == []  # said once
+    # camera_info of another size does not describe these images; of theirs, it does.
+    stream._on_camera_info(CameraInfo(width=640, height=480,
+                                      k=[500.0, 0, 320, 0, 500, 240, 0, 0, 1]))
+    assert answering.at(201.0) == [] and stream.intrinsics == "assumed fov 60"
+    stream._on_camera_info(Answering.CALIBRATED)
+    assert answering.at(202.0) == [] and stream.intrinsics == "camera_info"
+
+
+def test_a_warning_waits_for_5_s_of_assumed_intrinsics_in_a_row(lifecycle_node, capfd,
                                                                 monkeypatch) -> None:
-    from rclpy.lifecycle import LifecycleNode
-    from sensor_msgs.msg import CameraInfo
-
-    from fer_ros.nodes.perception import image_streams
-
-    now = [0.0]
-    # The module's clock only: rclpy and other threads keep the real one.
-    monkeypatch.setattr(image_streams, "time", SimpleNamespace(monotonic=lambda: now[0]))
-    node = LifecycleNode("image_streams_intrinsics_run_test", context=rclpy_context)
-    try:
-        stream = ImageStream(node, "", threading.Condition())
-        stream.open_publisher()
-        calibrated = CameraInfo(width=6, height=4, k=[5.0, 0, 3, 0, 5, 2, 0, 0, 1])
-        for now[0], info in ((0.0, None), (4.0, calibrated), (6.0, None), (10.9, None),
-                             (11.0, None)):
-            stream.camera_info = info
-            frame = _frame(stream, image(1))
-            stream.decode(frame)
-            stream.publish(frame, [], 45.0)
-        lines = [line for line in capfd.readouterr().err.splitlines() if "camera_info" in line]
-        # The run that began at 6 s reached 5 s at 11 s; the one before was cut at 4 s.
-        assert len(lines) == 1 and "of /image on /camera_info after 5 s" in lines[0]
-        assert "fov_deg 45;" in lines[0] and stream.intrinsics == "assumed fov 45"
-    finally:
-        node.destroy_node()
+    answering = Answering(lifecycle_node, "", monkeypatch, capfd)
+    said_at = {}
+    for t, info in ((0.0, None), (4.0, Answering.CALIBRATED), (6.0, None), (10.9, None),
+                    (11.0, None)):
+        answering.stream.camera_info = info
+        said_at[t] = answering.at(t, fov_deg=45.0)
+    # The run that began at 6 s reached 5 s at 11 s; the one before was cut at 4 s.
+    assert [t for t, lines in said_at.items() if lines] == [11.0]
+    (line,) = said_at[11.0]
+    assert "of /image on /camera_info after 5 s" in line and "fov_deg 45;" in line
+    assert answering.stream.intrinsics == "assumed fov 45"
