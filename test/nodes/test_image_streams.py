@@ -362,3 +362,42 @@ def test_a_warning_waits_for_5_s_of_assumed_intrinsics_in_a_row(lifecycle_node, 
     (line,) = said_at[11.0]
     assert "of /image on /camera_info after 5 s" in line and "fov_deg 45;" in line
     assert answering.stream.intrinsics == "assumed fov 45"
+
+
+def test_the_answer_carries_the_image_s_header_and_size_and_faces_posed_by_its_camera(
+        lifecycle_node, capfd, monkeypatch) -> None:
+    from fer_ros.pipeline.head_pose import Intrinsics
+    from fer_ros.pipeline.types import Detection, FaceResult
+    from fer_ros.ros.face_msgs import face_to_msg
+
+    answering = Answering(lifecycle_node, "cam", monkeypatch, capfd)
+    stream = answering.stream
+    sent: list = []
+    stream.publisher = SimpleNamespace(publish=sent.append)
+    # A face about 1 m away, right of the centre of a 640x480 image.
+    landmarks = np.array([[382.0, 220.0], [417.0, 220.0], [399.5, 240.0], [386.0, 258.0],
+                          [413.0, 258.0]], np.float32)
+    face = FaceResult(detection=Detection(box=np.array([370.0, 200.5, 430.0, 279.6],
+                                                       np.float32),
+                                          score=0.99, landmarks=landmarks),
+                      track_id=7, name="ada", similarity=0.8)
+    calibrated = CameraInfo(width=640, height=480, k=[900.0, 0, 280, 0, 910, 260, 0, 0, 1])
+
+    def answer(info: CameraInfo | None):
+        msg = image_to_msg(np.zeros((480, 640, 3), np.uint8), "bgr8")
+        msg.header.stamp.sec, msg.header.frame_id = 42, "head_camera"
+        stream.camera_info = info
+        frame = _frame(stream, msg)
+        stream.decode(frame)
+        stream.publish(frame, [face], 60.0)
+        return sent[-1]
+
+    assumed, measured = answer(None), answer(calibrated)
+    for out in (assumed, measured):
+        assert (out.header.stamp.sec, out.header.frame_id) == (42, "head_camera")
+        assert (out.image_width, out.image_height) == (640, 480)
+        assert len(out.faces) == 1 and out.faces[0].name == "ada"
+        assert out.faces[0].track_id == 7 and out.faces[0].head_pose_valid
+    assert assumed.faces == [face_to_msg(face, Intrinsics.from_fov(640, 480, 60.0))]
+    assert measured.faces == [face_to_msg(face, Intrinsics.from_k(calibrated.k))]
+    assert measured.faces[0].head_pose != assumed.faces[0].head_pose
