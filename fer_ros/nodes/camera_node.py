@@ -42,6 +42,7 @@ from fer_ros.ros.image_codec import image_to_compressed, image_to_msg
 from fer_ros.ros.params import ParamSpec, declare_parameters
 from fer_ros.ros.qos import QOS_CHOICES, qos_profile
 from fer_ros.ros.run import log_final, run_node
+from fer_ros.ros.transport import compressed_topic
 
 ENCODINGS = ("bgr8", "rgb8")
 # Publishing rate when fps is 0 and the source does not say (folders, some cameras).
@@ -133,7 +134,7 @@ class CameraNode(Node):
         self._compressed_pub = None
         if self.p["publish_compressed"]:
             self._compressed_pub = self.create_publisher(
-                CompressedImage, f"{self.resolve_topic_name('image_raw')}/compressed", qos)
+                CompressedImage, compressed_topic(self, "image_raw"), qos)
         # Set with the exit code when a non-looping source ends.
         self.done = Future()
 

@@ -11,18 +11,15 @@ from fer_ros.pipeline.head_pose import Intrinsics, estimate_head_pose
 from fer_ros.pipeline.types import FaceResult
 
 
-def calibration(info: CameraInfo | None, width: int, height: int) -> Intrinsics | None:
-    """camera_info's K when it describes images of this size (and is a usable K)."""
-    if info is not None and (info.width, info.height) == (width, height):
-        return Intrinsics.from_k(info.k)
-    return None
-
-
 def camera_for(info: CameraInfo | None, width: int, height: int,
-               fov_deg: float) -> Intrinsics:
-    """camera_info's K when it describes images of this size, else an ideal camera with
-    the assumed horizontal field of view."""
-    return calibration(info, width, height) or Intrinsics.from_fov(width, height, fov_deg)
+               fov_deg: float) -> tuple[Intrinsics, bool]:
+    """camera_info's K when it describes images of this size (True: calibrated), else an
+    ideal camera with the assumed horizontal field of view (False)."""
+    if info is not None and (info.width, info.height) == (width, height):
+        camera = Intrinsics.from_k(info.k)
+        if camera is not None:
+            return camera, True
+    return Intrinsics.from_fov(width, height, fov_deg), False
 
 
 def face_to_msg(face: FaceResult, camera: Intrinsics | None = None) -> FaceEmotion:

@@ -162,25 +162,28 @@ def _format_of(declared: str) -> str:
 def compressed_size(msg: CompressedImage) -> tuple[str, int, int]:
     """The codec and (width, height) that ``msg`` holds, read from its header by Pillow
     before any pixel is decoded: a corrupt or hostile size is refused without allocating."""
-    declared = _format_of(msg.format)
-    if not msg.data:
+    return _read_header(bytes(msg.data), msg.format)
+
+
+def _read_header(data: bytes, fmt: str) -> tuple[str, int, int]:
+    declared = _format_of(fmt)
+    if not data:
         raise ImageDecodeError(f"compressed image ({declared}) has no data")
-    size = len(msg.data)
     try:
-        with PIL.Image.open(io.BytesIO(bytes(msg.data))) as header:  # reads the header only
+        with PIL.Image.open(io.BytesIO(data)) as header:  # reads the header only
             kind, (width, height) = header.format, header.size
     except PIL.Image.DecompressionBombError as exc:
         raise ImageDecodeError(f"compressed image ({declared}): {exc}") from None
     except PIL.UnidentifiedImageError:
-        raise ImageDecodeError(f"compressed image ({size} bytes) is not a readable image: "
-                               "no known signature, or a damaged header") from None
+        raise ImageDecodeError(f"compressed image ({len(data)} bytes) is not a readable "
+                               "image: no known signature, or a damaged header") from None
     except (OSError, SyntaxError, ValueError):  # Pillow's words for a header cut short
-        raise ImageDecodeError(f"compressed image ({declared}, {size} bytes) has no readable "
-                               "size in its header: damaged or truncated") from None
+        raise ImageDecodeError(f"compressed image ({declared}, {len(data)} bytes) has no "
+                               "readable size in its header: damaged or truncated") from None
     found = _PILLOW_FORMATS.get(kind, str(kind).lower())
     if found != declared:
         raise ImageDecodeError(f"compressed image holds {found}, but its format says "
-                               f"{msg.format!r}")
+                               f"{fmt!r}")
     _check_size(width, height)
     return found, width, height
 
@@ -189,8 +192,8 @@ def compressed_to_image(msg: CompressedImage, want: str) -> np.ndarray:
     """The pixels of a JPEG or PNG CompressedImage as an HxWx3 (rgb8/bgr8) or HxW (mono8)
     uint8 array; ImageDecodeError says what is wrong with a bad one."""
     _check_encoding(want, WANTED, "wanted")
-    found, _, _ = compressed_size(msg)  # checked before decoding; the decoder keeps it
-    data = bytes(msg.data)
+    data = bytes(msg.data)  # one copy, for the header and the decoder
+    found, _, _ = _read_header(data, msg.format)  # checked before decoding; kept by it
     # libjpeg decodes a JPEG cut short as a grey bottom and a warning: the end-of-image
     # marker (zero padding after it allowed) tells a whole one.
     if found == "jpeg" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):

@@ -1,4 +1,4 @@
-"""image_transport's raw and compressed transports for subscribers, in place of the
+"""image_transport's raw and compressed transports (topic names, decoding), in place of the
 image_transport package (which the ROS 2 wheels on PyPI lack).
 
 As image_transport does, the compressed transport takes sensor_msgs/CompressedImage from
@@ -20,15 +20,19 @@ TRANSPORT_DESCRIPTION = (
     "topic) or compressed (sensor_msgs/CompressedImage, JPEG or PNG, on <image topic>/"
     "compressed, the name resolved first: image:=/cam/image_raw takes "
     "/cam/image_raw/compressed). Compressed suits a camera on another machine: a JPEG is "
-    "about a tenth of the raw image's bytes.")
+    "about a twentieth of the raw image's bytes.")
+
+
+def compressed_topic(node: Node, base: str) -> str:
+    """Where image topic ``base``'s JPEG/PNG go: its resolved name + /compressed."""
+    return f"{node.resolve_topic_name(base)}/compressed"
 
 
 def image_subscription(node: Node, base: str, transport: str) -> tuple[str, type]:
     """The resolved topic and message type to subscribe to for image topic ``base``."""
-    resolved = node.resolve_topic_name(base)
     if transport == "compressed":
-        return f"{resolved}/compressed", CompressedImage
-    return resolved, Image
+        return compressed_topic(node, base), CompressedImage
+    return node.resolve_topic_name(base), Image
 
 
 def decode(msg: Image | CompressedImage, want: str) -> np.ndarray:

@@ -39,8 +39,9 @@ def face() -> FaceResult:
 
 
 def test_camera_info_of_the_image_s_size_is_used() -> None:
-    camera = camera_for(info(), WIDTH, HEIGHT, FOV_DEG)
+    camera, calibrated = camera_for(info(), WIDTH, HEIGHT, FOV_DEG)
     assert (camera.fx, camera.fy, camera.cx, camera.cy) == (FX, FY, CX, CY)
+    assert calibrated
 
 
 @pytest.mark.parametrize("described", [
@@ -49,14 +50,15 @@ def test_camera_info_of_the_image_s_size_is_used() -> None:
     info(k=(0.0,) * 9),                            # K unset (an uncalibrated driver)
 ])
 def test_assumed_field_of_view_otherwise(described: CameraInfo | None) -> None:
-    camera = camera_for(described, WIDTH, HEIGHT, FOV_DEG)
+    camera, calibrated = camera_for(described, WIDTH, HEIGHT, FOV_DEG)
+    assert not calibrated
     assert camera.fx == pytest.approx(ASSUMED_F) and camera.fy == pytest.approx(ASSUMED_F)
     assert (camera.cx, camera.cy) == pytest.approx(((WIDTH - 1) / 2, (HEIGHT - 1) / 2))
 
 
 def test_camera_info_changes_the_published_pose() -> None:
-    assumed = face_to_msg(face(), camera_for(None, WIDTH, HEIGHT, FOV_DEG))
-    calibrated = face_to_msg(face(), camera_for(info(), WIDTH, HEIGHT, FOV_DEG))
+    assumed = face_to_msg(face(), camera_for(None, WIDTH, HEIGHT, FOV_DEG)[0])
+    calibrated = face_to_msg(face(), camera_for(info(), WIDTH, HEIGHT, FOV_DEG)[0])
     assert assumed.head_pose_valid and calibrated.head_pose_valid
     a, c = assumed.head_pose.position, calibrated.head_pose.position
     assert a.z == pytest.approx(1.0, rel=0.1)
@@ -72,7 +74,7 @@ def test_camera_info_changes_the_published_pose() -> None:
 
 
 def test_everything_else_is_copied() -> None:
-    msg = face_to_msg(face(), camera_for(None, WIDTH, HEIGHT, FOV_DEG))
+    msg = face_to_msg(face(), camera_for(None, WIDTH, HEIGHT, FOV_DEG)[0])
     assert (msg.box.x_offset, msg.box.y_offset, msg.box.width, msg.box.height) == (
         370, 200, 60, 79)
     assert [(p.x, p.y, p.z) for p in msg.landmarks] == [(x, y, 0.0) for x, y in LANDMARKS]

@@ -25,9 +25,8 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from fer_ros.msg import FaceEmotionArray
 from fer_ros.nodes.perception.diagnostics import PerceptionStats
-from fer_ros.pipeline.head_pose import Intrinsics
 from fer_ros.pipeline.types import FaceResult
-from fer_ros.ros.face_msgs import calibration, face_to_msg
+from fer_ros.ros.face_msgs import camera_for, face_to_msg
 from fer_ros.ros.image_codec import ImageDecodeError
 from fer_ros.ros.transport import decode, image_subscription
 
@@ -176,12 +175,11 @@ class ImageStream:
         out = FaceEmotionArray()
         out.header = msg.header
         out.image_width, out.image_height = frame.size
-        camera = calibration(self.camera_info, *frame.size)
-        if camera is None:
-            camera = Intrinsics.from_fov(*frame.size, fov_deg)
-            self._assumed(frame.size, fov_deg)
-        else:
+        camera, calibrated = camera_for(self.camera_info, *frame.size, fov_deg)
+        if calibrated:
             self.intrinsics, self._assumed_since = "camera_info", None
+        else:
+            self._assumed(frame.size, fov_deg)
         out.faces = [face_to_msg(face, camera) for face in faces]
         self.publisher.publish(out)
 
