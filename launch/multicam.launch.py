@@ -5,7 +5,7 @@
     fer-ros launch fer_ros multicam.launch.py cameras:=a,b sources:=a.mp4,b.mp4 loop:=true
 
 For each camera name N (relative to `namespace`): images on N/image and N/camera_info,
-results on N/faces/emotions, diagnostics status "fer_ros: perception N". With `sources`
+results on N/faces/emotions, diagnostics status "perception: perception N". With `sources`
 one camera_node per camera is started (node /N/camera, config/camera.yaml); with
 `sources` empty none is, and the images come from elsewhere over DDS, e.g. camera nodes
 on robots publishing <robot>/image for a perception host (see the README's "Many cameras").

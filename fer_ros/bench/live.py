@@ -21,14 +21,15 @@ import numpy as np
 import psutil
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 
 from fer_ros.bench import TOPIC as IMAGE_TOPIC
 from fer_ros.msg import FaceEmotionArray
 from fer_ros.paths import share_dir
 from fer_ros.ros.background import BackgroundNode
-from fer_ros.ros.image_codec import image_to_msg
+from fer_ros.ros.image_codec import image_to_compressed, image_to_msg
 from fer_ros.ros.qos import qos_profile
+from fer_ros.ros.status_names import stream_of
 
 
 def node_executable() -> str:
@@ -84,9 +85,13 @@ class NodeProcess:
 class Client(BackgroundNode):
     """The bench's own ROS node: camera-like publisher, result and diagnostics listener."""
 
-    def __init__(self) -> None:
+    def __init__(self, transport: str = "raw") -> None:
         super().__init__("fer_ros_bench")
-        self.pub = self.node.create_publisher(Image, IMAGE_TOPIC, qos_profile("sensor_data"))
+        # As a camera driver with compressed_image_transport publishes: JPEG beside raw.
+        self.transport = transport
+        kind, topic = ((CompressedImage, f"{IMAGE_TOPIC}/compressed") if transport == "compressed"
+                       else (Image, IMAGE_TOPIC))
+        self.pub = self.node.create_publisher(kind, topic, qos_profile("sensor_data"))
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self.lock = threading.Lock()
         # stamp -> (t, faces, faces named: a name other than "unknown")
@@ -105,7 +110,7 @@ class Client(BackgroundNode):
 
     def _on_diag(self, msg) -> None:
         for status in msg.status:
-            if status.name.startswith("fer_ros: perception"):
+            if stream_of(status.name) is not None:
                 with self.lock:
                     self.diagnostics.append({kv.key: kv.value for kv in status.values})
 
@@ -123,10 +128,15 @@ class Client(BackgroundNode):
         return False
 
 
-def image_msgs(frames: list[np.ndarray]) -> list:
+# compressed_image_transport's default quality, as fer-ros bench --transport measures.
+JPEG_QUALITY = 95
+
+
+def image_msgs(frames: list[np.ndarray], transport: str = "raw") -> list:
     msgs = []
     for frame in frames:
-        msg = image_to_msg(frame, "bgr8")
+        msg = (image_to_compressed(frame, "bgr8", "jpeg", JPEG_QUALITY)
+               if transport == "compressed" else image_to_msg(frame, "bgr8"))
         msg.header.frame_id = "bench_camera"
         msgs.append(msg)
     return msgs
@@ -171,7 +181,8 @@ def stream(client: Client, frames: list[np.ndarray], rate_hz: float, seconds: fl
            warmup_s: float = 2.0, sampler: Sampler | None = None,
            tail_s: float = 1.0) -> dict:
     """Publish the frames (looping) at ``rate_hz`` for warm-up + ``seconds``; measure."""
-    sent, sample_mark = _publish_frames(client, image_msgs(frames), rate_hz, warmup_s,
+    sent, sample_mark = _publish_frames(client, image_msgs(frames, client.transport), rate_hz,
+                                        warmup_s,
                                         seconds, sampler)
     time.sleep(tail_s)  # answers still in flight
     with client.lock:
@@ -285,7 +296,7 @@ def run_live(frames_by_bag: dict[str, list[np.ndarray]], seconds: float, rate_hz
     results: dict[str, dict] = {}
     try:
         node.wait_ready()
-        client = Client()
+        client = Client(str(overrides.get("image_transport", "raw")))
         if not client.wait_matched():
             raise RuntimeError("the perception node never subscribed to " + IMAGE_TOPIC)
         sampler = Sampler(node.popen.pid)

@@ -1,14 +1,15 @@
 """overlay_node: draws faces, names and emotions on the video.
 
 Subscribes to ``image`` (or its ``/compressed`` sibling, parameter image_transport) and
-``faces/emotions`` and pairs them by header stamp (not
-"latest": a slow perception node still gets its boxes drawn on the image they were
-computed from). Publishes the annotated image on ``faces/overlay`` (for
-rqt_image_view and RViz), RViz markers on ``faces/markers`` (an arrow along each face's
-head pose and a "name - emotion" label, removed when the face's track ends), serves
-the image as MJPEG with a small HTML page (default http://127.0.0.1:8080/),
-optionally writes it to a video file, and optionally shows a local window when a
-display and a GUI-capable OpenCV exist.
+``faces/emotions`` and pairs them by header stamp (not "latest": a slow perception node
+still gets its boxes drawn on the image they were computed from). Publishes the annotated
+image on ``faces/overlay`` (for rqt_image_view and RViz) and, as JPEG, on
+``faces/overlay/compressed`` (image_transport's name, so rqt_image_view offers it: for a
+laptop over Wi-Fi), RViz markers on ``faces/markers`` (an arrow along each face's head
+pose and a "name - emotion" label, removed when the face's track ends), serves the image
+as MJPEG with a small HTML page (default http://127.0.0.1:8080/), optionally writes it to
+a video file, and optionally shows a local window when a display and a GUI-capable
+OpenCV exist.
 """
 
 from __future__ import annotations
@@ -23,12 +24,19 @@ from sensor_msgs.msg import CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
 from fer_ros.msg import FaceEmotionArray
-from fer_ros.ros.image_codec import ImageDecodeError, image_to_msg
+from fer_ros.ros.image_codec import ImageDecodeError, image_to_compressed, image_to_msg
 from fer_ros.ros.markers import FaceMarkers
 from fer_ros.ros.params import ParamSpec, declare_parameters
 from fer_ros.ros.qos import QOS_CHOICES, qos_profile
 from fer_ros.ros.run import log_final, run_node
-from fer_ros.ros.transport import TRANSPORT_DESCRIPTION, TRANSPORTS, decode, image_subscription
+from fer_ros.ros.status_names import stream_of
+from fer_ros.ros.transport import (
+    TRANSPORT_DESCRIPTION,
+    TRANSPORTS,
+    compressed_topic,
+    decode,
+    image_subscription,
+)
 from fer_ros.viewer.draw import draw_faces
 from fer_ros.viewer.mjpeg_server import FrameHub, MjpegServer
 
@@ -39,7 +47,11 @@ PARAMS = (
               "unless the stream (faces of people) may be seen from the network.",
               read_only=True),
     ParamSpec("max_clients", 4, "Concurrent viewers of the stream.", (1, 64), read_only=True),
-    ParamSpec("jpeg_quality", 80, "JPEG quality of the stream.", (10, 100)),
+    ParamSpec("jpeg_quality", 80, "JPEG quality of the browser stream and of "
+              "faces/overlay/compressed.", (10, 100)),
+    ParamSpec("publish_compressed", True, "Also publish faces/overlay/compressed "
+              "(sensor_msgs/CompressedImage, JPEG): the same JPEG the browser stream gets, "
+              "a twentieth of the raw image's bytes.", read_only=True),
     ParamSpec("buffer_size", 30, "Images kept while waiting for their faces message.",
               (1, 1000), read_only=True),
     ParamSpec("image_transport", "raw", TRANSPORT_DESCRIPTION, read_only=True,
@@ -77,6 +89,9 @@ class OverlayNode(Node):
                 self.get_logger().error(f"viewer could not listen on {self.p['bind_address']}:"
                                         f"{self.p['port']}: {exc}; continuing without it")
         self.publisher = self.create_publisher(Image, "faces/overlay", 5)
+        self.compressed_pub = (self.create_publisher(
+            CompressedImage, compressed_topic(self, "faces/overlay"), 5)
+            if self.p["publish_compressed"] else None)
         self.markers = FaceMarkers()
         self.marker_pub = self.create_publisher(MarkerArray, "faces/markers", 10)
         image_topic, image_type = image_subscription(self, "image", self.p["image_transport"])
@@ -103,12 +118,13 @@ class OverlayNode(Node):
         # An overlay in namespace /front shows the perception node's camera "front" (see
         # README "Many cameras"); otherwise its single camera.
         stream = self.get_namespace().strip("/")
-        wanted = [f"fer_ros: perception {stream}"] if stream else []
-        wanted.append("fer_ros: perception")
-        found = {status.name: status for status in msg.status if status.name in wanted}
+        wanted = [stream, ""] if stream else [""]
+        found: dict[str, list] = {}
+        for status in msg.status:
+            found.setdefault(stream_of(status.name), status.values)
         for name in wanted:
             if name in found:
-                values = {kv.key: kv.value for kv in found[name].values}
+                values = {kv.key: kv.value for kv in found[name]}
                 if "output rate (Hz)" in values:
                     self.perception = {"fps": values["output rate (Hz)"],
                                        "latency_ms": values.get("latency mean (ms)", ""),
@@ -156,17 +172,18 @@ class OverlayNode(Node):
         self.publisher.publish(image_to_msg(annotated, "bgr8", header=image.header))
         self.frames += 1
         self.names_seen.update(f.name for f in faces.faces if f.name and f.name != "unknown")
-        ok, jpeg = cv2.imencode(".jpg", annotated,
-                                [cv2.IMWRITE_JPEG_QUALITY, self.p["jpeg_quality"]])
-        if ok:
-            details = [{"name": f.name, "emotion": f.emotion,
-                        "scores": dict(zip(f.emotion_labels,
-                                           (round(float(v), 3) for v in f.emotion_scores),
-                                           strict=False))} for f in faces.faces]
-            self.hub.publish(jpeg.tobytes(), {"frames": self.frames, "faces": len(faces.faces),
-                                              "names": sorted(self.names_seen),
-                                              "details": details,
-                                              "perception": self.perception})
+        compressed = image_to_compressed(annotated, "bgr8", "jpeg", self.p["jpeg_quality"],
+                                         image.header)
+        if self.compressed_pub is not None:
+            self.compressed_pub.publish(compressed)
+        details = [{"name": f.name, "emotion": f.emotion,
+                    "scores": dict(zip(f.emotion_labels,
+                                       (round(float(v), 3) for v in f.emotion_scores),
+                                       strict=False))} for f in faces.faces]
+        self.hub.publish(compressed.data.tobytes(),
+                         {"frames": self.frames, "faces": len(faces.faces),
+                          "names": sorted(self.names_seen), "details": details,
+                          "perception": self.perception})
         self._write_video(annotated)
         if self._window:
             cv2.imshow("fer_ros", annotated)

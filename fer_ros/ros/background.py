@@ -17,7 +17,9 @@ from rclpy.node import Node
 class BackgroundNode:
     def __init__(self, name: str) -> None:
         self.context = rclpy.Context()
-        rclpy.init(context=self.context)
+        # Not the process's argv: a tool's own `NAME:=VALUE` options (fer-ros bench
+        # --param) would be taken as remapping rules.
+        rclpy.init(args=[], context=self.context)
         self.node = Node(name, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)

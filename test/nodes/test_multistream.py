@@ -203,13 +203,13 @@ def test_bad_and_silent_cameras_do_not_stop_the_others(cameras: Cameras) -> None
         return {s.name: {kv.key: kv.value for kv in s.values} for s in last.status} if last \
             else {}
 
-    assert wait_for(lambda: int(statuses().get("fer_ros: perception c", {})
+    assert wait_for(lambda: int(statuses().get("perception: perception c", {})
                                 .get("images rejected", 0)) >= 10, 10), statuses()
     names = set(statuses())
-    assert {"fer_ros: perception a", "fer_ros: perception b",
-            "fer_ros: perception c"} <= names
-    assert statuses()["fer_ros: perception a"]["image topic"] == "/a/image"
-    assert int(statuses()["fer_ros: perception a"]["images rejected"]) == 0
+    assert {"perception: perception a", "perception: perception b",
+            "perception: perception c"} <= names
+    assert statuses()["perception: perception a"]["image topic"] == "/a/image"
+    assert int(statuses()["perception: perception a"]["images rejected"]) == 0
 
 
 def test_enrol_from_one_camera(cameras: Cameras) -> None:

@@ -1,6 +1,6 @@
 """The installed overlay_node: it draws each face where its message says, on the image of
-the same stamp (never on another), publishes the result on faces/overlay and writes it
-to video_path."""
+the same stamp (never on another), publishes the result on faces/overlay (and as JPEG on
+faces/overlay/compressed) and writes it to video_path."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from conftest import wait_for
 from geometry_msgs.msg import Point, Point32, Pose, Quaternion
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosutil import TestNode, handshake
-from sensor_msgs.msg import Image, RegionOfInterest
+from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from visualization_msgs.msg import MarkerArray
 
 from fer_ros.msg import FaceEmotion, FaceEmotionArray
 from fer_ros.paths import node_executable
-from fer_ros.ros.image_codec import image_to_msg, msg_to_image
+from fer_ros.ros.image_codec import compressed_to_image, image_to_msg, msg_to_image
 
 WIDTH, HEIGHT = 320, 240
 BACKGROUND = 90  # a plain grey frame: every drawn pixel stands out
@@ -104,12 +104,15 @@ class Client:
     def __init__(self) -> None:
         self.ros = TestNode("overlay_test_client")
         self.overlays: list[Image] = []
+        self.compressed: list[CompressedImage] = []
         self.markers: list[MarkerArray] = []
         self.lock = threading.Lock()
         node = self.ros.node
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.overlay_sub = node.create_subscription(Image, "/faces/overlay",
                                                     self._on_overlay, reliable)
+        self.compressed_sub = node.create_subscription(
+            CompressedImage, "/faces/overlay/compressed", self._on_compressed, reliable)
         self.markers_sub = node.create_subscription(MarkerArray, "/faces/markers",
                                                     self._on_markers, reliable)
         self.image_pub = node.create_publisher(Image, "/image", reliable)
@@ -118,6 +121,10 @@ class Client:
     def _on_overlay(self, msg: Image) -> None:
         with self.lock:
             self.overlays.append(msg)
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        with self.lock:
+            self.compressed.append(msg)
 
     def _on_markers(self, msg: MarkerArray) -> None:
         with self.lock:
@@ -129,6 +136,10 @@ class Client:
 
     def test_stamps(self) -> list[int]:
         return [sec for sec in self.overlay_stamps() if sec]
+
+    def compressed_stamps(self) -> list[int]:
+        with self.lock:
+            return [m.header.stamp.sec for m in self.compressed]
 
     def marker_stamps(self) -> list[int]:
         with self.lock:
@@ -150,7 +161,8 @@ class Client:
             self.faces_pub.publish(faces_at_stamp(0, n))
 
         handshake(probe_faces, lambda: 0 in self.marker_stamps())
-        handshake(probe_image, lambda: 0 in self.overlay_stamps())
+        handshake(probe_image, lambda: 0 in self.overlay_stamps()
+                  and 0 in self.compressed_stamps())
 
     def send_faces(self, msg: FaceEmotionArray) -> None:
         """Publish faces and wait until the node has them (it answers with markers)."""
@@ -194,6 +206,18 @@ def test_overlay_draws_faces_on_the_image_of_their_stamp(spawn, tmp_path: Path) 
         assert_box_drawn(first, raw_a, LEFT_BOX)
         assert_box_drawn(second, raw_b, RIGHT_BOX)
         assert (empty == raw_a).all()
+
+        # The same three as JPEG, in order, with their images' headers.
+        assert wait_for(lambda: [s for s in client.compressed_stamps() if s] == [1, 2, 4], 15)
+        with client.lock:
+            jpegs = [m for m in client.compressed if m.header.stamp.sec]
+            raws = [m for m in client.overlays if m.header.stamp.sec]
+        for jpeg, raw in zip(jpegs, raws, strict=True):
+            assert jpeg.header == raw.header and jpeg.format == "bgr8; jpeg compressed bgr8"
+            # Quality 80 (jpeg_quality's default): close to the raw overlay, not equal.
+            error = np.abs(compressed_to_image(jpeg, "bgr8").astype(int)
+                           - msg_to_image(raw, "bgr8").astype(int))
+            assert error.mean() < 2 and 0 < len(jpeg.data) < WIDTH * HEIGHT * 3 / 5
     finally:
         client.ros.close()
     assert proc.interrupt() == 0, proc.output()

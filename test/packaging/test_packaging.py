@@ -19,6 +19,7 @@ ROSDEP = {
     "rcl_interfaces": "rcl_interfaces", "rosgraph_msgs": "rosgraph_msgs",
     "std_msgs": "std_msgs", "std_srvs": "std_srvs", "sensor_msgs": "sensor_msgs",
     "geometry_msgs": "geometry_msgs", "diagnostic_msgs": "diagnostic_msgs",
+    "tf2_msgs": "tf2_msgs",
     "visualization_msgs": "visualization_msgs", "lifecycle_msgs": "lifecycle_msgs",
     "launch": "launch", "launch_ros": "launch_ros",
     "numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml",

@@ -1,5 +1,6 @@
-"""The perception node's counters and its /diagnostics status (one DiagnosticStatus
-named "fer_ros: perception"), kept apart from the node so the node stays an adapter."""
+"""The perception node's counters and its /diagnostics status (one DiagnosticStatus per
+stream, named as fer_ros/ros/status_names.py says), kept apart from the node so the node
+stays an adapter."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
 from fer_ros.pipeline import FaceStreams, StageTimes
 from fer_ros.pipeline.engine.camera import CameraState
+from fer_ros.ros.status_names import status_name
 
 # Seconds of recent outputs that rates, latencies and stage times are computed over.
 WINDOW_S = 5.0
@@ -77,14 +79,15 @@ def _level(stats: PerceptionStats, delta: dict[str, int], latency_ms: np.ndarray
 def perception_status(stats: PerceptionStats, faces: FaceStreams | None,
                       camera: CameraState | None, state: str,
                       params: dict[str, Any], load_seconds: float,
-                      stream: str = "", image_topic: str = "",
+                      node_name: str = "perception", stream: str = "", image_topic: str = "",
                       intrinsics: str = "") -> DiagnosticStatus:
     """The status of one stream for one diagnostics period; ``state`` is the lifecycle
-    state's label. The default stream's status is "fer_ros: perception", stream cam1's
-    "fer_ros: perception cam1". ``image_topic``: the one it subscribes to, resolved;
-    ``intrinsics``: where the last answer's head poses came from."""
+    state's label. A node named perception calls its default stream's status
+    "perception: perception", stream cam1's "perception: perception cam1".
+    ``image_topic``: the one it subscribes to, resolved; ``intrinsics``: where the last
+    answer's head poses came from."""
     totals, delta, recent = stats.period()
-    status = DiagnosticStatus(name=f"fer_ros: perception {stream}".rstrip(),
+    status = DiagnosticStatus(name=status_name(node_name, stream),
                               hardware_id=faces.device if faces else "")
     values: dict[str, Any] = {"lifecycle state": state, "image topic": image_topic}
     if state != "active" or faces is None or camera is None:

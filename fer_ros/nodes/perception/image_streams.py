@@ -170,7 +170,8 @@ class ImageStream:
         seconds = stamp.sec + stamp.nanosec * 1e-9
         return seconds if seconds > 0 else frame.received
 
-    def publish(self, frame: Frame, faces: list[FaceResult], fov_deg: float) -> None:
+    def publish(self, frame: Frame, faces: list[FaceResult],
+                fov_deg: float) -> FaceEmotionArray:
         msg = frame.msg
         out = FaceEmotionArray()
         out.header = msg.header
@@ -182,6 +183,7 @@ class ImageStream:
             self._assumed(frame.size, fov_deg)
         out.faces = [face_to_msg(face, camera) for face in faces]
         self.publisher.publish(out)
+        return out
 
     def _assumed(self, size: tuple[int, int], fov_deg: float) -> None:
         """Head poses from fov_deg: said once per stream, when no camera_info of the

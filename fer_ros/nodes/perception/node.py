@@ -54,6 +54,7 @@ from fer_ros.nodes.perception.params import PARAMS
 from fer_ros.pipeline import RUNTIME_SETTINGS, FaceStreams, GalleryError, PipelineConfig
 from fer_ros.pipeline.recognition.gallery import validate_name
 from fer_ros.pipeline.recognition.sync import GallerySync
+from fer_ros.ros.face_frames import FaceFrames, tf_message_type
 from fer_ros.ros.params import declare_parameters
 from fer_ros.ros.qos import qos_profile
 from fer_ros.ros.run import log_final, run_node
@@ -69,6 +70,9 @@ class PerceptionNode(LifecycleNode):
         self.add_on_set_parameters_callback(self._refuse_streams_while_active)
         self.faces: FaceStreams | None = None
         self.gallery: GallerySync | None = None
+        self.frames: FaceFrames | None = None  # /tf, from configure with publish_tf
+        # Looked for once: a missing tf2_msgs is said at start-up, not at every configure.
+        self._tf_message = tf_message_type(self.get_logger()) if self.p["publish_tf"] else None
         self.load_seconds = 0.0
         self._state = "unconfigured"
         self._wake = threading.Condition()  # an image arrived on some stream
@@ -116,6 +120,8 @@ class PerceptionNode(LifecycleNode):
         self.gallery.reload()
         for stream in self.streams.values():
             stream.open_publisher()
+        if self._tf_message is not None:
+            self.frames = FaceFrames(self, self._tf_message)
         services = MutuallyExclusiveCallbackGroup()
         self._configured = [
             self.create_service(EnrollFace, "~/enroll", self._on_enroll,
@@ -165,6 +171,9 @@ class PerceptionNode(LifecycleNode):
         self._stop_worker()
         for stream in self.streams.values():
             stream.close_publisher()
+        if self.frames is not None:
+            self.frames.close()
+            self.frames = None
         for entity in self._configured:
             if hasattr(entity, "srv_name"):
                 self.destroy_service(entity)
@@ -323,7 +332,9 @@ class PerceptionNode(LifecycleNode):
             if not self._active.is_set():
                 return  # deactivated while these images were processed: say nothing
             try:
-                stream.publish(frames[name], faces, self.p["fov_deg"])
+                msg = stream.publish(frames[name], faces, self.p["fov_deg"])
+                if self.frames is not None:
+                    self.frames.publish(msg, name, stream.image_topic)
             except Exception as exc:  # this stream's message only
                 stream.failed(exc)
                 continue
@@ -336,7 +347,8 @@ class PerceptionNode(LifecycleNode):
         diag.status = [
             perception_status(stream.stats, self.faces,
                               self.faces.streams.get(name) if self.faces is not None else None,
-                              self._state, self.p, self.load_seconds, stream=name,
+                              self._state, self.p, self.load_seconds,
+                              node_name=self.get_name(), stream=name,
                               image_topic=stream.image_topic,
                               intrinsics=stream.intrinsics)
             for name, stream in self.streams.items()]

@@ -72,6 +72,11 @@ PARAMS = (
               "processed oldest first; when full, the oldest is dropped (and counted). 1 = "
               "only the newest: the least latency on a live camera. Larger: a bag played "
               "faster than inference loses no image while its backlog fits.", (1, 1000)),
+    ParamSpec("publish_tf", True, "Publish a TF frame per tracked face with a head pose: "
+              "face_<track id> (face_<stream>_<id> for a named stream of `streams`), child of "
+              "the image's header.frame_id, at the image's stamp, on /tf. Needs tf2_msgs (a "
+              "ROS 2 install has it; without it the node says so once and carries on).",
+              read_only=True),
     ParamSpec("image_transport", "raw", TRANSPORT_DESCRIPTION, read_only=True,
               choices=TRANSPORTS),
     ParamSpec("qos", "sensor_data", "Image (and camera_info) subscription QoS: sensor_data "
