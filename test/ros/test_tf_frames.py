@@ -53,6 +53,8 @@ def test_a_transform_per_tracked_face_with_a_pose_in_order() -> None:
         assert (t.x, t.y, t.z) == (p.x, p.y, p.z)
         assert transform.transform.rotation == source.head_pose.orientation
     assert face_transforms(faces()) == []
+    # The default stream ("") adds nothing to the name.
+    assert [t.child_frame_id for t in face_transforms(faces(face(2)))] == ["face_2"]
 
 
 class FakeNode:
@@ -91,8 +93,10 @@ def test_face_frames_publish_one_message_per_image_on_tf_with_tf2_ros_qos() -> N
     assert qos.durability == DurabilityPolicy.VOLATILE
     assert frames.publish(faces(face(1), face(2)), "", "/cam/image") == 2
     assert frames.publish(faces(face(4, valid=False)), "", "/cam/image") == 0
-    (message,) = node.published
+    assert frames.publish(faces(face(3)), "cam1", "/cam1/image") == 1
+    message, named = node.published
     assert [t.child_frame_id for t in message.transforms] == ["face_1", "face_2"]
+    assert [t.child_frame_id for t in named.transforms] == ["face_cam1_3"]
     frames.close()
     assert node.destroyed == [publisher] and node.logged == []
 
@@ -141,10 +145,12 @@ def test_with_tf2_msgs_its_tfmessage_is_used(monkeypatch) -> None:
 @pytest.mark.parametrize("name, stream", [
     ("perception: perception", ""), ("left: perception cam1", "cam1"),
     ("perception: perception a/b", "a/b"), ("camera: driver", None), ("perception", None),
-    (": perception", None), ("x: perceptions", None)])
+    (": perception", None), ("x: perceptions", None),
+    ("camera: driver: perception", None)])
 def test_status_names_give_their_stream(name: str, stream: str | None) -> None:
     from fer_ros.ros.status_names import status_name, stream_of
 
     assert stream_of(name) == stream
+    assert status_name("perception") == "perception: perception"
     if stream is not None:
         assert status_name(name.partition(":")[0], stream) == name
