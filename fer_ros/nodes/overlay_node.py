@@ -37,6 +37,7 @@ from fer_ros.ros.transport import (
     decode,
     image_subscription,
 )
+from fer_ros.viewer.access import ViewerTokenError, viewer_token
 from fer_ros.viewer.draw import draw_faces
 from fer_ros.viewer.mjpeg_server import FrameHub, MjpegServer
 
@@ -44,8 +45,12 @@ PARAMS = (
     ParamSpec("port", 8080, "HTTP port of the MJPEG viewer; 0 turns the viewer off.",
               (0, 65535), read_only=True),
     ParamSpec("bind_address", "127.0.0.1", "Address the viewer listens on. Keep 127.0.0.1 "
-              "unless the stream (faces of people) may be seen from the network.",
-              read_only=True),
+              "unless the stream (faces of people) may be seen from the network; any other "
+              "address needs viewer_token.", read_only=True),
+    ParamSpec("viewer_token", "", "File (mode 0600) whose first line is the token the viewer "
+              "asks for: HTTP Basic with any user name and the token as password (browsers "
+              "ask once), or 'Authorization: Bearer <token>'. Required when bind_address is "
+              "not a loopback address; empty = no token (loopback only).", read_only=True),
     ParamSpec("max_clients", 4, "Concurrent viewers of the stream.", (1, 64), read_only=True),
     ParamSpec("jpeg_quality", 80, "JPEG quality of the browser stream and of "
               "faces/overlay/compressed.", (10, 100)),
@@ -82,9 +87,14 @@ class OverlayNode(Node):
         self.server: MjpegServer | None = None
         if self.p["port"]:
             try:
+                token = viewer_token(self.p["bind_address"], self.p["viewer_token"])
                 self.server = MjpegServer(self.hub, self.p["bind_address"], self.p["port"],
-                                          self.p["max_clients"]).start()
-                self.get_logger().info(f"viewer: open {self.server.url} in a browser")
+                                          self.p["max_clients"], token=token,
+                                          log=self.get_logger().warning).start()
+                self.get_logger().info(f"viewer: open {self.server.url} in a browser"
+                                       + (" (it asks for the token)" if token else ""))
+            except ViewerTokenError as exc:
+                self.get_logger().error(f"viewer off: {exc}")
             except OSError as exc:
                 self.get_logger().error(f"viewer could not listen on {self.p['bind_address']}:"
                                         f"{self.p['port']}: {exc}; continuing without it")

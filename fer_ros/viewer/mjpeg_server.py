@@ -1,9 +1,10 @@
 """A small MJPEG-over-HTTP viewer: an HTML page, a live stream and a snapshot.
 
 Robots are headless; people look at a browser. Binds to 127.0.0.1 unless told
-otherwise, serves only its own routes (no file system access at all), caps the
-number of concurrent stream clients, and drops clients that stop reading (send
-timeout) so a stalled browser never blocks the node or other viewers.
+otherwise, asks for a token when given one (access.py: required beyond loopback), serves
+only its own routes (no file system access at all), caps the number of concurrent stream
+clients, and drops clients that stop reading (send timeout) so a stalled browser never
+blocks the node or other viewers.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from fer_ros.viewer.access import REALM, WINDOW_S, TokenGate, Verdict
 
 
 class _Server(ThreadingHTTPServer):
@@ -100,8 +104,11 @@ class FrameHub:
 
 class MjpegServer:
     def __init__(self, hub: FrameHub, host: str = "127.0.0.1", port: int = 8080,
-                 max_clients: int = 4, send_timeout: float = 5.0, title: str = "") -> None:
+                 max_clients: int = 4, send_timeout: float = 5.0, title: str = "",
+                 token: str | None = None, log: Callable[[str], None] | None = None) -> None:
         self.hub = hub
+        self.gate = (TokenGate(token, log or (lambda line: print(line, file=sys.stderr)))
+                     if token else None)
         self.max_clients = max_clients
         self.send_timeout = send_timeout
         self.clients = 0
@@ -118,6 +125,8 @@ class MjpegServer:
                 pass
 
             def do_GET(self) -> None:
+                if server.gate is not None and not self._allowed():
+                    return
                 route = self.path.split("?", 1)[0]
                 if route in ("/", "/index.html"):
                     self._send(HTTPStatus.OK, "text/html; charset=utf-8", server.page)
@@ -135,8 +144,22 @@ class MjpegServer:
                 else:
                     self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found")
 
-            def _send(self, status: HTTPStatus, ctype: str, body: bytes) -> None:
+            def _allowed(self) -> bool:
+                verdict = server.gate.check(self.client_address[0],
+                                            self.headers.get("Authorization"))
+                if verdict is Verdict.UNAUTHORIZED:
+                    self._send(HTTPStatus.UNAUTHORIZED, "text/plain", b"token required",
+                               {"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'})
+                elif verdict is Verdict.LOCKED_OUT:
+                    self._send(HTTPStatus.TOO_MANY_REQUESTS, "text/plain",
+                               b"too many wrong tokens", {"Retry-After": f"{WINDOW_S:.0f}"})
+                return verdict is Verdict.ALLOWED
+
+            def _send(self, status: HTTPStatus, ctype: str, body: bytes,
+                      headers: dict[str, str] | None = None) -> None:
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Cache-Control", "no-store")
