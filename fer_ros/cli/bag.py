@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fer_ros.rosless.bag import ANONYMIZE_MIN_FACE_SIZE as MIN_FACE_SIZE
 from fer_ros.rosless.bag import BagError, info
 
 
@@ -25,6 +26,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop after S seconds")
     record.add_argument("--max-messages", type=int, metavar="N",
                         help="stop after N messages in all")
+    record.add_argument("--anonymize", action="store_true",
+                        help="write every image (Image, CompressedImage) with each face the "
+                             "detector finds pixelated; an image that cannot be searched is "
+                             "not written")
+    record.add_argument("--device", default="cpu",
+                        help="with --anonymize: the detector's device (cpu, cuda[:N], auto)")
+    record.add_argument("--min-face-size", type=int, default=MIN_FACE_SIZE, metavar="PX",
+                        help=f"with --anonymize: the smallest face searched for (default "
+                             f"{MIN_FACE_SIZE} px)")
 
     bag_info = sub.add_parser("info", help="print a bag's topics, counts and duration")
     bag_info.add_argument("bag")
@@ -67,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
 
             return record(RecordOptions(
                 topics=args.topics, output=args.output, storage=args.storage,
-                duration=args.duration, max_messages=args.max_messages))
+                duration=args.duration, max_messages=args.max_messages,
+                anonymize=args.anonymize, device=args.device,
+                min_face_size=args.min_face_size))
         return info(args.bag)
     except BagError as exc:
         print(f"fer-ros bag: error: {exc}", file=sys.stderr)

@@ -5,11 +5,12 @@ Subscribes to ``image`` (or its ``/compressed`` sibling, parameter image_transpo
 still gets its boxes drawn on the image they were computed from). Publishes the annotated
 image on ``faces/overlay`` (for rqt_image_view and RViz) and, as JPEG, on
 ``faces/overlay/compressed`` (image_transport's name, so rqt_image_view offers it: for a
-laptop over Wi-Fi), RViz markers on ``faces/markers`` (an arrow along each face's head
-pose and a "name - emotion" label, removed when the face's track ends), serves the image
-as MJPEG with a small HTML page (default http://127.0.0.1:8080/), optionally writes it to
-a video file, and optionally shows a local window when a display and a GUI-capable
-OpenCV exist.
+laptop over Wi-Fi); with ``anonymize``, the camera image with faces pixelated and nothing
+drawn on ``faces/anonymized`` (for teleoperation and recording); RViz markers on
+``faces/markers`` (an arrow along each face's head pose and a "name - emotion" label,
+removed when the face's track ends). Serves the image as MJPEG with a small HTML page
+(default http://127.0.0.1:8080/), optionally writes it to a video file, and optionally
+shows a local window when a display and a GUI-capable OpenCV exist.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ from fer_ros.ros.transport import (
     image_subscription,
 )
 from fer_ros.viewer.access import ViewerTokenError, viewer_token
+from fer_ros.viewer.anonymize import (
+    ANONYMIZE,
+    ANONYMIZE_DESCRIPTION,
+    box_of,
+    faces_to_hide,
+    pixelate,
+)
 from fer_ros.viewer.draw import draw_faces
 from fer_ros.viewer.mjpeg_server import FrameHub, MjpegServer
 
@@ -59,6 +67,9 @@ PARAMS = (
               "a twentieth of the raw image's bytes.", read_only=True),
     ParamSpec("buffer_size", 30, "Images kept while waiting for their faces message.",
               (1, 1000), read_only=True),
+    ParamSpec("anonymize", "none", ANONYMIZE_DESCRIPTION + " Applies to faces/overlay, the "
+              "browser stream and video_path; with strangers or all, faces/anonymized carries "
+              "the image with those faces pixelated and nothing drawn.", choices=ANONYMIZE),
     ParamSpec("image_transport", "raw", TRANSPORT_DESCRIPTION, read_only=True,
               choices=TRANSPORTS),
     ParamSpec("qos", "sensor_data", "Image subscription QoS: sensor_data (best effort, as "
@@ -102,6 +113,9 @@ class OverlayNode(Node):
         self.compressed_pub = (self.create_publisher(
             CompressedImage, compressed_topic(self, "faces/overlay"), 5)
             if self.p["publish_compressed"] else None)
+        # With anonymize set at start-up, or at the first image after it is set at run time.
+        self.anonymized_pub = (self.create_publisher(Image, "faces/anonymized", 5)
+                               if self.p["anonymize"] != "none" else None)
         self.markers = FaceMarkers()
         self.marker_pub = self.create_publisher(MarkerArray, "faces/markers", 10)
         image_topic, image_type = image_subscription(self, "image", self.p["image_transport"])
@@ -178,6 +192,11 @@ class OverlayNode(Node):
             self.get_logger().warning(f"cannot draw on image: {exc}",
                                       throttle_duration_sec=10.0)
             return
+        if self.p["anonymize"] != "none":
+            bgr = pixelate(bgr, map(box_of, faces_to_hide(faces.faces, self.p["anonymize"])))
+            if self.anonymized_pub is None:
+                self.anonymized_pub = self.create_publisher(Image, "faces/anonymized", 5)
+            self.anonymized_pub.publish(image_to_msg(bgr, "bgr8", header=image.header))
         annotated = draw_faces(bgr, faces.faces)
         self.publisher.publish(image_to_msg(annotated, "bgr8", header=image.header))
         self.frames += 1

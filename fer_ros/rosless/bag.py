@@ -44,6 +44,9 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 WRITE_VERSION = 8
 DECLARED_VERSION = 5
 BAG_SUFFIXES = {".mcap", ".db3"}
+# `bag record --anonymize`'s smallest face: below the node's 40 px, since a face left in a
+# recording costs more than search time.
+ANONYMIZE_MIN_FACE_SIZE = 20
 PRIMITIVES = {
     "bool", "byte", "char", "float32", "float64", "int8", "uint8", "int16", "uint16",
     "int32", "uint32", "int64", "uint64", "string", "wstring",

@@ -4,6 +4,7 @@ QoS: a topic is subscribed best effort when any of its publishers is best effort
 reliable subscriber would not match it), else reliable; transient local when every
 publisher is. The publishers' offered QoS goes into the metadata, as ``ros2 bag record``
 stores it, so ``play`` can offer the same. Storage and metadata version: see bag.py.
+With ``anonymize`` every image is written with its faces pixelated (bag_anonymize.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from fer_ros.rosless.bag import ANONYMIZE_MIN_FACE_SIZE as MIN_FACE_SIZE
 from fer_ros.rosless.bag import (
     WRITE_VERSION,
     BagError,
@@ -28,6 +30,7 @@ from fer_ros.rosless.bag import (
     message_class,
     to_bag_qos,
 )
+from fer_ros.rosless.bag_anonymize import BagAnonymizer
 from fer_ros.rosless.bag_session import BagSession, StopFlag
 
 SUBSCRIBE_DEPTH = 100
@@ -42,6 +45,9 @@ class RecordOptions:
     storage: str = "mcap"
     duration: float | None = None
     max_messages: int | None = None
+    anonymize: bool = False
+    device: str = "cpu"  # of the face detector, with anonymize
+    min_face_size: int = MIN_FACE_SIZE
 
 
 def subscribe_qos(offered: Sequence[Any]) -> QoSProfile:
@@ -62,13 +68,16 @@ def record(options: RecordOptions) -> int:
         raise BagError(f"{output} exists already")
     if options.storage not in STORAGE_PLUGINS:
         raise BagError(f"unknown storage {options.storage!r}")
+    # The detector is loaded before anything is subscribed: no image waits for it.
+    anonymizer = (BagAnonymizer(options.device, options.min_face_size)
+                  if options.anonymize else None)
     writer = Writer(output, version=WRITE_VERSION, storage_plugin=STORAGE_PLUGINS[options.storage])
     with StopFlag() as stop:
         session = BagSession("fer_ros_bag_recorder")
         executor = SingleThreadedExecutor(context=session.context)
         executor.add_node(session.node)
         writer.open()
-        recorder = Recorder(session, writer, options)
+        recorder = Recorder(session, writer, options, anonymizer)
         try:
             recorder.spin(executor, stop)
         finally:
@@ -76,15 +85,18 @@ def record(options: RecordOptions) -> int:
             executor.shutdown()
             session.close()
     declare_metadata_version(output)
-    print(f"Recorded {recorder.count} messages to {output}", file=sys.stderr, flush=True)
+    print(f"Recorded {recorder.count} messages to {output}"
+          + (f" ({anonymizer.summary()})" if anonymizer else ""), file=sys.stderr, flush=True)
     return 0
 
 
 class Recorder:
     """Subscribes to each topic once a publisher shows up, and writes what arrives."""
 
-    def __init__(self, session: BagSession, writer: Writer, options: RecordOptions) -> None:
+    def __init__(self, session: BagSession, writer: Writer, options: RecordOptions,
+                 anonymizer: BagAnonymizer | None = None) -> None:
         self.node = session.node
+        self.anonymizer = anonymizer
         self.writer = writer
         self.options = options
         self.typestore = make_typestore()
@@ -127,14 +139,19 @@ class Recorder:
                 topic, msgtype, typestore=self.typestore,
                 offered_qos_profiles=[to_bag_qos(p) for p in offered])
             self.node.create_subscription(message_class(msgtype), topic,
-                                          self._writer_for(connection),
+                                          self._writer_for(connection, msgtype),
                                           subscribe_qos(offered), raw=True)
             print(f"Subscribed to topic '{topic}' ({msgtype})", file=sys.stderr, flush=True)
         self.pending = still
 
-    def _writer_for(self, connection: Any) -> Callable[[bytes], None]:
+    def _writer_for(self, connection: Any, msgtype: str) -> Callable[[bytes], None]:
         def callback(data: bytes) -> None:
-            if not self.full:
-                self.writer.write(connection, time.time_ns(), data)
-                self.count += 1
+            if self.full:
+                return
+            if self.anonymizer is not None:
+                data = self.anonymizer(msgtype, data)
+                if data is None:  # an image that could not be anonymized: left out
+                    return
+            self.writer.write(connection, time.time_ns(), data)
+            self.count += 1
         return callback
