@@ -1,9 +1,12 @@
-"""``fer-ros gallery list|remove|import|export``: inspect, edit and convert galleries.
+"""``fer-ros gallery list|remove|forget|import|export``: inspect, edit and convert galleries.
 
 A gallery is a .json file, an SQLite file (.db/.sqlite) or a postgresql:// URL
 (fer_ros.pipeline.recognition.storage). `import` and `export` copy every person from one
 to another, e.g. the original system's face_embeddings_pytorch.json into SQLite, or
-an SQLite gallery into the fleet's PostgreSQL database.
+an SQLite gallery into the fleet's PostgreSQL database. `forget` erases a person on
+request: their embeddings overwritten in the storage, a dated tombstone kept so that no
+import of an old copy brings them back; running nodes drop them at their next gallery
+check (PostgreSQL: at once).
 """
 
 from __future__ import annotations
@@ -22,6 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     remove_p = sub.add_parser("remove", help="remove people")
     remove_p.add_argument("gallery")
     remove_p.add_argument("names", nargs="+")
+    forget_p = sub.add_parser(
+        "forget", help="erase people on request (overwritten, tombstone kept)",
+        description="Erase people: their embeddings are deleted and overwritten in the "
+        "gallery's storage, and a dated tombstone (name and date only) keeps any import "
+        "of an older copy from bringing them back. A new enrolment is still possible.")
+    forget_p.add_argument("gallery")
+    forget_p.add_argument("names", nargs="+")
     for action, text in (("import", "copy every person of SOURCE into GALLERY"),
                          ("export", "copy every person of GALLERY into TARGET")):
         copy_p = sub.add_parser(action, help=text, description=text)
@@ -42,6 +52,8 @@ def _list(location: str) -> None:
         person = gallery.people[name]
         print(f"  {name}: {len(person.embeddings)} embedding(s), "
               f"last added {person.added[-1] if person.added else '?'}")
+    for name, at in sorted(gallery.forgotten.items()):
+        print(f"  {name}: forgotten {at}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,13 +73,26 @@ def run(args: argparse.Namespace) -> int:
             for name in dict.fromkeys(args.names):
                 storage.remove(name)
             print(f"removed {', '.join(args.names)}; {len(storage.load())} people left")
+        elif args.action == "forget":
+            storage = open_storage(args.gallery)
+            if not storage.exists():
+                raise GalleryError(f"gallery {storage.location} does not exist")
+            for name in dict.fromkeys(args.names):
+                removed = storage.forget(name)
+                print(f"forgot {name!r}: {removed} embedding(s) erased from "
+                      f"{storage.location}; tombstone {storage.forgotten()[name.strip()]}")
         else:
             source, target = ((args.source, args.gallery) if args.action == "import"
                               else (args.gallery, args.target))
             source_storage, target_storage = open_storage(source), open_storage(target)
-            people = copy_gallery(source_storage, target_storage)
-            print(f"copied {people} people from {source_storage.location} to "
+            copied = copy_gallery(source_storage, target_storage)
+            print(f"copied {copied.people} people from {source_storage.location} to "
                   f"{target_storage.location}")
+            if copied.refused:
+                print(f"not copied, forgotten in {target_storage.location}: "
+                      f"{', '.join(copied.refused)}")
+            if copied.forgotten:
+                print(f"forgotten there too: {', '.join(copied.forgotten)}")
         return 0
     except (GalleryError, OSError) as exc:
         print(f"fer-ros gallery: {exc}", file=sys.stderr)

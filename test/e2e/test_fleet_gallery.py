@@ -1,10 +1,13 @@
 """Two perception nodes ("robots") share one gallery on a real PostgreSQL server: an
-enrolment through one node's ~/enroll reaches the other by NOTIFY (it does not poll), and
-a server that goes away is one ERROR while both keep recognising."""
+enrolment through one node's ~/enroll reaches the other by NOTIFY (it does not poll), a
+person forgotten with `fer-ros gallery forget` is named by neither in their next images
+(and may enrol again), and a server that goes away is one ERROR while both keep
+recognising."""
 
 from __future__ import annotations
 
 import re
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -18,7 +21,7 @@ from rosutil import TestNode, frame_bgr, handshake
 from sensor_msgs.msg import Image
 
 from fer_ros.msg import FaceEmotionArray
-from fer_ros.paths import node_executable
+from fer_ros.paths import fer_ros_command, node_executable
 from fer_ros.ros.image_codec import image_to_msg
 from fer_ros.srv import EnrollFace
 
@@ -115,6 +118,30 @@ def test_enrolment_reaches_the_other_robot_by_notify(postgres: PostgresCluster, 
         assert wait_for(lambda: len(taken_at()) > before, 30), \
             robots["robot_b"].output()[-2000:]
         assert all(t >= asked_at for t in taken_at()[before:]), (asked_at, taken_at())
+        assert names_seen("robot_b", val[0]) == [PERSON]
+
+        # Forgotten on request, by a third process: each robot takes the change in (robot_b
+        # by NOTIFY: its poll is an hour away) and names her in no later image.
+        def changes_taken(robot: str) -> int:
+            return len(re.findall(rf"\[{robot}\]: gallery .* took in changes to {PERSON}",
+                                  robots[robot].output()))
+
+        taken_before = {robot: changes_taken(robot) for robot in robots}
+        forget = subprocess.run([*fer_ros_command(), "gallery", "forget", postgres.url, PERSON],
+                                capture_output=True, text=True, check=False, timeout=60)
+        assert forget.returncode == 0, forget.stderr
+        assert forget.stdout.startswith(f"forgot '{PERSON}': 3 embedding(s) erased"), forget.stdout
+        for robot in robots:
+            assert wait_for(lambda robot=robot: changes_taken(robot) > taken_before[robot], 30), \
+                robots[robot].output()[-2000:]
+            assert names_seen(robot, val[0]) == ["unknown"]
+        # She agrees again: a new enrolment is taken, and both name her once more.
+        taken_before = changes_taken("robot_b")
+        for image in train[:3]:
+            assert names_seen("robot_a", image) != []
+            response = client.call(enroll, EnrollFace.Request(name=PERSON, append=True))
+            assert response.success, response.message
+        assert wait_for(lambda: changes_taken("robot_b") > taken_before, 30)
         assert names_seen("robot_b", val[0]) == [PERSON]
 
         postgres.stop()

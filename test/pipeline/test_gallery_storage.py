@@ -223,7 +223,7 @@ def test_import_export_between_json_sqlite_and_legacy(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
     assert "ada" in result.stdout and "bob" in result.stdout
     assert gallery_file.load(out).names() == ["ada", "bob"]
-    assert copy_gallery(open_storage(str(out)), open_storage(str(tmp_path / "c.db"))) == 2
+    assert copy_gallery(open_storage(str(out)), open_storage(str(tmp_path / "c.db"))).people == 2
 
 
 WRITER = textwrap.dedent("""

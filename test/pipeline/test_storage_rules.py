@@ -326,7 +326,7 @@ def test_copy_gallery_replaces_everyone_in_the_target(tmp_path: Path, target: st
     out = open_storage(str(tmp_path / target))  # no model: taken from the source
     out_model = open_storage(str(tmp_path / target), MODEL, DIM)
     out_model.add("ada", unit(3), ["old"] * 3)
-    assert copy_gallery(source, out) == 2
+    assert copy_gallery(source, out).people == 2
     copied = open_storage(str(tmp_path / target)).load()
     assert copied.names() == ["ada", "bob"] and (copied.model, copied.dim) == (MODEL, DIM)
     assert copied.people["ada"].sources == ["a1", "a2"]

@@ -114,6 +114,9 @@ class Gallery:
         self.dim = dim
         self.path = path
         self.people: dict[str, Person] = {}
+        # Tombstones: name -> when that person was forgotten (no biometric data). Copies
+        # and imports never bring back what was added before it (storage.copy_gallery).
+        self.forgotten: dict[str, str] = {}
         self.created = _now()
         self.updated = self.created
         self.source_format = ""  # the format it was read from ("": made in memory)
@@ -234,11 +237,34 @@ class Gallery:
         self.updated = _now()
         self._matrix, self._plan = None, None
 
+    def forget(self, name: str, at: str | None = None) -> int:
+        """Erase what ``name`` had enrolled up to ``at`` (default: now, everything) and
+        keep a dated tombstone; how many embeddings went. A name that is not enrolled still
+        gets its tombstone: an old copy must not bring that person back either."""
+        name = validate_name(name)
+        at = at or _now()
+        removed = 0
+        person = self.people.get(name)
+        if person is not None:
+            keep = [i for i, added in enumerate(person.added) if added > at]
+            removed = len(person.embeddings) - len(keep)
+            if keep:
+                self.people[name] = Person(name, person.embeddings[keep],
+                                           [person.added[i] for i in keep],
+                                           [person.sources[i] for i in keep])
+            else:
+                del self.people[name]
+        self.forgotten[name] = max(self.forgotten.get(name, ""), at)
+        self.updated = _now()
+        self._matrix, self._plan = None, None
+        return removed
+
     def copy(self) -> Gallery:
         """An independent gallery sharing the Person objects (edits replace a Person,
         never change one in place), so copying costs a dict, not the embeddings."""
         other = Gallery(self.model, self.dim, self.path)
         other.people = dict(self.people)
+        other.forgotten = dict(self.forgotten)
         other.created, other.updated = self.created, self.updated
         other.source_format = self.source_format
         other._index = self._index  # read-only; the copy's own plan says what it can use

@@ -46,19 +46,25 @@ def to_json(gallery: Gallery) -> dict:
             }
             for name, p in sorted(gallery.people.items())
         },
+        # Tombstones of forgotten people: a name and a date, nothing biometric.
+        "forgotten": dict(sorted(gallery.forgotten.items())),
     }
 
 
-def save(gallery: Gallery, path: str | Path | None = None) -> Path:
+def save(gallery: Gallery, path: str | Path | None = None, shred: bool = False) -> Path:
     """Write ``gallery`` to ``path`` (default: where it was read from) atomically with
     mode 0600; the previous file stays intact on any failure. The gallery's path becomes
-    ``path``."""
+    ``path``. ``shred``: the previous file's bytes are overwritten with zeros once the new
+    one is in place (a forgotten person's embeddings must not stay on the disk in a file
+    that is merely unlinked); a crash in between leaves the new gallery, whole."""
     target = Path(path) if path is not None else gallery.path
     if target is None:
         raise GalleryError("no path to save the gallery to")
     target = target.expanduser()
     target.parent.mkdir(parents=True, exist_ok=True)
     payload = json.dumps(to_json(gallery), indent=1).encode()
+    # Held open across the rename: the old file, unlinked by it, can still be overwritten.
+    old = _open_existing(target) if shred else None
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
                                     dir=target.parent)
     try:
@@ -70,14 +76,38 @@ def save(gallery: Gallery, path: str | Path | None = None) -> Path:
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
+        if old is not None:
+            os.close(old)
         raise
     dir_fd = os.open(target.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)  # make the rename itself durable
     finally:
         os.close(dir_fd)
+    if old is not None:
+        _zero_and_close(old)
     gallery.path = target
     return target
+
+
+def _open_existing(path: Path) -> int | None:
+    try:
+        return os.open(path, os.O_WRONLY)
+    except FileNotFoundError:
+        return None
+
+
+def _zero_and_close(fd: int) -> None:
+    try:
+        size = os.fstat(fd).st_size
+        os.lseek(fd, 0, os.SEEK_SET)
+        block = bytes(min(size, 1 << 20))
+        written = 0
+        while written < size:
+            written += os.write(fd, block[:size - written])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def load(path: str | Path, legacy_model: str = LEGACY_MODEL) -> Gallery:
@@ -134,6 +164,11 @@ def _from_ours(data: dict) -> Gallery:
         if isinstance(added, list) and len(added) == len(person.embeddings):
             person.added = [str(a) for a in added]
     gallery.updated = str(data.get("updated", gallery.created))
+    forgotten = data.get("forgotten", {})
+    if not isinstance(forgotten, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in forgotten.items()):
+        raise GalleryError("'forgotten' must map names to dates")
+    gallery.forgotten = dict(forgotten)
     return gallery
 
 

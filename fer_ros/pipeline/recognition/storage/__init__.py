@@ -20,6 +20,7 @@ version (`changes_since`) so a reader never reloads 10,000 people for one new fa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from fer_ros.pipeline.recognition.storage.base import (
@@ -30,7 +31,7 @@ from fer_ros.pipeline.recognition.storage.base import (
     SqliteStorage,
 )
 
-__all__ = ["DatabaseStorage", "GalleryStorage", "JsonStorage", "SqliteStorage",
+__all__ = ["Copied", "DatabaseStorage", "GalleryStorage", "JsonStorage", "SqliteStorage",
            "copy_gallery", "open_storage"]
 
 
@@ -49,15 +50,28 @@ def open_storage(location: str, model: str | None = None,
     return SqliteStorage(path, model, dim)
 
 
-def copy_gallery(source: GalleryStorage, target: GalleryStorage) -> int:
-    """Write every person of ``source`` into ``target`` (import/export); returns people."""
+@dataclass
+class Copied:
+    people: int  # written into the target
+    refused: list[str]  # forgotten in the target: an old copy never brings them back
+    forgotten: list[str]  # the source's tombstones, applied to the target
+
+
+def copy_gallery(source: GalleryStorage, target: GalleryStorage) -> Copied:
+    """Write every person of ``source`` into ``target`` (import/export), except people
+    ``target`` has forgotten; ``source``'s own tombstones are applied to ``target`` too
+    (erasing there what was enrolled before them)."""
     gallery = source.load()
     target.model, target.dim = gallery.model, gallery.dim
+    tombstones = target.forgotten()
+    refused = [name for name in gallery.names() if name in tombstones]
     people = [(name, gallery.people[name].embeddings, list(gallery.people[name].sources))
-              for name in gallery.names()]
+              for name in gallery.names() if name not in tombstones]
     if isinstance(target, DatabaseStorage):
         target.add_many(people)
     else:
         for name, embeddings, sources in people:
             target.add(name, embeddings, sources, on_existing="replace")
-    return len(gallery)
+    for name, at in sorted(gallery.forgotten.items()):
+        target.forget(name, at)
+    return Copied(len(people), refused, sorted(gallery.forgotten))

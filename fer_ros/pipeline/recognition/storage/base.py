@@ -36,6 +36,9 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS embeddings_name ON embeddings (name)",
     "CREATE TABLE IF NOT EXISTS changes (seq {serial} PRIMARY KEY, name TEXT NOT NULL, "
     "at TEXT NOT NULL)",
+    # Tombstones (Gallery.forgotten): added beside the others, so a gallery made before
+    # them is read as one that has forgotten nobody (the schema version stays 1).
+    "CREATE TABLE IF NOT EXISTS forgotten (name TEXT PRIMARY KEY, at TEXT NOT NULL)",
 )
 
 
@@ -64,6 +67,15 @@ class GalleryStorage(ABC):
 
     @abstractmethod
     def remove(self, name: str) -> None: ...
+
+    @abstractmethod
+    def forget(self, name: str, at: str | None = None) -> int:
+        """Gallery.forget, stored: the embeddings erased from the storage itself (not
+        only unlinked) and the tombstone kept; how many embeddings went."""
+
+    def forgotten(self) -> dict[str, str]:
+        """The tombstones ({} for a gallery that does not exist yet)."""
+        return self.load().forgotten if self.exists() else {}
 
     @abstractmethod
     def version(self) -> object | None:
@@ -117,6 +129,13 @@ class JsonStorage(GalleryStorage):
         gallery = self.load()
         gallery.remove(name)
         gallery_file.save(gallery)  # where it was read from
+
+    def forget(self, name: str, at: str | None = None) -> int:
+        gallery = self.load() if self.exists() else self._new_gallery()
+        gallery.path = self.path
+        removed = gallery.forget(name, at)
+        gallery_file.save(gallery, shred=True)
+        return removed
 
     def version(self) -> object | None:
         try:
@@ -229,8 +248,10 @@ class DatabaseStorage(GalleryStorage):
             model, dim = self._check_meta(meta)
             version = self._version(cur)  # first: see changes_since
             people, matrix = self._people(cur, None, dim)
+            forgotten = self._forgotten(cur)
         gallery = Gallery(model, dim)
         gallery.people = people
+        gallery.forgotten = forgotten
         gallery.adopt_matrix(matrix, list(people))
         gallery.created = meta.get("created", gallery.created)
         gallery.source_format = self.FORMAT
@@ -284,6 +305,35 @@ class DatabaseStorage(GalleryStorage):
                 raise GalleryError(f"{name!r} is not in the gallery {self.location}")
             self._log_change(cur, name)
 
+    def forget(self, name: str, at: str | None = None) -> int:
+        name = validate_name(name)
+        at = at or _now()
+        with self._transaction(write=True) as cur:
+            self._init_meta(cur)
+            cur.execute(self._sql("DELETE FROM embeddings WHERE name = ? AND added <= ?"),
+                        (name, at))
+            removed = cur.rowcount
+            cur.execute(self._sql("INSERT INTO forgotten (name, at) VALUES (?, ?) ON CONFLICT "
+                                  "(name) DO UPDATE SET at = excluded.at WHERE "
+                                  "excluded.at > forgotten.at"), (name, at))
+            self._log_change(cur, name)
+        self._erase_deleted()
+        return removed
+
+    @abstractmethod
+    def _erase_deleted(self) -> None:
+        """Overwrite what deleted rows left in the database's files."""
+
+    def _forgotten(self, cur) -> dict[str, str]:
+        if not self._has_table(cur, "forgotten"):
+            return {}
+        cur.execute("SELECT name, at FROM forgotten")
+        return dict(cur.fetchall())
+
+    def forgotten(self) -> dict[str, str]:
+        with self._transaction() as cur:
+            return self._forgotten(cur) if self._has_tables(cur) else {}
+
     def _log_change(self, cur, name: str) -> None:
         cur.execute(self._sql("INSERT INTO changes (name, at) VALUES (?, ?)"), (name, _now()))
 
@@ -318,6 +368,9 @@ class DatabaseStorage(GalleryStorage):
     @abstractmethod
     def _has_tables(self, cur) -> bool: ...
 
+    @abstractmethod
+    def _has_table(self, cur, table: str) -> bool: ...
+
 
 class SqliteStorage(DatabaseStorage):
     def __init__(self, path: Path, model: str | None = None, dim: int | None = None) -> None:
@@ -345,6 +398,9 @@ class SqliteStorage(DatabaseStorage):
                                        check_same_thread=False)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
+                # Deleted rows are overwritten with zeros, not left in free pages (the
+                # default of some builds, Debian's among them, but not of SQLite's own).
+                conn.execute("PRAGMA secure_delete=ON")
             except sqlite3.DatabaseError as exc:
                 raise GalleryError(f"gallery {self.path} is not an SQLite database or is "
                                    f"corrupt: {exc}") from None
@@ -355,8 +411,20 @@ class SqliteStorage(DatabaseStorage):
         return _SqliteTransaction(self, write)
 
     def _has_tables(self, cur) -> bool:
-        cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'")
+        return self._has_table(cur, "meta")
+
+    def _has_table(self, cur, table: str) -> bool:
+        cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
         return cur.fetchone() is not None
+
+    def _erase_deleted(self) -> None:
+        # The WAL still holds the pages as they were before the delete: copy the current
+        # pages into the database and empty the WAL (other readers may delay it; the
+        # next checkpoint then does it).
+        try:
+            self._connect(create=False).execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.DatabaseError as exc:
+            raise GalleryError(f"gallery {self.path}: {exc}") from None
 
     def version(self) -> object | None:
         if not self.path.exists():

@@ -84,6 +84,24 @@ class PostgresStorage(DatabaseStorage):
                     "IS NOT NULL")
         return bool(cur.fetchone()[0])
 
+    def _has_table(self, cur, table: str) -> bool:
+        cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
+        return bool(cur.fetchone()[0])
+
+    def _erase_deleted(self) -> None:
+        # VACUUM FULL writes the table afresh, without the deleted rows (a plain VACUUM
+        # only marks their space reusable). It cannot run inside a transaction.
+        with self._lock:
+            try:
+                with psycopg.connect(self.url, autocommit=True,
+                                     connect_timeout=CONNECT_TIMEOUT_S) as conn:
+                    conn.execute("VACUUM FULL embeddings")
+            except psycopg.OperationalError as exc:
+                raise GalleryUnavailable(f"gallery {self.location}: cannot reach the "
+                                         f"database: {_first_line(exc)}") from None
+            except psycopg.Error as exc:
+                raise GalleryError(f"gallery {self.location}: {_first_line(exc)}") from None
+
     def exists(self) -> bool:
         return self.version() is not None
 

@@ -1,0 +1,209 @@
+"""Forgetting a person on request (Gallery.forget, GalleryStorage.forget, `fer-ros gallery
+forget`), in every storage kind (JSON, SQLite, a real PostgreSQL server): the embeddings go,
+from the storage's files too, a dated tombstone stays, and no import of an older copy brings
+the person back, while a new enrolment still can."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from pgutil import PostgresCluster, postgres_server  # noqa: F401 (fixture)
+
+from fer_ros.paths import fer_ros_command
+from fer_ros.pipeline.recognition.gallery import Gallery, GalleryError
+from fer_ros.pipeline.recognition.storage import (
+    GalleryStorage,
+    JsonStorage,
+    SqliteStorage,
+    copy_gallery,
+    open_storage,
+)
+from fer_ros.pipeline.recognition.storage.postgres import PostgresStorage
+
+DIM = 8
+MODEL = "test-model"
+STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00")
+
+
+def vectors(seed: int, count: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal((count, DIM))
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+ADA, BOB = vectors(1, 2), vectors(2, 1)
+
+
+@pytest.fixture(params=["json", "sqlite", "postgres"])
+def location(request, tmp_path: Path) -> str:
+    if request.param == "json":
+        return str(tmp_path / "g.json")
+    if request.param == "sqlite":
+        return str(tmp_path / "g.db")
+    return request.getfixturevalue("postgres_server").new_database()
+
+
+def enrolled(location: str) -> GalleryStorage:
+    storage = open_storage(location, MODEL, DIM)
+    storage.add("ada", ADA, ["a0.jpg", "a1.jpg"])
+    storage.add("bob", BOB, ["b0.jpg"])
+    return storage
+
+
+def test_forget_erases_the_person_and_keeps_a_dated_tombstone(location: str) -> None:
+    storage = enrolled(location)
+    assert storage.forget(" ada ") == 2
+    other = open_storage(location)  # another process
+    gallery = other.load()
+    assert gallery.names() == ["bob"] and np.allclose(gallery.people["bob"].embeddings, BOB)
+    assert list(gallery.forgotten) == ["ada"] and STAMP.fullmatch(gallery.forgotten["ada"])
+    assert other.forgotten() == gallery.forgotten
+    # Someone who is not enrolled (any more) gets a tombstone too: 0 embeddings erased.
+    assert storage.forget("ada") == 0 and storage.forget("carl") == 0
+    assert sorted(open_storage(location).forgotten()) == ["ada", "carl"]
+    with pytest.raises(GalleryError, match="name is empty"):
+        storage.forget("  ")
+    storage.close()
+    other.close()
+
+
+def test_a_new_enrolment_after_forgetting_stays(location: str) -> None:
+    storage = enrolled(location)
+    storage.forget("ada")
+    erased_at = storage.forgotten()["ada"]
+    again = vectors(3, 1)
+    storage.add("ada", again, ["new.jpg"])  # the person enrols again: a new consent
+    # A tombstone from before that (another copy's, applied by an import) spares it.
+    assert storage.forget("ada", at="2000-01-01T00:00:00+00:00") == 0
+    gallery = storage.load()
+    assert np.allclose(gallery.people["ada"].embeddings, again)
+    assert gallery.forgotten["ada"] == erased_at  # the later tombstone is kept
+    storage.close()
+
+
+def test_an_old_copy_does_not_bring_a_forgotten_person_back(location: str,
+                                                             tmp_path: Path) -> None:
+    storage = enrolled(location)
+    backup = open_storage(str(tmp_path / "backup.json"))
+    assert copy_gallery(storage, backup).people == 2
+    storage.forget("ada")
+    copied = copy_gallery(backup, storage)  # the backup restored
+    assert (copied.people, copied.refused, copied.forgotten) == (1, ["ada"], [])
+    assert storage.load().names() == ["bob"]
+    # The other way: a gallery that still holds ada learns of the erasure from the
+    # forgetting one, and erases what it holds of her.
+    copied = copy_gallery(storage, backup)
+    assert copied.forgotten == ["ada"]
+    assert backup.load().names() == ["bob"] and "ada" in backup.forgotten()
+    storage.close()
+
+
+def test_forget_only_what_was_added_before_the_tombstone() -> None:
+    gallery = Gallery(MODEL, DIM)
+    gallery.add("ada", ADA)
+    gallery.people["ada"].added = ["2026-01-01T00:00:00+00:00", "2026-03-01T00:00:00+00:00"]
+    assert gallery.forget("ada", at="2026-02-01T00:00:00+00:00") == 1
+    assert np.allclose(gallery.people["ada"].embeddings, ADA[1:])
+    assert gallery.people["ada"].added == ["2026-03-01T00:00:00+00:00"]
+    assert gallery.forgotten == {"ada": "2026-02-01T00:00:00+00:00"}
+    assert gallery.copy().forgotten == gallery.forgotten
+
+
+def holds(path: Path, data: bytes) -> bool:
+    return path.exists() and data in path.read_bytes()
+
+
+def stored_rows(storage: GalleryStorage) -> tuple[bytes, bytes]:
+    """The float32 bytes of ada's first and bob's embedding as the storage keeps them."""
+    people = storage.load().people
+    return people["ada"].embeddings[0].tobytes(), people["bob"].embeddings[0].tobytes()
+
+
+def test_sqlite_overwrites_the_erased_embeddings(tmp_path: Path) -> None:
+    storage = enrolled(str(tmp_path / "g.db"))
+    assert isinstance(storage, SqliteStorage)
+    files = [tmp_path / "g.db", tmp_path / "g.db-wal"]
+    ada, bob = stored_rows(storage)
+    assert any(holds(f, ada) for f in files)
+    storage.forget("ada")
+    assert not any(holds(f, ada) for f in files)
+    assert any(holds(f, bob) for f in files)  # the others untouched
+    storage.close()
+
+
+def test_json_overwrites_the_old_file(tmp_path: Path) -> None:
+    storage = enrolled(str(tmp_path / "g.json"))
+    assert isinstance(storage, JsonStorage)
+    # A second name for the file as it is now: after the rewrite it still names the old
+    # file's bytes, which must be zeros, not the embeddings.
+    old = tmp_path / "old-name-of-the-file"
+    os.link(tmp_path / "g.json", old)
+    size = old.stat().st_size
+    storage.forget("ada")
+    assert old.read_bytes() == bytes(size)
+    text = (tmp_path / "g.json").read_text()
+    assert f"{round(float(ADA[0][0]), 7)}" not in text and '"ada": "20' in text
+    assert (tmp_path / "g.json").stat().st_mode & 0o777 == 0o600
+
+
+def table_files(cluster: PostgresCluster, url: str) -> list[Path]:
+    with psycopg.connect(url) as conn:
+        relpath = conn.execute("SELECT pg_relation_filepath('embeddings')").fetchone()[0]
+    return sorted((cluster.data / relpath).parent.glob(Path(relpath).name + "*"))
+
+
+def test_postgres_rewrites_the_table_without_the_erased_rows(
+        postgres_server: PostgresCluster) -> None:  # noqa: F811
+    url = postgres_server.new_database()
+    storage = enrolled(url)
+    assert isinstance(storage, PostgresStorage)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")  # the rows on disk, as a server that ran a while has
+    before = table_files(postgres_server, url)
+    ada, bob = stored_rows(storage)
+    assert any(holds(f, ada) for f in before)
+    storage.forget("ada")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+    after = table_files(postgres_server, url)
+    assert after and not set(after) & set(before)  # VACUUM FULL wrote a new file
+    assert not any(holds(f, ada) for f in after)
+    assert any(holds(f, bob) for f in after)
+    storage.close()
+
+
+def test_a_bad_tombstone_list_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "g.json"
+    enrolled(str(path))
+    path.write_text(path.read_text().replace('"forgotten": {}', '"forgotten": ["ada"]'))
+    with pytest.raises(GalleryError, match="'forgotten' must map names to dates"):
+        open_storage(str(path)).load()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*fer_ros_command(), *args], capture_output=True, text=True,
+                          check=False, timeout=120)
+
+
+def test_gallery_forget_command(tmp_path: Path) -> None:
+    gallery = tmp_path / "people.db"
+    enrolled(str(gallery)).close()
+    result = run_cli("gallery", "forget", str(gallery), "ada", "carl")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    assert re.fullmatch(rf"forgot 'ada': 2 embedding\(s\) erased from {re.escape(str(gallery))}"
+                        rf"; tombstone {STAMP.pattern}", lines[0]), lines[0]
+    assert lines[1].startswith("forgot 'carl': 0 embedding(s) erased")
+    listing = run_cli("gallery", "list", str(gallery)).stdout
+    assert "  bob: 1 embedding(s)" in listing
+    assert re.search(rf"  ada: forgotten {STAMP.pattern}", listing), listing
+    missing = run_cli("gallery", "forget", str(tmp_path / "none.db"), "ada")
+    assert missing.returncode == 1
+    assert "gallery" in missing.stderr and "does not exist" in missing.stderr
+    assert not (tmp_path / "none.db").exists()
