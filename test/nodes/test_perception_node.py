@@ -29,7 +29,7 @@ from std_srvs.srv import Trigger
 from fer_ros.msg import FaceEmotionArray
 from fer_ros.paths import node_executable
 from fer_ros.ros.image_codec import image_to_msg
-from fer_ros.srv import EnrollFace
+from fer_ros.srv import EnrollFace, ForgetPerson
 
 PERSON = "madonna"
 OTHER = "elton_john"
@@ -49,6 +49,7 @@ class Session:
         node.create_subscription(FaceEmotionArray, "/faces/emotions", self._on_out, 50)
         node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
         self.enroll = node.create_client(EnrollFace, "/perception/enroll")
+        self.forget = node.create_client(ForgetPerson, "/perception/forget")
         self.reload = node.create_client(Trigger, "/perception/reload_gallery")
         self.set_params = node.create_client(SetParameters, "/perception/set_parameters")
         self.sent = 0
@@ -247,6 +248,34 @@ def test_enroll_service(session: Session) -> None:
     assert not refused.success and "already enrolled" in refused.message
     names = [session.send(face_msg(p)).faces[0].name for p in other_val[:3]]
     assert names.count(OTHER) >= 2, names
+
+
+def test_forget_service(session: Session) -> None:
+    person = "ben_afflek"  # enrolled here, by no other test
+    enrolled = 0
+    for image in sorted(data_path("celebrity", "train", person).glob("*.jpg"))[:4]:
+        if len(session.send(face_msg(image)).faces) == 1:
+            response = session.client.call(session.enroll, EnrollFace.Request(name=person))
+            assert response.success, response.message
+            enrolled += 1
+    assert enrolled >= 2
+    val = sorted(data_path("celebrity", "val", person).glob("*.jpg"))[:3]
+
+    def names() -> list[str]:
+        return [face.name for path in val for face in session.send(face_msg(path)).faces]
+
+    assert person in names()
+    response = session.client.call(session.forget, ForgetPerson.Request(name=f" {person} "))
+    assert response.success, response.message
+    assert (response.embeddings_removed, response.storage) == (enrolled, str(session.gallery))
+    assert response.message == (f"forgot {person!r}: {enrolled} embedding(s) erased from "
+                                f"{session.gallery}; tombstone kept")
+    assert person not in names()  # at once: the node's own gallery dropped them
+    stored = json.loads(session.gallery.read_text())
+    assert person not in stored["people"] and person in stored["forgotten"]
+    assert PERSON in stored["people"]  # nobody else
+    refused = session.client.call(session.forget, ForgetPerson.Request(name="  "))
+    assert not refused.success and refused.message == "refused: name is empty"
 
 
 def test_corrupt_gallery_keeps_the_previous_one(session: Session) -> None:

@@ -16,7 +16,7 @@ import pytest
 from pgutil import PostgresCluster, postgres_server  # noqa: F401 (fixture)
 
 from fer_ros.paths import fer_ros_command
-from fer_ros.pipeline.recognition.gallery import Gallery, GalleryError
+from fer_ros.pipeline.recognition.gallery import Gallery, GalleryError, GalleryUnavailable
 from fer_ros.pipeline.recognition.storage import (
     GalleryStorage,
     JsonStorage,
@@ -180,9 +180,11 @@ def test_postgres_rewrites_the_table_without_the_erased_rows(
 def test_a_bad_tombstone_list_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "g.json"
     enrolled(str(path))
-    path.write_text(path.read_text().replace('"forgotten": {}', '"forgotten": ["ada"]'))
-    with pytest.raises(GalleryError, match="'forgotten' must map names to dates"):
-        open_storage(str(path)).load()
+    good = path.read_text()
+    for key in ("forgotten", "last_seen"):
+        path.write_text(good.replace('"people": {', f'"{key}": ["ada"], "people": {{'))
+        with pytest.raises(GalleryError, match=f"'{key}' must map names to dates"):
+            open_storage(str(path)).load()
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -207,3 +209,103 @@ def test_gallery_forget_command(tmp_path: Path) -> None:
     assert missing.returncode == 1
     assert "gallery" in missing.stderr and "does not exist" in missing.stderr
     assert not (tmp_path / "none.db").exists()
+
+
+LONG_AGO = "2000-01-01T00:00:00+00:00"
+FAR_AHEAD = "2999-01-01T00:00:00+00:00"
+
+
+def test_last_seen_is_kept_and_retention_forgets_the_unseen(location: str) -> None:
+    storage = enrolled(location)
+    storage.mark_seen(["ada", "carl"], FAR_AHEAD)  # carl is not enrolled: nothing kept
+    storage.mark_seen(["ada"], LONG_AGO)  # an older sighting does not win
+    assert open_storage(location).load().last_seen == {"ada": FAR_AHEAD}
+    # bob, enrolled today and never seen, is older than the cut; ada was seen after it.
+    stale = storage.expire("2500-01-01T00:00:00+00:00")
+    assert [name for name, _ in stale] == ["bob"] and STAMP.fullmatch(stale[0][1])
+    gallery = open_storage(location).load()
+    assert gallery.names() == ["ada"] and list(gallery.forgotten) == ["bob"]
+    assert storage.expire("2500-01-01T00:00:00+00:00") == []  # nothing more to do
+    storage.forget("ada")
+    assert open_storage(location).load().last_seen == {}  # presence goes with the person
+    storage.close()
+
+
+def sync_of(location: str, persist: bool = True):
+    from syncutil import Holder, Log
+
+    from fer_ros.pipeline.recognition.sync import GallerySync
+
+    pipeline, log = Holder(MODEL, DIM), Log()
+    store = GallerySync(pipeline, location, persist, log)
+    store.reload()
+    log.take()
+    return store, pipeline, log
+
+
+def test_housekeeping_writes_who_was_seen_and_applies_retention(tmp_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    location = str(tmp_path / "g.db")
+    enrolled(location).close()
+    store, pipeline, log = sync_of(location)
+    now = datetime.now(timezone.utc)
+    store.seen(["ada"])
+    store.seen(["ada", "bob"])
+    assert store.housekeeping(0.0, now) == []  # retention off: only the sightings written
+    stamp = now.isoformat(timespec="seconds")
+    assert open_storage(location).load().last_seen == {"ada": stamp, "bob": stamp}
+    store.seen(["ada"])
+    later = now + timedelta(days=40)
+    stale = store.housekeeping(30.0, later)  # bob: last seen 40 days before
+    assert stale == [("bob", stamp)]
+    assert pipeline.gallery.names() == ["ada"]  # the node stops naming him at once
+    assert ("info", f"gallery {location}: retention: forgot 'bob', last seen or enrolled "
+            f"{stamp} (retention_days 30)") in log.take()
+    assert open_storage(location).load().last_seen == {
+        "ada": later.isoformat(timespec="seconds")}
+
+
+def test_housekeeping_without_persist_writes_nothing(tmp_path: Path) -> None:
+    location = str(tmp_path / "g.json")
+    enrolled(location).close()
+    before = (tmp_path / "g.json").read_bytes()
+    store, pipeline, _ = sync_of(location, persist=False)
+    store.seen(["ada"])
+    assert store.housekeeping(1.0) == []
+    assert (tmp_path / "g.json").read_bytes() == before
+    assert pipeline.gallery.names() == ["ada", "bob"]
+
+
+def test_sync_forget_drops_the_person_from_the_gallery_in_use_at_once(tmp_path: Path) -> None:
+    location = str(tmp_path / "g.db")
+    enrolled(location).close()
+    store, pipeline, _ = sync_of(location)
+    assert pipeline.gallery.names() == ["ada", "bob"]
+    assert store.forget("ada") == (2, location)
+    assert pipeline.gallery.names() == ["bob"]  # no watch needed
+    # Enrolled in memory only (persist off): erased from memory, and the stored people too.
+    memory, pipeline, _ = sync_of(location, persist=False)
+    memory.enroll("cy", vectors(5, 1)[0], append=False)
+    assert memory.forget("cy") == (0, location)
+    assert "cy" not in pipeline.gallery.people
+    assert memory.forget("bob") == (1, location)
+    assert pipeline.gallery.names() == [] and open_storage(location).load().names() == []
+
+
+def test_sync_forget_without_storage_or_when_it_fails(tmp_path: Path, monkeypatch) -> None:
+    store, pipeline, _ = sync_of("")
+    store.enroll("ada", vectors(6, 1)[0], append=False)
+    assert store.forget("ada") == (1, "this node's memory (no gallery_path)")
+    assert pipeline.gallery.names() == []
+    location = str(tmp_path / "g.db")
+    enrolled(location).close()
+    store, pipeline, _ = sync_of(location)
+
+    def unreachable(name: str, at: str | None = None) -> int:
+        raise GalleryUnavailable(f"gallery {location}: cannot reach the database")
+
+    monkeypatch.setattr(store._storage, "forget", unreachable)  # the storage refuses ...
+    with pytest.raises(GalleryUnavailable, match="cannot reach the database"):
+        store.forget("ada")
+    assert pipeline.gallery.names() == ["bob"]  # ... the node forgets her all the same

@@ -28,7 +28,8 @@ their faces go through FaceNet and the emotion model as one batch. ``streams`` c
 changed while the node is inactive (deactivate, set, activate): the models stay loaded.
 
 Services: ``~/enroll`` (fer_ros/srv/EnrollFace: enrol the largest face of the latest
-image) and ``~/reload_gallery`` (std_srvs/srv/Trigger), from configure to cleanup. The
+image), ``~/forget`` (fer_ros/srv/ForgetPerson: erase a person on request, a tombstone
+kept) and ``~/reload_gallery`` (std_srvs/srv/Trigger), from configure to cleanup. The
 gallery is also reloaded when another process changes it.
 """
 
@@ -51,14 +52,20 @@ from fer_ros.nodes.perception.diagnostics import perception_status
 from fer_ros.nodes.perception.enrol_images import EnrolRefused, LatestImages
 from fer_ros.nodes.perception.image_streams import ImageStream
 from fer_ros.nodes.perception.params import PARAMS
-from fer_ros.pipeline import RUNTIME_SETTINGS, FaceStreams, GalleryError, PipelineConfig
+from fer_ros.pipeline import (
+    RUNTIME_SETTINGS,
+    UNKNOWN,
+    FaceStreams,
+    GalleryError,
+    PipelineConfig,
+)
 from fer_ros.pipeline.recognition.gallery import validate_name
-from fer_ros.pipeline.recognition.sync import GallerySync
+from fer_ros.pipeline.recognition.sync import SEEN_PERIOD_S, GallerySync
 from fer_ros.ros.face_frames import FaceFrames, tf_message_type
 from fer_ros.ros.params import declare_parameters
 from fer_ros.ros.qos import qos_profile
 from fer_ros.ros.run import log_final, run_node
-from fer_ros.srv import EnrollFace
+from fer_ros.srv import EnrollFace, ForgetPerson
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
@@ -88,6 +95,7 @@ class PerceptionNode(LifecycleNode):
         self._latest = LatestImages()
         self._configured: list = []  # what configure made, for cleanup
         self._configure_error: Exception | None = None
+        self._said_retention_off = False
         # Diagnostics in every state: a lifecycle manager sees why nothing comes out.
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self.p["diagnostics_period"], self._publish_diagnostics)
@@ -118,6 +126,7 @@ class PerceptionNode(LifecycleNode):
         self.gallery = GallerySync(self.faces, self.p["gallery_path"],
                                     self.p["persist_gallery"], self.get_logger())
         self.gallery.reload()
+        self._housekeeping()  # people past retention go before the first image
         for stream in self.streams.values():
             stream.open_publisher()
         if self._tf_message is not None:
@@ -127,7 +136,11 @@ class PerceptionNode(LifecycleNode):
             self.create_service(EnrollFace, "~/enroll", self._on_enroll,
                                 callback_group=services),
             self.create_service(Trigger, "~/reload_gallery", self._on_reload,
+                                callback_group=services),
+            self.create_service(ForgetPerson, "~/forget", self._on_forget,
                                 callback_group=services)]
+        self._configured.append(self.create_timer(SEEN_PERIOD_S, self._housekeeping,
+                                                  callback_group=services))
         if self.p["gallery_watch_period"] > 0:
             self._configured.append(self.create_timer(
                 self.p["gallery_watch_period"], self.gallery.watch, callback_group=services))
@@ -249,8 +262,39 @@ class PerceptionNode(LifecycleNode):
                 self.gallery.set_path(changed["gallery_path"])
 
     # ------------------------------------------------------------------ gallery
+    def _housekeeping(self) -> None:
+        if self.p["retention_days"] > 0 and not self.p["persist_gallery"]:
+            if not self._said_retention_off:
+                self._said_retention_off = True
+                self.get_logger().warning("retention_days is set but persist_gallery is "
+                                          "false: who was seen is not written, so retention "
+                                          "is off")
+            return
+        self.gallery.housekeeping(self.p["retention_days"])
+
     def _on_reload(self, _request, response):
         response.success, response.message = self.gallery.reload()
+        return response
+
+    def _on_forget(self, request, response):
+        response.success = False
+        try:
+            validate_name(request.name)
+        except GalleryError as exc:
+            response.message = f"refused: {exc}"
+            self.get_logger().warning(response.message)
+            return response
+        try:
+            removed, where = self.gallery.forget(request.name)
+        except (GalleryError, OSError) as exc:
+            response.message = (f"not stored: {exc} (dropped from this node's memory only; "
+                                f"ask again when the gallery can be written)")
+            self.get_logger().error(response.message)
+            return response
+        response.success, response.embeddings_removed, response.storage = True, removed, where
+        response.message = (f"forgot {request.name.strip()!r}: {removed} embedding(s) erased "
+                            f"from {where}; tombstone kept")
+        self.get_logger().info(response.message)
         return response
 
     def _on_enroll(self, request, response):
@@ -329,6 +373,7 @@ class PerceptionNode(LifecycleNode):
                 stream.failed(faces)
                 continue
             self._latest.processed(name, images[name][0], len(faces))
+            self.gallery.seen(f.name for f in faces if f.name not in ("", UNKNOWN))
             if not self._active.is_set():
                 return  # deactivated while these images were processed: say nothing
             try:

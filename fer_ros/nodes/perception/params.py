@@ -35,6 +35,10 @@ PARAMS = (
     ParamSpec("persist_gallery", True, "Write run-time enrolments to gallery_path (JSON: "
               "atomically, mode 0600; SQLite/PostgreSQL: one transaction). False keeps them "
               "in memory only."),
+    ParamSpec("retention_days", 0.0, "Forget (as ~/forget does: embeddings erased, tombstone "
+              "kept) people not seen for this many days (or, never seen, not enrolled); 0 = "
+              "keep them. Who was seen is written to the gallery at most once a minute; "
+              "needs persist_gallery.", (0.0, 36500.0)),
     pipeline_param("recognition_threshold"),
     pipeline_param("recognition_margin"),
     ParamSpec("streams", [""], "Cameras served by this node: for each name N, images from "

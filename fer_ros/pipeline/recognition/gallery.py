@@ -117,6 +117,9 @@ class Gallery:
         # Tombstones: name -> when that person was forgotten (no biometric data). Copies
         # and imports never bring back what was added before it (storage.copy_gallery).
         self.forgotten: dict[str, str] = {}
+        # name -> when someone last saw them (coarse: GallerySync writes it at most once a
+        # minute); retention forgets people not seen for a while (storage.expire).
+        self.last_seen: dict[str, str] = {}
         self.created = _now()
         self.updated = self.created
         self.source_format = ""  # the format it was read from ("": made in memory)
@@ -255,9 +258,17 @@ class Gallery:
             else:
                 del self.people[name]
         self.forgotten[name] = max(self.forgotten.get(name, ""), at)
+        if name not in self.people:
+            self.last_seen.pop(name, None)  # presence is personal data too
         self.updated = _now()
         self._matrix, self._plan = None, None
         return removed
+
+    def last_contact(self, name: str) -> str:
+        """When ``name`` was last seen, or else last enrolled ("" if unknown)."""
+        person = self.people.get(name)
+        enrolled = max(person.added) if person is not None and person.added else ""
+        return max(self.last_seen.get(name, ""), enrolled)
 
     def copy(self) -> Gallery:
         """An independent gallery sharing the Person objects (edits replace a Person,
@@ -265,6 +276,7 @@ class Gallery:
         other = Gallery(self.model, self.dim, self.path)
         other.people = dict(self.people)
         other.forgotten = dict(self.forgotten)
+        other.last_seen = dict(self.last_seen)
         other.created, other.updated = self.created, self.updated
         other.source_format = self.source_format
         other._index = self._index  # read-only; the copy's own plan says what it can use

@@ -31,7 +31,7 @@ LEGACY_MODEL = "facenet-pytorch-vggface2"
 
 
 def to_json(gallery: Gallery) -> dict:
-    return {
+    out = {
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
         "model": gallery.model,
@@ -46,9 +46,14 @@ def to_json(gallery: Gallery) -> dict:
             }
             for name, p in sorted(gallery.people.items())
         },
-        # Tombstones of forgotten people: a name and a date, nothing biometric.
-        "forgotten": dict(sorted(gallery.forgotten.items())),
     }
+    # Written only when there are any, so galleries without them stay byte for byte as
+    # before. Tombstones of forgotten people: a name and a date, nothing biometric.
+    if gallery.forgotten:
+        out["forgotten"] = dict(sorted(gallery.forgotten.items()))
+    if gallery.last_seen:
+        out["last_seen"] = dict(sorted(gallery.last_seen.items()))
+    return out
 
 
 def save(gallery: Gallery, path: str | Path | None = None, shred: bool = False) -> Path:
@@ -169,6 +174,11 @@ def _from_ours(data: dict) -> Gallery:
             isinstance(k, str) and isinstance(v, str) for k, v in forgotten.items()):
         raise GalleryError("'forgotten' must map names to dates")
     gallery.forgotten = dict(forgotten)
+    last_seen = data.get("last_seen", {})
+    if not isinstance(last_seen, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in last_seen.items()):
+        raise GalleryError("'last_seen' must map names to dates")
+    gallery.last_seen = dict(last_seen)
     return gallery
 
 

@@ -12,7 +12,9 @@ here; the perception node and tests drive it.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 import numpy as np
@@ -25,6 +27,10 @@ from fer_ros.pipeline.recognition.gallery import (
     validate_name,
 )
 from fer_ros.pipeline.recognition.storage import GalleryStorage, open_storage
+
+# Seconds between writes of who was seen (and retention checks): coarse on purpose, so
+# the gallery is not rewritten for every image someone is in.
+SEEN_PERIOD_S = 60.0
 
 
 class GalleryHolder(Protocol):
@@ -66,6 +72,8 @@ class GallerySync:
         # What the last ERROR was about: the same problem again (an outage, or the same
         # bad file) is not logged again.
         self._last_error: object = None
+        self._seen: set[str] = set()  # named since the last housekeeping
+        self._seen_lock = threading.Lock()  # the inference thread adds, a timer takes
         self._open(path)
 
     @property
@@ -195,7 +203,67 @@ class GallerySync:
             self._catch_up(name, person)
         return Enrolment(person, persisted=True)
 
-    def _catch_up(self, name: str, person: Person) -> None:
+    def seen(self, names: Iterable[str]) -> None:
+        """These enrolled people were just named (cheap: called for every image)."""
+        with self._seen_lock:
+            self._seen.update(names)
+
+    def housekeeping(self, retention_days: float,
+                     now: datetime | None = None) -> list[tuple[str, str]]:
+        """Every SEEN_PERIOD_S: write who was seen since the last call, then forget those
+        last seen (or, never seen, last enrolled) more than ``retention_days`` ago (0:
+        never). Returns (name, last contact) of each person forgotten. Needs ``persist``:
+        without written last-seen times, everyone would look unseen since enrolment."""
+        with self._seen_lock:
+            names, self._seen = sorted(self._seen), set()
+        now = now or datetime.now(timezone.utc)
+        with self._lock:
+            storage = self._storage
+            if storage is None or not self.persist:
+                return []
+            try:
+                if not storage.exists():
+                    return []
+                if names:
+                    storage.mark_seen(names, now.isoformat(timespec="seconds"))
+                stale = (storage.expire((now - timedelta(days=retention_days))
+                                        .isoformat(timespec="seconds"))
+                         if retention_days > 0 else [])
+            except (GalleryError, OSError) as exc:
+                with self._seen_lock:
+                    self._seen.update(names)  # written at the next call instead
+                self._failed(exc)
+                return []
+            for name, last in stale:
+                self._log.info(f"gallery {storage.location}: retention: forgot {name!r}, "
+                               f"last seen or enrolled {last or 'never'} (retention_days "
+                               f"{retention_days:g})")
+            if stale:
+                self.watch()
+            return stale
+
+    def forget(self, name: str) -> tuple[int, str]:
+        """Erase ``name`` from the storage (Gallery.forget: overwritten, tombstone kept) and
+        from the gallery in use at once; (embeddings erased, where). When the storage
+        refuses (GalleryError/OSError, raised), the person is still dropped from memory."""
+        name = validate_name(name)
+        with self._lock:
+            try:
+                if self._storage is None:
+                    current = self.pipeline.gallery
+                    return (current.num_embeddings(name) if current is not None else 0,
+                            "this node's memory (no gallery_path)")
+                removed = self._storage.forget(name)
+                self._catch_up(name, None)
+                return removed, self._storage.location
+            finally:
+                # Enrolments kept in memory only, or a catch-up that could not read: the
+                # person goes from the gallery in use whatever the storage said.
+                current = self.pipeline.gallery
+                if current is not None and name in current.people:
+                    self.pipeline.set_gallery(current.with_changes({name: None}))
+
+    def _catch_up(self, name: str, person: Person | None) -> None:
         """After our own write: take in it (and anything else that changed meanwhile)."""
         current = self.pipeline.gallery
         try:

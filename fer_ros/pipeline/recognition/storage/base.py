@@ -39,6 +39,9 @@ SCHEMA = (
     # Tombstones (Gallery.forgotten): added beside the others, so a gallery made before
     # them is read as one that has forgotten nobody (the schema version stays 1).
     "CREATE TABLE IF NOT EXISTS forgotten (name TEXT PRIMARY KEY, at TEXT NOT NULL)",
+    # When each person was last seen (Gallery.last_seen): not logged in `changes`, since
+    # it changes no match.
+    "CREATE TABLE IF NOT EXISTS seen (name TEXT PRIMARY KEY, at TEXT NOT NULL)",
 )
 
 
@@ -76,6 +79,20 @@ class GalleryStorage(ABC):
     def forgotten(self) -> dict[str, str]:
         """The tombstones ({} for a gallery that does not exist yet)."""
         return self.load().forgotten if self.exists() else {}
+
+    @abstractmethod
+    def mark_seen(self, names: list[str], at: str) -> None:
+        """Record that these enrolled people were seen at ``at`` (later times win)."""
+
+    def expire(self, before: str) -> list[tuple[str, str]]:
+        """Forget everyone last seen (or, never seen, last enrolled) before ``before``;
+        (name, last contact) of each, in name order."""
+        gallery = self.load()
+        stale = [(name, gallery.last_contact(name)) for name in gallery.names()
+                 if gallery.last_contact(name) < before]
+        for name, _ in stale:
+            self.forget(name)
+        return stale
 
     @abstractmethod
     def version(self) -> object | None:
@@ -129,6 +146,16 @@ class JsonStorage(GalleryStorage):
         gallery = self.load()
         gallery.remove(name)
         gallery_file.save(gallery)  # where it was read from
+
+    def mark_seen(self, names: list[str], at: str) -> None:
+        gallery = self.load()
+        changed = False
+        for name in names:
+            if name in gallery.people and gallery.last_seen.get(name, "") < at:
+                gallery.last_seen[name] = at
+                changed = True
+        if changed:
+            gallery_file.save(gallery)
 
     def forget(self, name: str, at: str | None = None) -> int:
         gallery = self.load() if self.exists() else self._new_gallery()
@@ -249,9 +276,11 @@ class DatabaseStorage(GalleryStorage):
             version = self._version(cur)  # first: see changes_since
             people, matrix = self._people(cur, None, dim)
             forgotten = self._forgotten(cur)
+            last_seen = self._last_seen(cur)
         gallery = Gallery(model, dim)
         gallery.people = people
         gallery.forgotten = forgotten
+        gallery.last_seen = last_seen
         gallery.adopt_matrix(matrix, list(people))
         gallery.created = meta.get("created", gallery.created)
         gallery.source_format = self.FORMAT
@@ -317,8 +346,19 @@ class DatabaseStorage(GalleryStorage):
                                   "(name) DO UPDATE SET at = excluded.at WHERE "
                                   "excluded.at > forgotten.at"), (name, at))
             self._log_change(cur, name)
+            cur.execute(self._sql("DELETE FROM seen WHERE name = ? AND NOT EXISTS (SELECT 1 "
+                                  "FROM embeddings WHERE name = ?)"), (name, name))
         self._erase_deleted()
         return removed
+
+    def mark_seen(self, names: list[str], at: str) -> None:
+        with self._transaction(write=True) as cur:
+            self._init_meta(cur)
+            for name in names:
+                cur.execute(self._sql("INSERT INTO seen (name, at) SELECT ?, ? WHERE EXISTS "
+                                      "(SELECT 1 FROM embeddings WHERE name = ?) ON CONFLICT "
+                                      "(name) DO UPDATE SET at = excluded.at WHERE "
+                                      "excluded.at > seen.at"), (name, at, name))
 
     @abstractmethod
     def _erase_deleted(self) -> None:
@@ -330,7 +370,15 @@ class DatabaseStorage(GalleryStorage):
         cur.execute("SELECT name, at FROM forgotten")
         return dict(cur.fetchall())
 
+    def _last_seen(self, cur) -> dict[str, str]:
+        if not self._has_table(cur, "seen"):
+            return {}
+        cur.execute("SELECT name, at FROM seen")
+        return dict(cur.fetchall())
+
     def forgotten(self) -> dict[str, str]:
+        if not self.exists():
+            return {}
         with self._transaction() as cur:
             return self._forgotten(cur) if self._has_tables(cur) else {}
 
