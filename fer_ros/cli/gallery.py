@@ -50,8 +50,10 @@ def _list(location: str) -> None:
           f"{len(gallery)} people ({gallery.source_format})")
     for name in gallery.names():
         person = gallery.people[name]
+        seen = gallery.last_seen.get(name)
         print(f"  {name}: {len(person.embeddings)} embedding(s), "
-              f"last added {person.added[-1] if person.added else '?'}")
+              f"last added {person.added[-1] if person.added else '?'}, "
+              f"last seen {seen or 'never'}")
     for name, at in sorted(gallery.forgotten.items()):
         print(f"  {name}: forgotten {at}")
 

@@ -194,7 +194,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_gallery_forget_command(tmp_path: Path) -> None:
     gallery = tmp_path / "people.db"
-    enrolled(str(gallery)).close()
+    storage = enrolled(str(gallery))
+    storage.mark_seen(["bob"], FAR_AHEAD)
+    storage.close()
     result = run_cli("gallery", "forget", str(gallery), "ada", "carl")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -203,7 +205,8 @@ def test_gallery_forget_command(tmp_path: Path) -> None:
                         rf"; tombstone {STAMP.pattern}", lines[0]), lines[0]
     assert lines[1].startswith("forgot 'carl': 0 embedding(s) erased")
     listing = run_cli("gallery", "list", str(gallery)).stdout
-    assert "  bob: 1 embedding(s)" in listing
+    assert re.search(rf"  bob: 1 embedding\(s\), last added {STAMP.pattern}, last seen "
+                     rf"{re.escape(FAR_AHEAD)}", listing), listing
     assert re.search(rf"  ada: forgotten {STAMP.pattern}", listing), listing
     missing = run_cli("gallery", "forget", str(tmp_path / "none.db"), "ada")
     assert missing.returncode == 1
