@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 # Test helpers (rosutil.py) import as plain modules under --import-mode=importlib.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# Proc lives in a plain module of its own: pytest loads this file as test.conftest and the
+# tests import it again as conftest, two modules with two classes, while procutil is
+# imported once, so the registry pytest_sessionfinish empties is the tests' own.
+from procutil import Proc  # noqa: E402 (re-exported to the tests)
 
 # DDS stays on this machine: shared memory only (scripts/local_dds.sh sets the same
 # for `make test`; repeated here so a bare `pytest` is just as safe).
@@ -74,54 +76,16 @@ def rclpy_context() -> Iterator[object]:
         rclpy.try_shutdown(context=context)
 
 
-class Proc:
-    """A child process we started (and only ours are ever signalled, by PID).
-
-    Every Proc still running when the test session ends is stopped, so a failed
-    assertion between start and stop never leaves a node behind.
-    """
-
-    live: ClassVar[list[Proc]] = []
-
-    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self.log_path = log
-        self._log = open(log, "wb")
-        self.popen = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
-                                      env={**os.environ, **(env or {})},
-                                      start_new_session=True)
-        Proc.live.append(self)
-
-    def output(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def interrupt(self, timeout: float = 20.0) -> int:
-        """Ctrl-C, as a terminal would send it; returns the exit code."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGINT)
-        try:
-            return self.popen.wait(timeout)
-        finally:
-            self.stop()
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            # Ctrl-C first: a launcher stops its own children on it; then SIGKILL.
-            self.popen.send_signal(signal.SIGINT)
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(10)
-        self._log.close()
-        if self in Proc.live:
-            Proc.live.remove(self)
-
-
 def pytest_sessionfinish(session, exitstatus) -> None:
+    # Whatever a failed fixture left: our nodes' processes, then the test-side ROS nodes
+    # (an rclpy node still spinning when Python exits aborts it, and with it this cleanup).
     for proc in list(Proc.live):
         proc.stop()
+    rosutil = sys.modules.get("rosutil")
+    if rosutil is not None:
+        for node in list(rosutil.TestNode.live):
+            node.close()
+
 
 
 @pytest.fixture

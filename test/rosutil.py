@@ -6,6 +6,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -25,9 +26,16 @@ class TestNode(BackgroundNode):
     """An rclpy node spun on a background thread, with its own context."""
 
     __test__ = False  # not a pytest class
+    live: ClassVar[list[TestNode]] = []  # closed at the session's end if a test did not
 
     def __init__(self, name: str = "test_client") -> None:
         super().__init__(name)
+        TestNode.live.append(self)
+
+    def close(self) -> None:
+        if self in TestNode.live:
+            TestNode.live.remove(self)
+            super().close()
 
     def call(self, client, request, timeout: float = 30.0):
         assert client.wait_for_service(timeout_sec=timeout), f"{client.srv_name} not available"
