@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fer_ros.pipeline.recognition.gallery import GalleryError
+from fer_ros.pipeline.recognition.gallery import ErasurePending, GalleryError
 from fer_ros.pipeline.recognition.storage import copy_gallery, open_storage
 
 
@@ -79,10 +79,17 @@ def run(args: argparse.Namespace) -> int:
             storage = open_storage(args.gallery)
             if not storage.exists():
                 raise GalleryError(f"gallery {storage.location} does not exist")
+            pending = False
             for name in dict.fromkeys(args.names):
-                removed = storage.forget(name)
+                try:
+                    removed = storage.forget(name)
+                    but = ""
+                except ErasurePending as exc:  # forgotten, not yet overwritten
+                    removed, but, pending = exc.removed, f"; but {exc}", True
                 print(f"forgot {name!r}: {removed} embedding(s) erased from "
-                      f"{storage.location}; tombstone {storage.forgotten()[name.strip()]}")
+                      f"{storage.location}; tombstone {storage.forgotten()[name.strip()]}{but}")
+            if pending:
+                return 1
         else:
             source, target = ((args.source, args.gallery) if args.action == "import"
                               else (args.gallery, args.target))

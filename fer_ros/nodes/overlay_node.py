@@ -15,6 +15,7 @@ shows a local window when a display and a GUI-capable OpenCV exist.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections import OrderedDict
 
@@ -24,7 +25,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
-from fer_ros.msg import FaceEmotionArray
+from fer_ros.msg import FaceEmotion, FaceEmotionArray
 from fer_ros.ros.image_codec import ImageDecodeError, image_to_compressed, image_to_msg
 from fer_ros.ros.markers import FaceMarkers
 from fer_ros.ros.params import ParamSpec, declare_parameters
@@ -82,6 +83,13 @@ PARAMS = (
     ParamSpec("show_window", False, "Show a local OpenCV window (needs a display and an "
               "OpenCV built with GUI support).", read_only=True),
 )
+
+
+def nameless(face: FaceEmotion) -> FaceEmotion:
+    """The face as it is drawn and listed when everyone is anonymized: without a name."""
+    shown = copy.copy(face)
+    shown.name, shown.name_similarity = "", 0.0
+    return shown
 
 
 class OverlayNode(Node):
@@ -192,15 +200,18 @@ class OverlayNode(Node):
             self.get_logger().warning(f"cannot draw on image: {exc}",
                                       throttle_duration_sec=10.0)
             return
+        shown = faces.faces
         if self.p["anonymize"] != "none":
             bgr = pixelate(bgr, map(box_of, faces_to_hide(faces.faces, self.p["anonymize"])))
             if self.anonymized_pub is None:
                 self.anonymized_pub = self.create_publisher(Image, "faces/anonymized", 5)
             self.anonymized_pub.publish(image_to_msg(bgr, "bgr8", header=image.header))
-        annotated = draw_faces(bgr, faces.faces)
+            if self.p["anonymize"] == "all":  # no name drawn or listed either
+                shown = [nameless(face) for face in faces.faces]
+        annotated = draw_faces(bgr, shown)
         self.publisher.publish(image_to_msg(annotated, "bgr8", header=image.header))
         self.frames += 1
-        self.names_seen.update(f.name for f in faces.faces if f.name and f.name != "unknown")
+        self.names_seen.update(f.name for f in shown if f.name and f.name != "unknown")
         compressed = image_to_compressed(annotated, "bgr8", "jpeg", self.p["jpeg_quality"],
                                          image.header)
         if self.compressed_pub is not None:
@@ -208,10 +219,11 @@ class OverlayNode(Node):
         details = [{"name": f.name, "emotion": f.emotion,
                     "scores": dict(zip(f.emotion_labels,
                                        (round(float(v), 3) for v in f.emotion_scores),
-                                       strict=False))} for f in faces.faces]
+                                       strict=False))} for f in shown]
         self.hub.publish(compressed.data.tobytes(),
                          {"frames": self.frames, "faces": len(faces.faces),
-                          "names": sorted(self.names_seen), "details": details,
+                          "names": [] if self.p["anonymize"] == "all" else sorted(self.names_seen),
+                          "details": details,
                           "perception": self.perception})
         self._write_video(annotated)
         if self._window:

@@ -16,13 +16,50 @@ import cv2
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CompressedImage, Image
 
-from fer_ros.ros.image_codec import ImageDecodeError, image_to_compressed, image_to_msg
+from fer_ros.ros.image_codec import image_to_compressed, image_to_msg
 from fer_ros.ros.transport import decode
 from fer_ros.rosless.bag import ANONYMIZE_MIN_FACE_SIZE as MIN_FACE_SIZE
 from fer_ros.viewer.anonymize import pixelate
 
 IMAGE_TYPES = {"sensor_msgs/msg/Image": Image,
                "sensor_msgs/msg/CompressedImage": CompressedImage}
+# Images waiting for the detector; beyond this the oldest is left out (counted).
+IMAGE_BACKLOG = 30
+# Video streams of other image transports: images inside, but not ones we can decode.
+PACKET_TYPES = {"theora_image_transport/msg/Packet",
+                "ffmpeg_image_transport_msgs/msg/FFMPEGPacket",
+                "foxglove_msgs/msg/CompressedVideo"}
+
+
+def refused_with_anonymize(typestore, msgtype: str) -> bool:
+    """Whether a topic of ``msgtype`` must not be recorded with --anonymize: a video packet,
+    or a message with an Image or CompressedImage inside (stereo_msgs/DisparityImage...),
+    which would be written with its faces."""
+    if msgtype in PACKET_TYPES:
+        return True
+    seen: set[str] = set()
+
+    def holds_image(name: str, top: bool) -> bool:
+        if name in IMAGE_TYPES:
+            return not top
+        if name in seen or name not in typestore.fielddefs:
+            return False
+        seen.add(name)
+        return any(holds_image(type_name, False)
+                   for type_name in _named_types(typestore.fielddefs[name][1]))
+
+    return holds_image(msgtype, True)
+
+
+def _named_types(fields) -> list[str]:
+    """The message types a rosbags field list uses (through arrays and sequences too)."""
+    names = []
+    for _, (_, detail) in fields:
+        while isinstance(detail, tuple) and len(detail) == 2 and isinstance(detail[0], tuple):
+            detail = detail[0][1]  # an array or sequence: its element
+        if isinstance(detail, str):
+            names.append(detail)
+    return names
 KEPT_ENCODINGS = ("bgr8", "rgb8", "mono8")  # written back as they came; others as bgr8
 JPEG_QUALITY = 95
 
@@ -36,7 +73,7 @@ class BagAnonymizer:
         self.pipeline = FacePipeline(PipelineConfig(
             device=device, min_face_size=min_face_size, recognition=False, emotion=False,
             tracking=False))
-        self.images = self.faces = self.dropped = 0
+        self.images = self.faces = self.dropped = self.behind = 0
         self._said: set[str] = set()
 
     def __call__(self, msgtype: str, data: bytes) -> bytes | None:
@@ -50,7 +87,7 @@ class BagAnonymizer:
             rgb = (cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB) if encoding == "bgr8" else
                    cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB) if encoding == "mono8" else pixels)
             faces = self.pipeline.process(rgb)
-        except (ImageDecodeError, ValueError, RuntimeError) as exc:
+        except Exception as exc:  # whatever it is, the image is not written with its faces
             self.dropped += 1
             kind_of_fault = type(exc).__name__ + str(exc)[:40]
             if kind_of_fault not in self._said:
@@ -79,4 +116,5 @@ class BagAnonymizer:
 
     def summary(self) -> str:
         return (f"anonymized {self.images} images ({self.faces} faces pixelated); "
-                f"{self.dropped} not written")
+                f"{self.dropped + self.behind} not written"
+                + (f" ({self.behind} while the detector was behind)" if self.behind else ""))

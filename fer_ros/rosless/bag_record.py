@@ -10,7 +10,9 @@ With ``anonymize`` every image is written with its faces pixelated (bag_anonymiz
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,12 @@ from fer_ros.rosless.bag import (
     message_class,
     to_bag_qos,
 )
-from fer_ros.rosless.bag_anonymize import BagAnonymizer
+from fer_ros.rosless.bag_anonymize import (
+    IMAGE_BACKLOG,
+    IMAGE_TYPES,
+    BagAnonymizer,
+    refused_with_anonymize,
+)
 from fer_ros.rosless.bag_session import BagSession, StopFlag
 
 SUBSCRIBE_DEPTH = 100
@@ -102,6 +109,17 @@ class Recorder:
         self.typestore = make_typestore()
         self.pending = list(dict.fromkeys("/" + t.lstrip("/") for t in options.topics))
         self.count = 0
+        self._write_lock = threading.Lock()  # the executor and the anonymizing worker
+        # Images wait here for the anonymizer's worker, so other topics are written as
+        # they come (the executor never waits for a face search).
+        self._images: deque[tuple[Any, str, bytes, int]] = deque()
+        self._wake = threading.Condition()
+        self._closing = False
+        self._worker: threading.Thread | None = None
+        if anonymizer is not None:
+            self._worker = threading.Thread(target=self._anonymize, name="anonymize",
+                                            daemon=True)
+            self._worker.start()
 
     @property
     def full(self) -> bool:
@@ -120,6 +138,7 @@ class Recorder:
                 next_poll = now + DISCOVERY_POLL_S
                 self.subscribe_new()
             executor.spin_once(timeout_sec=0.05)
+        self._finish_images()
 
     def subscribe_new(self) -> None:
         """Subscribe to the pending topics that now have a publisher (with its QoS)."""
@@ -135,6 +154,10 @@ class Recorder:
                 continue
             msgtype = types[0]
             ensure_type(self.typestore, msgtype)
+            if self.anonymizer is not None and refused_with_anonymize(self.typestore, msgtype):
+                print(f"Not recording '{topic}' ({msgtype}): it may carry images that "
+                      f"--anonymize cannot pixelate", file=sys.stderr, flush=True)
+                continue
             connection = self.writer.add_connection(
                 topic, msgtype, typestore=self.typestore,
                 offered_qos_profiles=[to_bag_qos(p) for p in offered])
@@ -146,12 +169,42 @@ class Recorder:
 
     def _writer_for(self, connection: Any, msgtype: str) -> Callable[[bytes], None]:
         def callback(data: bytes) -> None:
-            if self.full:
+            received = time.time_ns()  # the message's time in the bag: when it came
+            if self.anonymizer is not None and msgtype in IMAGE_TYPES:
+                with self._wake:
+                    if len(self._images) >= IMAGE_BACKLOG:
+                        self._images.popleft()  # fell behind: the oldest waits no longer
+                        self.anonymizer.behind += 1
+                    self._images.append((connection, msgtype, data, received))
+                    self._wake.notify()
                 return
-            if self.anonymizer is not None:
-                data = self.anonymizer(msgtype, data)
-                if data is None:  # an image that could not be anonymized: left out
-                    return
-            self.writer.write(connection, time.time_ns(), data)
-            self.count += 1
+            self._write(connection, received, data)
         return callback
+
+    def _write(self, connection: Any, received: int, data: bytes) -> None:
+        with self._write_lock:
+            if not self.full:
+                self.writer.write(connection, received, data)
+                self.count += 1
+
+    def _anonymize(self) -> None:
+        """The worker: each waiting image, anonymized (or left out), then written."""
+        while True:
+            with self._wake:
+                while not self._images and not self._closing:
+                    self._wake.wait()
+                if not self._images:
+                    return
+                connection, msgtype, data, received = self._images.popleft()
+            out = self.anonymizer(msgtype, data)
+            if out is not None:  # None: it could not be anonymized, so it is left out
+                self._write(connection, received, out)
+
+    def _finish_images(self) -> None:
+        """The images that came before the end are written before the bag is closed."""
+        if self._worker is None:
+            return
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        self._worker.join()

@@ -102,7 +102,8 @@ class TokenGate:
         scheme, _, value = (authorization or "").partition(" ")
         value = value.strip()
         if scheme.lower() == "bearer":
-            offered = value.encode()
+            # http.server decodes header bytes as latin-1: back to the bytes that came.
+            offered = value.encode("latin-1", errors="replace")
         elif scheme.lower() == "basic":
             try:
                 decoded = base64.b64decode(value, validate=True)
@@ -140,4 +141,5 @@ class TokenGate:
             if len(self._failures) > 1024:
                 self._failures = {a: ts for a, ts in self._failures.items()
                                   if ts and now - ts[-1] < WINDOW_S}
+                self._said = {a: t for a, t in self._said.items() if now - t < WINDOW_S}
             return Verdict.UNAUTHORIZED

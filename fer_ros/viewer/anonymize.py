@@ -20,7 +20,8 @@ from fer_ros.msg import FaceEmotion
 ANONYMIZE = ("none", "strangers", "all")
 ANONYMIZE_DESCRIPTION = (
     "Faces to pixelate before anything is drawn or sent on: none, strangers (faces not "
-    "named from the gallery: 'unknown', or every face when recognition is off) or all.")
+    "named from the gallery: 'unknown', or every face when recognition is off) or all "
+    "(then no name is drawn or listed either).")
 # Names of faces that are nobody's: the pipeline's UNKNOWN, and "" (recognition off).
 # Written here, not imported: fer_ros.pipeline brings torch into the light overlay node
 # (test_anonymize.py checks the two agree).

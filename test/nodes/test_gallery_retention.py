@@ -1,6 +1,7 @@
 """perception_node's retention_days: at start-up (and every minute after) people not seen or
-enrolled for that long are forgotten, as ~/forget does, and named no more; without
-persist_gallery it says that retention is off and forgets nobody."""
+enrolled for that long (on a gallery where retention has run that long) are forgotten, as
+~/forget does, and named no more; without persist_gallery it says that retention is off and
+forgets nobody."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ def gallery_with_an_old_enrolment(folder: Path) -> Path:
         enroll(gallery, person, sorted(data_path("celebrity", "train", person).glob("*.jpg"))[:3])
     data = json.loads(gallery.read_text())
     data["people"][OLD]["added"] = [LONG_AGO] * len(data["people"][OLD]["added"])
+    data["retention_since"] = LONG_AGO  # retention has run on this gallery since then
     gallery.write_text(json.dumps(data))
     gallery.chmod(0o600)
     return gallery

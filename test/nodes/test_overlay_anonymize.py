@@ -122,3 +122,13 @@ def test_strangers_then_everyone_pixelated(spawn) -> None:
     finally:
         client.ros.close()
     assert proc.interrupt() == 0, proc.output()
+
+
+def test_with_anonymize_all_no_name_is_drawn_or_listed() -> None:
+    from fer_ros.nodes.overlay_node import nameless
+
+    face = faces_msg(1).faces[0]
+    shown = nameless(face)
+    assert (shown.name, shown.name_similarity) == ("", 0.0)
+    assert (shown.emotion, shown.box) == (face.emotion, face.box)
+    assert face.name == "ada"  # the message itself unchanged

@@ -223,12 +223,17 @@ def test_last_seen_is_kept_and_retention_forgets_the_unseen(location: str) -> No
     storage.mark_seen(["ada", "carl"], FAR_AHEAD)  # carl is not enrolled: nothing kept
     storage.mark_seen(["ada"], LONG_AGO)  # an older sighting does not win
     assert open_storage(location).load().last_seen == {"ada": FAR_AHEAD}
+    cut = "2500-01-01T00:00:00+00:00"
+    # The first time only notes when retention began: nobody had last-seen times before.
+    assert storage.expire(cut, "2026-06-01T00:00:00+00:00") == []
+    assert open_storage(location).load().names() == ["ada", "bob"]
     # bob, enrolled today and never seen, is older than the cut; ada was seen after it.
-    stale = storage.expire("2500-01-01T00:00:00+00:00")
+    stale = storage.expire(cut, "2600-01-01T00:00:00+00:00")
     assert [name for name, _ in stale] == ["bob"] and STAMP.fullmatch(stale[0][1])
     gallery = open_storage(location).load()
-    assert gallery.names() == ["ada"] and list(gallery.forgotten) == ["bob"]
-    assert storage.expire("2500-01-01T00:00:00+00:00") == []  # nothing more to do
+    assert gallery.names() == ["ada"]
+    assert gallery.forgotten == {"bob": "2600-01-01T00:00:00+00:00"}
+    assert storage.expire(cut, "2600-01-02T00:00:00+00:00") == []  # nothing more to do
     storage.forget("ada")
     assert open_storage(location).load().last_seen == {}  # presence goes with the person
     storage.close()
@@ -254,8 +259,11 @@ def test_housekeeping_writes_who_was_seen_and_applies_retention(tmp_path: Path) 
     store, pipeline, log = sync_of(location)
     now = datetime.now(timezone.utc)
     store.seen(["ada"])
+    assert store.housekeeping(0.0, now) == []  # retention off: nothing written at all
+    assert open_storage(location).load().last_seen == {}
+    store.seen(["ada"])
     store.seen(["ada", "bob"])
-    assert store.housekeeping(0.0, now) == []  # retention off: only the sightings written
+    assert store.housekeeping(30.0, now) == []  # the sightings, and retention's start
     stamp = now.isoformat(timespec="seconds")
     assert open_storage(location).load().last_seen == {"ada": stamp, "bob": stamp}
     store.seen(["ada"])
@@ -312,3 +320,77 @@ def test_sync_forget_without_storage_or_when_it_fails(tmp_path: Path, monkeypatc
     with pytest.raises(GalleryUnavailable, match="cannot reach the database"):
         store.forget("ada")
     assert pipeline.gallery.names() == ["bob"]  # ... the node forgets her all the same
+
+
+def test_expire_counts_from_when_retention_began(tmp_path: Path) -> None:
+    """People enrolled long before anyone kept last-seen times get the whole retention
+    period from the first run, not erased at once."""
+    location = str(tmp_path / "g.json")
+    storage = enrolled(location)
+    first = "2030-01-01T00:00:00+00:00"
+    assert storage.expire("2029-12-01T00:00:00+00:00", first) == []
+    assert open_storage(location).load().retention_since == first
+    # A month later, before the cut of the period since retention began: nobody goes.
+    assert storage.expire("2029-12-31T00:00:00+00:00", "2030-02-01T00:00:00+00:00") == []
+    assert [n for n, _ in storage.expire("2030-01-02T00:00:00+00:00",
+                                         "2030-02-02T00:00:00+00:00")] == ["ada", "bob"]
+
+
+def test_json_edits_wait_for_each_other(tmp_path: Path) -> None:
+    """A second writer (here: this test, holding the gallery's lock) keeps a forget from
+    reading the file until it is done, so neither writes back what the other removed."""
+    import fcntl
+    import threading
+
+    path = tmp_path / "g.json"
+    storage = enrolled(str(path))
+    lock = os.open(tmp_path / ".g.json.lock", os.O_RDWR)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    worker = threading.Thread(target=storage.forget, args=("ada",))
+    worker.start()
+    worker.join(0.5)
+    assert worker.is_alive()  # waiting for the lock
+    assert open_storage(str(path)).load().names() == ["ada", "bob"]
+    os.close(lock)
+    worker.join(10)
+    assert not worker.is_alive() and open_storage(str(path)).load().names() == ["bob"]
+    assert (tmp_path / ".g.json.lock").stat().st_mode & 0o777 == 0o600
+
+
+def test_sqlite_says_when_a_reader_holds_the_erasure_up(tmp_path: Path) -> None:
+    import sqlite3
+
+    from fer_ros.pipeline.recognition.gallery import ErasurePending
+
+    storage = enrolled(str(tmp_path / "g.db"))
+    ada = stored_rows(storage)[0]
+    reader = sqlite3.connect(tmp_path / "g.db", isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM embeddings").fetchone()  # a snapshot held open
+    with pytest.raises(ErasurePending, match=re.escape(
+            "another process kept reading, so the erased rows stay in g.db-wal until its "
+            "next checkpoint")) as info:
+        storage.forget("ada")
+    assert info.value.removed == 2
+    assert open_storage(str(tmp_path / "g.db")).load().names() == ["bob"]  # forgotten
+    reader.execute("COMMIT")
+    reader.close()
+    storage.forget("carl")  # the next erasure's checkpoint finishes the job
+    assert not any(holds(tmp_path / f, ada) for f in ("g.db", "g.db-wal"))
+
+
+def test_postgres_says_when_the_table_was_not_rewritten(
+        postgres_server: PostgresCluster, monkeypatch) -> None:  # noqa: F811
+    """VACUUM FULL by a role that does not own the table only warns: the table's file is
+    then the same, and that is said (here the rewrite is left out to show it)."""
+    from fer_ros.pipeline.recognition.gallery import ErasurePending
+    from fer_ros.pipeline.recognition.storage import postgres
+
+    url = postgres_server.new_database()
+    storage = enrolled(url)
+    monkeypatch.setattr(postgres, "REWRITE", ("SELECT 1",))
+    with pytest.raises(ErasurePending, match="VACUUM FULL did not rewrite the tables") as info:
+        storage.forget("ada")
+    assert info.value.removed == 2
+    assert open_storage(url).load().names() == ["bob"]  # forgotten all the same
+    storage.close()

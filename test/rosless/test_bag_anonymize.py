@@ -144,3 +144,17 @@ def test_record_anonymize_over_dds(pipeline: FacePipeline, spawn, tmp_path: Path
         deserialize_message(messages["/an/image/compressed"], CompressedImage), "bgr8"),
         exact=False)
     assert deserialize_message(messages["/an/faces"], FaceEmotionArray).image_width == 7
+
+
+def test_topics_that_may_hide_images_are_not_recorded_with_anonymize() -> None:
+    from rosbags.typesys import Stores, get_typestore
+
+    from fer_ros.rosless.bag_anonymize import refused_with_anonymize
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    for msgtype in ("stereo_msgs/msg/DisparityImage", "theora_image_transport/msg/Packet"):
+        assert refused_with_anonymize(store, msgtype), msgtype
+    for msgtype in ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage",
+                    "tf2_msgs/msg/TFMessage", "diagnostic_msgs/msg/DiagnosticArray",
+                    "sensor_msgs/msg/CameraInfo"):
+        assert not refused_with_anonymize(store, msgtype), msgtype

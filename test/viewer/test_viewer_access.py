@@ -167,3 +167,17 @@ def test_without_a_token_nothing_is_asked() -> None:
         assert request(server, "/")[0] == 200
     finally:
         server.stop()
+
+
+def test_a_token_beyond_ascii_passes_as_browsers_and_curl_send_it() -> None:
+    token = "schlüssel-für-den-zugang-2026"
+    server = MjpegServer(FrameHub(), "127.0.0.1", 0, token=token, log=lambda _: None).start()
+    try:
+        # On the wire: UTF-8 bytes (http.client sends header text as latin-1).
+        assert request(server, "/", "Bearer " + token.encode().decode("latin-1"))[0] == 200
+        basic_utf8 = base64.b64encode(f"me:{token}".encode()).decode()
+        assert request(server, "/", f"Basic {basic_utf8}")[0] == 200
+        assert request(server, "/", "Bearer " + token.encode("latin-1").decode("latin-1"))[0] \
+            == 401
+    finally:
+        server.stop()

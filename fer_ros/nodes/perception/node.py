@@ -59,7 +59,7 @@ from fer_ros.pipeline import (
     GalleryError,
     PipelineConfig,
 )
-from fer_ros.pipeline.recognition.gallery import validate_name
+from fer_ros.pipeline.recognition.gallery import ErasurePending, validate_name
 from fer_ros.pipeline.recognition.sync import SEEN_PERIOD_S, GallerySync
 from fer_ros.ros.face_frames import FaceFrames, tf_message_type
 from fer_ros.ros.params import declare_parameters
@@ -286,6 +286,13 @@ class PerceptionNode(LifecycleNode):
             return response
         try:
             removed, where = self.gallery.forget(request.name)
+        except ErasurePending as exc:  # forgotten; the bytes are not overwritten yet
+            response.success, response.embeddings_removed = True, exc.removed
+            response.storage = self.gallery.location
+            response.message = (f"forgot {request.name.strip()!r}: {exc.removed} embedding(s) "
+                                f"erased from {response.storage}; tombstone kept; but {exc}")
+            self.get_logger().warning(response.message)
+            return response
         except (GalleryError, OSError) as exc:
             response.message = (f"not stored: {exc} (dropped from this node's memory only; "
                                 f"ask again when the gallery can be written)")

@@ -35,6 +35,17 @@ class GalleryUnavailable(GalleryError):
     """The gallery cannot be reached right now (a database server that went away)."""
 
 
+class ErasurePending(GalleryError):
+    """People were forgotten (rows deleted, tombstones kept, committed), but the bytes they
+    left could not be overwritten yet; ``removed``: embeddings erased, ``stale``: the
+    people retention forgot."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.removed = 0
+        self.stale: list[tuple[str, str]] = []
+
+
 @dataclass
 class Match:
     name: str  # best person, or UNKNOWN
@@ -120,6 +131,9 @@ class Gallery:
         # name -> when someone last saw them (coarse: GallerySync writes it at most once a
         # minute); retention forgets people not seen for a while (storage.expire).
         self.last_seen: dict[str, str] = {}
+        # When retention first ran on this gallery: nobody's last contact counts as
+        # earlier (people enrolled before last-seen times were kept are not erased at once).
+        self.retention_since = ""
         self.created = _now()
         self.updated = self.created
         self.source_format = ""  # the format it was read from ("": made in memory)
@@ -277,6 +291,7 @@ class Gallery:
         other.people = dict(self.people)
         other.forgotten = dict(self.forgotten)
         other.last_seen = dict(self.last_seen)
+        other.retention_since = self.retention_since
         other.created, other.updated = self.created, self.updated
         other.source_format = self.source_format
         other._index = self._index  # read-only; the copy's own plan says what it can use

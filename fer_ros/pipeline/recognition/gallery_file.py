@@ -53,6 +53,8 @@ def to_json(gallery: Gallery) -> dict:
         out["forgotten"] = dict(sorted(gallery.forgotten.items()))
     if gallery.last_seen:
         out["last_seen"] = dict(sorted(gallery.last_seen.items()))
+    if gallery.retention_since:
+        out["retention_since"] = gallery.retention_since
     return out
 
 
@@ -179,6 +181,7 @@ def _from_ours(data: dict) -> Gallery:
             isinstance(k, str) and isinstance(v, str) for k, v in last_seen.items()):
         raise GalleryError("'last_seen' must map names to dates")
     gallery.last_seen = dict(last_seen)
+    gallery.retention_since = str(data.get("retention_since", ""))
     return gallery
 
 

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from fer_ros.pipeline.recognition.gallery import (
+    ErasurePending,
     Gallery,
     GalleryError,
     GalleryUnavailable,
@@ -210,25 +211,33 @@ class GallerySync:
 
     def housekeeping(self, retention_days: float,
                      now: datetime | None = None) -> list[tuple[str, str]]:
-        """Every SEEN_PERIOD_S: write who was seen since the last call, then forget those
-        last seen (or, never seen, last enrolled) more than ``retention_days`` ago (0:
-        never). Returns (name, last contact) of each person forgotten. Needs ``persist``:
-        without written last-seen times, everyone would look unseen since enrolment."""
+        """Every SEEN_PERIOD_S, with ``retention_days`` > 0: write who was seen since the
+        last call, then forget those whose last contact (StorageBase.expire) is more than
+        ``retention_days`` ago. Returns (name, last contact) of each person forgotten.
+        Nothing is written without retention (presence is personal data too) or without
+        ``persist``."""
         with self._seen_lock:
             names, self._seen = sorted(self._seen), set()
         now = now or datetime.now(timezone.utc)
+        stamp = now.isoformat(timespec="seconds")
         with self._lock:
             storage = self._storage
-            if storage is None or not self.persist:
+            if storage is None or not self.persist or retention_days <= 0:
                 return []
             try:
                 if not storage.exists():
                     return []
                 if names:
-                    storage.mark_seen(names, now.isoformat(timespec="seconds"))
-                stale = (storage.expire((now - timedelta(days=retention_days))
-                                        .isoformat(timespec="seconds"))
-                         if retention_days > 0 else [])
+                    versions = storage.mark_seen(names, stamp)
+                    # Our own write of last-seen times changes no match: unless someone
+                    # else wrote since we read, the gallery in use is still current.
+                    if versions is not None and versions[0] == self._version:
+                        self._version = versions[1]
+                stale = storage.expire(
+                    (now - timedelta(days=retention_days)).isoformat(timespec="seconds"), stamp)
+            except ErasurePending as exc:
+                stale = exc.stale
+                self._log.warning(str(exc))
             except (GalleryError, OSError) as exc:
                 with self._seen_lock:
                     self._seen.update(names)  # written at the next call instead
@@ -253,7 +262,11 @@ class GallerySync:
                     current = self.pipeline.gallery
                     return (current.num_embeddings(name) if current is not None else 0,
                             "this node's memory (no gallery_path)")
-                removed = self._storage.forget(name)
+                try:
+                    removed = self._storage.forget(name)
+                except ErasurePending:
+                    self._catch_up(name, None)  # forgotten in the storage all the same
+                    raise
                 self._catch_up(name, None)
                 return removed, self._storage.location
             finally:

@@ -3,15 +3,19 @@ database rules shared with PostgreSQL (DatabaseStorage), JSON and SQLite."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from fer_ros.pipeline.recognition import gallery_file
 from fer_ros.pipeline.recognition.gallery import (
+    ErasurePending,
     Gallery,
     GalleryError,
     Person,
@@ -26,6 +30,10 @@ SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 # More people changed than this since the last look: reading everything is simpler.
 MAX_INCREMENTAL = 500
+# How long an SQLite writer waits for others; an erasure's checkpoint waits less for
+# readers (then it is said, and the next checkpoint finishes it).
+BUSY_TIMEOUT_MS = 10_000
+CHECKPOINT_WAIT_MS = 2_000
 
 # The tables of the database kinds (SQLite and PostgreSQL write the same rows).
 # `changes` is the log that lets a reader catch up: one row per edit of a person.
@@ -81,18 +89,17 @@ class GalleryStorage(ABC):
         return self.load().forgotten if self.exists() else {}
 
     @abstractmethod
-    def mark_seen(self, names: list[str], at: str) -> None:
-        """Record that these enrolled people were seen at ``at`` (later times win)."""
+    def mark_seen(self, names: list[str], at: str) -> tuple[object, object] | None:
+        """Record that these enrolled people were seen at ``at`` (later times win). Kinds
+        whose version this changes return (version before, version after) of the write."""
 
-    def expire(self, before: str) -> list[tuple[str, str]]:
-        """Forget everyone last seen (or, never seen, last enrolled) before ``before``;
-        (name, last contact) of each, in name order."""
-        gallery = self.load()
-        stale = [(name, gallery.last_contact(name)) for name in gallery.names()
-                 if gallery.last_contact(name) < before]
-        for name, _ in stale:
-            self.forget(name)
-        return stale
+    @abstractmethod
+    def expire(self, before: str, now: str) -> list[tuple[str, str]]:
+        """Forget (tombstone at ``now``) everyone whose last contact (last seen, else last
+        enrolled, and never earlier than when retention first ran here) is before
+        ``before``; (name, last contact) of each, in name order. The first call only notes
+        when retention began: people enrolled before anyone kept last-seen times get the
+        whole retention period from then."""
 
     @abstractmethod
     def version(self) -> object | None:
@@ -133,36 +140,75 @@ class JsonStorage(GalleryStorage):
         version = self.version()
         return gallery_file.load(self.path), version
 
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Every read-change-write of the file holds this lock: two processes editing the
+        gallery at once (a node's last-seen write, `fer-ros gallery forget`) must not
+        write back what the other has just removed."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path.with_name(f".{self.path.name}.lock"), os.O_CREAT | os.O_RDWR,
+                     0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _current(self) -> Gallery:
+        gallery = self.load() if self.exists() else self._new_gallery()
+        gallery.path = self.path
+        return gallery
+
     def add(self, name: str, embeddings: np.ndarray, sources: list[str],
             on_existing: str = "append") -> Person:
-        gallery = self.load() if self.exists() else self._new_gallery()
-        if self.model is not None:
-            gallery.check_model(self.model)
-        person = gallery.add(name, embeddings, sources, on_existing=on_existing)
-        gallery_file.save(gallery, self.path)
+        with self._locked():
+            gallery = self._current()
+            if self.model is not None:
+                gallery.check_model(self.model)
+            person = gallery.add(name, embeddings, sources, on_existing=on_existing)
+            gallery_file.save(gallery, self.path)
         return person
 
     def remove(self, name: str) -> None:
-        gallery = self.load()
-        gallery.remove(name)
-        gallery_file.save(gallery)  # where it was read from
+        with self._locked():
+            gallery = self.load()
+            gallery.remove(name)
+            gallery_file.save(gallery)  # where it was read from
 
-    def mark_seen(self, names: list[str], at: str) -> None:
-        gallery = self.load()
-        changed = False
-        for name in names:
-            if name in gallery.people and gallery.last_seen.get(name, "") < at:
-                gallery.last_seen[name] = at
-                changed = True
-        if changed:
-            gallery_file.save(gallery)
+    def mark_seen(self, names: list[str], at: str) -> tuple[object, object] | None:
+        with self._locked():
+            before = self.version()
+            gallery = self.load()
+            changed = False
+            for name in names:
+                if name in gallery.people and gallery.last_seen.get(name, "") < at:
+                    gallery.last_seen[name] = at
+                    changed = True
+            if changed:
+                gallery_file.save(gallery)
+            return before, self.version()
 
     def forget(self, name: str, at: str | None = None) -> int:
-        gallery = self.load() if self.exists() else self._new_gallery()
-        gallery.path = self.path
-        removed = gallery.forget(name, at)
-        gallery_file.save(gallery, shred=True)
+        with self._locked():
+            gallery = self._current()
+            removed = gallery.forget(name, at)
+            gallery_file.save(gallery, shred=True)
         return removed
+
+    def expire(self, before: str, now: str) -> list[tuple[str, str]]:
+        with self._locked():
+            gallery = self._current()
+            if not gallery.retention_since:
+                gallery.retention_since = now
+                gallery_file.save(gallery)
+                return []
+            stale = [(name, gallery.last_contact(name)) for name in gallery.names()
+                     if max(gallery.last_contact(name), gallery.retention_since) < before]
+            for name, _ in stale:
+                gallery.forget(name, now)
+            if stale:
+                gallery_file.save(gallery, shred=True)
+        return stale
 
     def version(self) -> object | None:
         try:
@@ -348,10 +394,47 @@ class DatabaseStorage(GalleryStorage):
             self._log_change(cur, name)
             cur.execute(self._sql("DELETE FROM seen WHERE name = ? AND NOT EXISTS (SELECT 1 "
                                   "FROM embeddings WHERE name = ?)"), (name, name))
-        self._erase_deleted()
+        try:
+            self._erase_deleted()
+        except ErasurePending as exc:
+            exc.removed = removed
+            raise
         return removed
 
-    def mark_seen(self, names: list[str], at: str) -> None:
+    def expire(self, before: str, now: str) -> list[tuple[str, str]]:
+        # One write transaction: a sighting or an enrolment from another process comes
+        # before the read (and counts) or after the erasure, never in between.
+        with self._transaction(write=True) as cur:
+            self._init_meta(cur)
+            since = self._meta(cur).get("retention_since")
+            if not since:
+                cur.execute(self._sql("INSERT INTO meta (key, value) VALUES (?, ?) "
+                                      "ON CONFLICT (key) DO NOTHING"), ("retention_since", now))
+                return []
+            cur.execute("SELECT e.name, max(e.added), max(s.at) FROM embeddings e LEFT JOIN "
+                        "seen s ON s.name = e.name GROUP BY e.name ORDER BY e.name")
+            stale = []
+            for name, enrolled, seen in cur.fetchall():
+                last = max(enrolled or "", seen or "")
+                if max(last, since) < before:
+                    stale.append((name, last))
+            for name, _ in stale:
+                for statement in ("DELETE FROM embeddings WHERE name = ?",
+                                  "DELETE FROM seen WHERE name = ?"):
+                    cur.execute(self._sql(statement), (name,))
+                cur.execute(self._sql("INSERT INTO forgotten (name, at) VALUES (?, ?) ON "
+                                      "CONFLICT (name) DO UPDATE SET at = excluded.at"),
+                            (name, now))
+                self._log_change(cur, name)
+        if stale:
+            try:
+                self._erase_deleted()
+            except ErasurePending as exc:
+                exc.stale = stale
+                raise
+        return stale
+
+    def mark_seen(self, names: list[str], at: str) -> tuple[object, object] | None:
         with self._transaction(write=True) as cur:
             self._init_meta(cur)
             for name in names:
@@ -359,6 +442,7 @@ class DatabaseStorage(GalleryStorage):
                                       "(SELECT 1 FROM embeddings WHERE name = ?) ON CONFLICT "
                                       "(name) DO UPDATE SET at = excluded.at WHERE "
                                       "excluded.at > seen.at"), (name, at, name))
+        return None  # no change to the version: nobody's matches change
 
     @abstractmethod
     def _erase_deleted(self) -> None:
@@ -442,8 +526,8 @@ class SqliteStorage(DatabaseStorage):
                 # gives its -wal and -shm files the database file's permissions.
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
             try:
-                conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None,
-                                       check_same_thread=False)
+                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
+                                       isolation_level=None, check_same_thread=False)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
                 # Deleted rows are overwritten with zeros, not left in free pages (the
@@ -467,12 +551,20 @@ class SqliteStorage(DatabaseStorage):
 
     def _erase_deleted(self) -> None:
         # The WAL still holds the pages as they were before the delete: copy the current
-        # pages into the database and empty the WAL (other readers may delay it; the
-        # next checkpoint then does it).
+        # pages into the database and empty the WAL. A reader in the middle of a
+        # transaction holds it up (for the connection's busy timeout, then it is said).
+        conn = self._connect(create=False)
         try:
-            self._connect(create=False).execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
+            busy, log, done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         except sqlite3.DatabaseError as exc:
             raise GalleryError(f"gallery {self.path}: {exc}") from None
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if busy or log != done:
+            raise ErasurePending(
+                f"gallery {self.path}: another process kept reading, so the erased rows "
+                f"stay in {self.path.name}-wal until its next checkpoint")
 
     def version(self) -> object | None:
         if not self.path.exists():

@@ -21,10 +21,12 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import psycopg
 
-from fer_ros.pipeline.recognition.gallery import GalleryError, GalleryUnavailable
+from fer_ros.pipeline.recognition.gallery import ErasurePending, GalleryError, GalleryUnavailable
 from fer_ros.pipeline.recognition.storage.base import DatabaseStorage
 
 CHANNEL = "fer_ros_gallery"
+# After a forget: the tables that held the person, written afresh (see _erase_deleted).
+REWRITE = ("VACUUM FULL embeddings", "VACUUM FULL seen")
 CONNECT_TIMEOUT_S = 3
 
 
@@ -89,18 +91,33 @@ class PostgresStorage(DatabaseStorage):
         return bool(cur.fetchone()[0])
 
     def _erase_deleted(self) -> None:
-        # VACUUM FULL writes the table afresh, without the deleted rows (a plain VACUUM
-        # only marks their space reusable). It cannot run inside a transaction.
+        # VACUUM FULL writes the tables afresh, without the deleted rows (a plain VACUUM
+        # only marks their space reusable), and drops the old files. It cannot run in a
+        # transaction, and a role that does not own a table gets a warning, not an error:
+        # a new file is the proof.
+        files = "SELECT pg_relation_filenode('embeddings'), pg_relation_filenode('seen')"
         with self._lock:
             try:
                 with psycopg.connect(self.url, autocommit=True,
                                      connect_timeout=CONNECT_TIMEOUT_S) as conn:
-                    conn.execute("VACUUM FULL embeddings")
+                    before = conn.execute(files).fetchone()
+                    for statement in REWRITE:
+                        conn.execute(statement)
+                    after = conn.execute(files).fetchone()
             except psycopg.OperationalError as exc:
-                raise GalleryUnavailable(f"gallery {self.location}: cannot reach the "
-                                         f"database: {_first_line(exc)}") from None
+                raise ErasurePending(f"gallery {self.location}: the database went away before "
+                                     f"the table could be rewritten ({_first_line(exc)}): the "
+                                     f"deleted rows stay in the server's files until VACUUM "
+                                     f"FULL embeddings, seen") from None
             except psycopg.Error as exc:
-                raise GalleryError(f"gallery {self.location}: {_first_line(exc)}") from None
+                raise ErasurePending(f"gallery {self.location}: {_first_line(exc)}: the "
+                                     f"deleted rows stay in the server's files until VACUUM "
+                                     f"FULL embeddings, seen") from None
+        if any(b == a for b, a in zip(before, after, strict=True)):
+            raise ErasurePending(
+                f"gallery {self.location}: VACUUM FULL did not rewrite the tables (it needs "
+                f"their owner): the deleted rows stay in the server's files until the "
+                f"owner runs VACUUM FULL embeddings, seen")
 
     def exists(self) -> bool:
         return self.version() is not None
