@@ -11,10 +11,10 @@ import json
 import subprocess
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
+from celebrities import PEOPLE, celebrity_gallery, rgb
 from conftest import data_path
 from rosutil import frame_bgr
 
@@ -23,11 +23,6 @@ from fer_ros.pipeline import FacePipeline, Gallery, GalleryError, PipelineConfig
 from fer_ros.pipeline.recognition.facenet import FaceEmbedder, inception_resnet_v1_class
 
 torch.set_num_threads(2)
-PEOPLE = ["ben_afflek", "elton_john", "jerry_seinfeld", "madonna", "mindy_kaling"]
-
-
-def rgb(path: Path) -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
 
 
 @pytest.fixture(scope="module")
@@ -41,17 +36,7 @@ def stranger_images() -> list[Path]:
 
 
 def identity_scores(pipe: FacePipeline, per_person: int = 5) -> tuple[float, float]:
-    gallery = pipe.new_gallery()
-    for person in PEOPLE:
-        embeddings = []
-        for image in sorted(data_path("celebrity", "train", person).glob("*.jpg")):
-            try:
-                embeddings.append(pipe.embed_largest_face(rgb(image))[1])
-            except ValueError:  # a few training images hold no detectable face
-                continue
-            if len(embeddings) == per_person:
-                break
-        gallery.add(person, np.stack(embeddings))
+    gallery = celebrity_gallery(pipe, per_person)
     pipe.set_gallery(gallery)
     correct = total = 0
     for person in PEOPLE:

@@ -4,10 +4,10 @@ five celebrities, enrolled from their training photos)."""
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 import torch
+from celebrities import celebrity_gallery, rgb
 from conftest import data_path
 
 from fer_ros.msg import FaceEmotion
@@ -22,7 +22,6 @@ from fer_ros.viewer.anonymize import (
     pixelate,
 )
 
-PEOPLE = ["ben_afflek", "elton_john", "jerry_seinfeld", "madonna", "mindy_kaling"]
 THRESHOLD = 0.5  # recognition_threshold's default
 
 
@@ -78,25 +77,11 @@ def test_faces_at_the_edge_and_empty_boxes() -> None:
     assert (out[:100] == image[:100]).all() and (out[y1:, x1:] != image[y1:, x1:]).any()
 
 
-def rgb(path) -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-
-
 @pytest.fixture(scope="module")
 def pipeline() -> FacePipeline:
     torch.set_num_threads(2)
     pipe = FacePipeline(PipelineConfig(device="cpu", tracking=False, emotion=False))
-    gallery = pipe.new_gallery()
-    for person in PEOPLE:
-        embeddings = []
-        for image in sorted(data_path("celebrity", "train", person).glob("*.jpg")):
-            try:
-                embeddings.append(pipe.embed_largest_face(rgb(image))[1])
-            except ValueError:  # a few training photos hold no detectable face
-                continue
-            if len(embeddings) == 5:
-                break
-        gallery.add(person, np.stack(embeddings))
+    gallery = celebrity_gallery(pipe)
     pipe.set_gallery(gallery)
     return pipe
 
