@@ -45,6 +45,21 @@ DATASETS: dict[str, RegistryPackage] = {
 }
 
 
+# Photos of people who are not in the 5-celebrity set (18 faces): the strangers that
+# calibrate and check the open-set decision (an enrolled person's photo must be named,
+# these must stay "unknown").
+STRANGER_PHOTOS: tuple[tuple[str, str], ...] = (
+    ("pyfeat", "single_face.jpg"), ("pyfeat", "multi_face.jpg"), ("pyfeat", "0-f1-su-ph.jpg"),
+    ("pyfeat", "0-f15-hao-ph.jpg"), ("pyfeat", "15-f13-anc-ph.jpg"),
+    ("pyfeat", "45-m7-di-ph.jpg"), ("astronaut", "astronaut.png"), ("insightface", "t1.jpg"),
+    ("insightface", "Tom_Hanks_54745.png"))
+
+
+def stranger_photos() -> list[Path]:
+    """The cached :data:`STRANGER_PHOTOS` (``fer-ros data fetch`` puts them there)."""
+    return [dataset_dir(name) / file for name, file in STRANGER_PHOTOS]
+
+
 def dataset_dir(name: str) -> Path:
     return data_dir() / name
 

@@ -194,7 +194,7 @@ def ours_named_accuracy(pipeline, limit: int = 0) -> dict:
         if embs:
             gallery.add(name, np.stack(embs), [str(p) for p in paths])
     correct = unknown = wrong = 0
-    cfg = pipeline.config
+    decision = pipeline.decision
     for name, paths in val.items():
         for path in paths:
             try:
@@ -202,7 +202,7 @@ def ours_named_accuracy(pipeline, limit: int = 0) -> dict:
             except ValueError:
                 unknown += 1
                 continue
-            match = gallery.match(emb[None], cfg.recognition_threshold, cfg.recognition_margin)[0]
+            match = gallery.match(emb[None], *decision)[0]
             if match.name == name:
                 correct += 1
             elif match.name == "unknown":

@@ -4,7 +4,9 @@ Every weight file comes from a pinned registry package (never a model hub), is
 converted once into a PyTorch state dict in the cache and is verified (checksum of
 the source, plus a known output of the converted model) before it is used. FaceNet and
 the emotion model are also exported to ONNX for the onnxruntime backend, each file
-checked against the PyTorch model it came from (fer_ros.pipeline.ort_backend).
+checked against the PyTorch model it came from (fer_ros.pipeline.ort_backend). SFace
+ships as ONNX; its quantised weights are folded into float32 once and checked against
+OpenCV's output of the original file (fer_ros.assets.sface).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "path":
         print(models_dir())
         return 0
-    from fer_ros.assets import emotion, facenet
+    from fer_ros.assets import emotion, facenet, sface
     from fer_ros.pipeline import ort_backend
     from fer_ros.pipeline.detection import detector
 
@@ -37,10 +39,11 @@ def run(args: argparse.Namespace) -> int:
              ("emotion classifier", emotion.prepare_weights)]
     if ort_backend.available():
         steps += [("FaceNet embedder (ONNX)", facenet.prepare_onnx),
-                  ("emotion classifier (ONNX)", emotion.prepare_onnx)]
+                  ("emotion classifier (ONNX)", emotion.prepare_onnx),
+                  ("SFace embedder (ONNX)", sface.prepare_onnx)]
     else:
-        print("models: ONNX exports skipped: onnxruntime is not installed (backend auto "
-              "runs PyTorch)")
+        print("models: ONNX exports and SFace skipped: onnxruntime is not installed "
+              "(backend auto runs PyTorch; embedding_model sface needs onnxruntime)")
     for label, prepare in steps:
         start = time.monotonic()
         try:

@@ -55,7 +55,8 @@ class PipelineConfig:
         "auto", "Runtime of the FaceNet and emotion models: auto (ONNX Runtime on a CPU for "
         "the default models when `fer-ros models fetch` made their ONNX files, PyTorch "
         "otherwise; WARN when a file is missing or fails its checks), torch, or onnxruntime "
-        "(fails instead of falling back).", choices=("auto", "torch", "onnxruntime"))
+        "(fails instead of falling back). SFace always runs on ONNX Runtime (CPU).",
+        choices=("auto", "torch", "onnxruntime"))
     half_precision: bool = _setting(
         False, "Run FaceNet and the emotion model in float16 (CUDA only; embeddings stay "
         "within cosine 0.999 of float32).")
@@ -77,15 +78,22 @@ class PipelineConfig:
         True, "Track faces across images (stable track_id, name voting, emotion smoothing, "
         "fewer embeddings).", param="enable_tracking")
     # recognition
+    embedding_model: str = _setting(
+        "sface", "Face embedding model: sface (OpenCV Zoo SFace, 128-d, on ONNX Runtime; "
+        "separates strangers from enrolled people best) or facenet (CASIA-WebFace FaceNet, "
+        "512-d; galleries enrolled before SFace was added). A gallery holds one model's "
+        "embeddings.", choices=("sface", "facenet"))
     facenet_weights: str = _setting(
-        "", "FaceNet weights (.pt); empty = the converted CASIA-WebFace model from "
-        "`fer-ros models fetch`.")
+        "", "FaceNet weights (.pt) for embedding_model facenet; empty = the converted "
+        "CASIA-WebFace model from `fer-ros models fetch`.")
     recognition_threshold: float = _setting(
-        0.5, "Cosine similarity below which a face is 'unknown'.", limits=(0.0, 1.0),
+        -1.0, "Cosine similarity below which a face is 'unknown'; negative = the embedding "
+        "model's calibrated value (sface 0.42, facenet 0.59).", limits=(-1.0, 1.0),
         runtime=True)
     recognition_margin: float = _setting(
-        0.05, "How much the best person must beat the second best; closer calls are "
-        "'unknown'.", limits=(0.0, 1.0), runtime=True)
+        -1.0, "How much the best person must beat the second best; closer calls are "
+        "'unknown'; negative = the embedding model's calibrated value (0.05 for both).",
+        limits=(-1.0, 1.0), runtime=True)
     # emotion
     emotion_weights: str = _setting(
         "", "Emotion model (.pt from `fer-ros train-emotion`); empty = the FER2013 "

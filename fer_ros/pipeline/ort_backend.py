@@ -21,6 +21,7 @@ import json
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -79,15 +80,21 @@ def export(module: torch.nn.Module, target: Path, shape: tuple[int, ...], source
         Path(tmp).unlink(missing_ok=True)
 
 
-def seal(exported: Path, target: Path, module: torch.nn.Module, source_sha256: str) -> Path:
+def seal(exported: Path, target: Path,
+         reference: torch.nn.Module | Callable[[np.ndarray], np.ndarray],
+         source_sha256: str) -> Path:
     """Record provenance and the probe output in ``exported``'s metadata, check that ONNX
-    Runtime reproduces ``module`` on the probe, then move it to ``target`` (atomically)
-    and write its sidecar. ``module`` must compute what the ONNX graph computes."""
+    Runtime reproduces ``reference`` on the probe, then move it to ``target`` (atomically)
+    and write its sidecar. ``reference`` (a torch module, or a function of a numpy batch)
+    must compute what the ONNX graph computes."""
     model = onnx.load(str(exported))
     shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim][1:]
     probe = probe_input((1, *shape))
-    with torch.inference_mode():
-        expected = module.eval().cpu()(torch.from_numpy(probe)).numpy()[0]
+    if isinstance(reference, torch.nn.Module):
+        with torch.inference_mode():
+            expected = reference.eval().cpu()(torch.from_numpy(probe)).numpy()[0]
+    else:
+        expected = np.asarray(reference(probe), np.float32)[0]
     for key, value in ((_SOURCE_KEY, source_sha256),
                        (_PROBE_KEY, json.dumps([float(v) for v in expected.ravel()]))):
         entry = model.metadata_props.add()

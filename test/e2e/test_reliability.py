@@ -305,26 +305,26 @@ def _bad_galleries(good: str) -> list[tuple[str, str, str]]:
 
     def shorten(copy: dict) -> None:
         rows = copy["people"][person]["embeddings"]
-        rows[:] = [row[:128] for row in rows]
+        rows[:] = [row[:100] for row in rows]
 
     def ragged(copy: dict) -> None:
         # A short row beside full ones, however many rows the person has (a person enrolled
         # by another test may have only one).
-        copy["people"][person]["embeddings"].append(embedding(copy)[:128])
+        copy["people"][person]["embeddings"].append(embedding(copy)[:100])
 
     return [
         ("truncated", good[: len(good) // 2], "not valid JSON"),
         ("not JSON", "this is not a gallery\n", "not valid JSON"),
         ("schema version", edited(lambda c: c.update(schema_version=99)), "schema_version 99"),
         ("embedding length", edited(shorten),
-         f"embedding length 128, expected {data['embedding_dim']}"),
+         f"embedding length 100, expected {data['embedding_dim']}"),
         # Rows of different lengths within one person: numpy cannot make them a matrix.
         ("ragged embeddings", edited(ragged),
-         f"embeddings for {person!r}: embeddings of different lengths (128, "),
+         f"embeddings for {person!r}: embeddings of different lengths (100, "),
         ("NaN", edited(lambda c: embedding(c).__setitem__(3, math.nan)), "NaN or infinite"),
         ("inf", edited(lambda c: embedding(c).__setitem__(3, math.inf)), "NaN or infinite"),
         ("other model", edited(lambda c: c.update(model="some-other-facenet")),
-         "mixing embedding spaces"),
+         "similarities across two models mean nothing"),
     ]
 
 

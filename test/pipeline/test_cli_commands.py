@@ -194,7 +194,8 @@ def test_models_fetch_again_changes_nothing(cache_copy: Path) -> None:
     lines = result.stdout.splitlines()
     labels = [line.split(": ")[1] for line in lines]
     assert labels == ["MTCNN detector", "FaceNet embedder", "emotion classifier",
-                      "FaceNet embedder (ONNX)", "emotion classifier (ONNX)"], lines
+                      "FaceNet embedder (ONNX)", "emotion classifier (ONNX)",
+                      "SFace embedder (ONNX)"], lines
     for line in lines[1:]:
         assert f": {cache_copy / 'models'}/" in line, line
 

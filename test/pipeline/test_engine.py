@@ -42,7 +42,8 @@ class CountingModel:
         self.width = width
         self.batches: list[int] = []
 
-    def prepare(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    def prepare(self, image_rgb: np.ndarray, boxes: np.ndarray,
+                landmarks: np.ndarray | None = None) -> np.ndarray:
         return np.asarray(boxes, np.float32)[:, :1] // 40
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
@@ -55,9 +56,12 @@ class CountingModel:
 class Embedder(CountingModel):
     model_name = "stand-in"
     dim = DIM
+    threshold = 0.5
+    margin = 0.05
 
-    def embed(self, rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        return self.run(self.prepare(rgb, boxes))
+    def embed(self, rgb: np.ndarray, boxes: np.ndarray,
+              landmarks: np.ndarray | None = None) -> np.ndarray:
+        return self.run(self.prepare(rgb, boxes, landmarks))
 
 
 class Classifier(CountingModel):

@@ -340,5 +340,6 @@ def test_prepare_onnx_exports_checks_and_is_idempotent(
 def test_pipeline_backend_follows_the_parameter() -> None:
     cached_model(facenet.ONNX_FILE)
     for backend, expected in (("auto", "onnxruntime"), ("torch", "torch")):
-        pipeline = FacePipeline(PipelineConfig(device="cpu", backend=backend))
+        pipeline = FacePipeline(PipelineConfig(device="cpu", backend=backend,
+                                               embedding_model="facenet"))
         assert pipeline.backends == {"embedder": expected, "emotion": expected}

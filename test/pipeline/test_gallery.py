@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import fer_ros
-from fer_ros.pipeline.recognition import gallery_file
+from fer_ros.pipeline.recognition import gallery_file, spaces
 from fer_ros.pipeline.recognition.gallery import (
     UNKNOWN,
     Gallery,
@@ -147,14 +147,27 @@ def test_mixing_embedding_spaces_is_refused(tmp_path: Path) -> None:
     gallery = sample_gallery()
     with pytest.raises(GalleryError) as info:
         gallery.check_model("model-b")
-    assert str(info.value).startswith(
-        "the gallery holds embeddings of model 'model-a', but faces are embedded with "
-        "'model-b'; mixing embedding spaces gives meaningless similarities.")
+    assert str(info.value) == (
+        "the gallery holds embeddings of 'model-a', but faces are embedded with 'model-b'; "
+        "similarities across two models mean nothing: enrol the people again with this "
+        "model (`fer-ros enroll --gallery NEW NAME PHOTOS...`)")
     path = gallery_file.save(gallery, tmp_path / "g.json")
     with pytest.raises(GalleryError) as info:
         gallery_file.load(path).check_model("model-b")
-    assert str(info.value).startswith(f"gallery {path} holds embeddings of model 'model-a'")
+    assert str(info.value).startswith(f"gallery {path} holds embeddings of 'model-a'")
     gallery.check_model("model-a")  # the same space: nothing to say
+
+
+@pytest.mark.parametrize(("made_with", "choice"), [(spaces.FACENET, "facenet"),
+                                                   (spaces.SFACE, "sface")])
+def test_a_gallery_of_a_shipped_model_says_which_embedding_model_reads_it(
+        made_with: str, choice: str) -> None:
+    gallery = Gallery(made_with, 4)
+    other = spaces.SFACE if made_with == spaces.FACENET else spaces.FACENET
+    with pytest.raises(GalleryError) as info:
+        gallery.check_model(other)
+    assert (f"set embedding_model to {choice} (CLI: --embedding-model {choice}) to use it, "
+            f"or enrol the people again") in str(info.value)
 
 
 def test_file_format_is_stable(tmp_path: Path) -> None:

@@ -101,7 +101,7 @@ def test_tracking_reuses_embeddings_and_splits_on_a_cut(pipeline: FacePipeline) 
 
 
 def test_gallery_of_another_embedding_space_is_refused(pipeline: FacePipeline) -> None:
-    with pytest.raises(GalleryError, match="mixing embedding spaces"):
+    with pytest.raises(GalleryError, match="similarities across two models mean nothing"):
         pipeline.set_gallery(Gallery("facenet-pytorch-vggface2", 512))
 
 

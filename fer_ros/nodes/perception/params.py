@@ -57,6 +57,7 @@ PARAMS = (
     pipeline_param("recognition"),
     pipeline_param("emotion"),
     pipeline_param("tracking"),
+    pipeline_param("embedding_model"),
     pipeline_param("facenet_weights"),
     pipeline_param("emotion_weights"),
     pipeline_param("emotion_smoothing"),

@@ -77,8 +77,10 @@ class EmotionClassifier:
             crops[i] = resized.reshape(size, size, self.spec.channels)
         return crops
 
-    def inputs(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """(N, C, S, S) float32 model input (numpy) for the boxes (x1, y1, x2, y2 pixels)."""
+    def inputs(self, image_rgb: np.ndarray, boxes: np.ndarray,
+               landmarks: np.ndarray | None = None) -> np.ndarray:
+        """(N, C, S, S) float32 model input (numpy) for the boxes (x1, y1, x2, y2 pixels);
+        ``landmarks`` are not used (trained on box crops)."""
         crops = self.crop_boxes(image_rgb, boxes).astype(np.float32)
         x = self._normalise(crops).astype(np.float32)
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2))

@@ -55,27 +55,31 @@ def _run_models(models: PipelineModels, searched: list[tuple[CameraState, FrameJ
         camera.plan(job)
     live = [(camera, job) for camera, job in searched if job.results]
     t1 = time.perf_counter()
-    embeddings = _run_batched(models.embedder, [(job.rgb, job.embed_boxes) for _, job in live])
+    embeddings = _run_batched(models.embedder, [(job.rgb, job.embed_boxes, job.embed_landmarks)
+                                                 for _, job in live])
     t2 = time.perf_counter()
-    probabilities = _run_batched(models.classifier, [(job.rgb, job.boxes) for _, job in live])
+    probabilities = _run_batched(models.classifier, [(job.rgb, job.boxes, None)
+                                                     for _, job in live])
     t3 = time.perf_counter()
     for k, (camera, job) in enumerate(live):
         camera.apply(job, embeddings[k], probabilities[k])
         job.times.embed, job.times.emotion = (t2 - t1) * 1e3, (t3 - t2) * 1e3  # shared
 
 
-def _run_batched(model: FaceModel | None, parts: list[tuple[np.ndarray, np.ndarray]],
+def _run_batched(model: FaceModel | None,
+                 parts: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
                  ) -> list[np.ndarray | None]:
-    """The model's rows for each (image, boxes), all boxes in one ``run``; None per part
-    when the model is off."""
+    """The model's rows for each (image, boxes, landmarks), all boxes in one ``run``; None
+    per part when the model is off."""
     if model is None:
         return [None] * len(parts)
-    inputs = [model.prepare(rgb, boxes) for rgb, boxes in parts if len(boxes)]
+    inputs = [model.prepare(rgb, boxes, landmarks) for rgb, boxes, landmarks in parts
+              if len(boxes)]
     if not inputs:
         return [np.zeros((0,), np.float32) for _ in parts]
     rows = model.run(np.concatenate(inputs))
     out, start = [], 0
-    for _, boxes in parts:
+    for _, boxes, _ in parts:
         out.append(rows[start:start + len(boxes)])
         start += len(boxes)
     return out

@@ -54,6 +54,12 @@ class FrameJob:
         return np.array([self.results[i].box for i in self.to_embed], np.float32).reshape(-1, 4)
 
     @property
+    def embed_landmarks(self) -> np.ndarray:
+        """(N, 5, 2) landmarks of the faces to embed (NaN where the detector gave none)."""
+        return np.array([_landmarks_of(self.results[i].detection) for i in self.to_embed],
+                        np.float32).reshape(-1, 5, 2)
+
+    @property
     def boxes(self) -> np.ndarray:
         return np.array([r.box for r in self.results], np.float32).reshape(-1, 4)
 
@@ -241,10 +247,9 @@ class CameraState:
                 self._feel(job, probabilities)
 
     def _match(self, embeddings: np.ndarray, gallery: Gallery | None) -> list[Match] | None:
-        cfg = self.config
         if gallery is None or not len(gallery) or not len(embeddings):
             return None
-        return gallery.match(embeddings, cfg.recognition_threshold, cfg.recognition_margin)
+        return gallery.match(embeddings, *self.models.decision(self.config))
 
     def _name(self, job: FrameJob, embeddings: np.ndarray, matches: list[Match] | None) -> None:
         """Each embedded face's match, voted along its track."""
@@ -295,17 +300,19 @@ class CameraState:
         if self._reembed_pool is None:
             self._reembed_pool = ThreadPoolExecutor(1, thread_name_prefix="reembed")
         boxes = np.stack([job.results[i].box for i in todo])
+        landmarks = np.stack([_landmarks_of(job.results[i].detection) for i in todo])
         faces = [(job.tracks[i], job.tracks[i].track_id, job.patches[i],
                   job.results[i].detection.area) for i in todo]
         job.times.reembed_background = len(todo)
-        self._reembed_job = self._reembed_pool.submit(self._reembed, job.rgb, boxes, faces,
-                                                      job.gallery)
+        self._reembed_job = self._reembed_pool.submit(self._reembed, job.rgb, boxes, landmarks,
+                                                      faces, job.gallery)
 
-    def _reembed(self, rgb: np.ndarray, boxes: np.ndarray, faces: list,
-                 gallery: Gallery | None) -> None:
+    def _reembed(self, rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray,
+                 faces: list, gallery: Gallery | None) -> None:
         embedder = self.models.embedder
         try:
-            matches = self._match(embedder.run(embedder.prepare(rgb, boxes)), gallery)
+            matches = self._match(embedder.run(embedder.prepare(rgb, boxes, landmarks)),
+                                  gallery)
         except Exception:
             self.reembed_errors += 1
             return
@@ -317,6 +324,14 @@ class CameraState:
                     continue  # ended, or split into a new track (restart), meanwhile
                 name, similarity = _vote_of(matches, k)
                 _record_embedding(track, name, similarity, patch, area)
+
+
+def _landmarks_of(detection: Detection) -> np.ndarray:
+    """A detection's (5, 2) landmarks, NaN where it has none (the embedder then uses
+    its box)."""
+    if detection.landmarks is None:
+        return np.full((5, 2), np.nan, np.float32)
+    return np.asarray(detection.landmarks, np.float32).reshape(5, 2)
 
 
 def _vote_of(matches: list[Match] | None, k: int) -> tuple[str, float]:

@@ -1,12 +1,14 @@
 """PipelineModels: the models loaded once and shared by every camera.
 
-The detector, FaceNet and the emotion classifier, with what the rest of the system asks
+The detector, the face embedder (SFace or FaceNet, ``embedding_model``) and the emotion
+classifier, with what the rest of the system asks
 of them (the embedding space's name, the emotion labels, each model's runtime), and the
 gallery checks that depend on them. No camera state lives here (engine/camera.py).
 
-FaceNet and the emotion classifier are spokes of one shape (``FaceModel``): ``prepare``
-turns an image and face boxes into the model's inputs, ``run`` turns a batch of inputs
-into one output row per face. The batch (engine/batch.py) is written once for both.
+The embedder and the emotion classifier are spokes of one shape (``FaceModel``):
+``prepare`` turns an image, face boxes and their landmarks into the model's inputs,
+``run`` turns a batch of inputs into one output row per face. The batch
+(engine/batch.py) is written once for both.
 """
 
 from __future__ import annotations
@@ -23,15 +25,31 @@ from fer_ros.pipeline.emotion.classifier import EmotionClassifier
 from fer_ros.pipeline.images import to_rgb
 from fer_ros.pipeline.recognition.facenet import FaceEmbedder
 from fer_ros.pipeline.recognition.gallery import Gallery, GalleryError
+from fer_ros.pipeline.recognition.sface import SFaceEmbedder
 from fer_ros.pipeline.types import Detection
 
 
 class FaceModel(Protocol):
     """A model that answers one row per face box."""
 
-    def prepare(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray: ...
+    def prepare(self, image_rgb: np.ndarray, boxes: np.ndarray,
+                landmarks: np.ndarray | None = None) -> np.ndarray: ...
 
     def run(self, inputs: np.ndarray) -> np.ndarray: ...
+
+
+def load_embedder(config: PipelineConfig, device: str) -> FaceEmbedder | SFaceEmbedder:
+    """The embedding model ``config`` names."""
+    if config.embedding_model == "sface":
+        if config.facenet_weights:
+            raise ValueError("facenet_weights is set, but embedding_model is sface; set "
+                             "embedding_model facenet to use those weights")
+        return SFaceEmbedder()
+    if config.embedding_model == "facenet":
+        return FaceEmbedder(config.facenet_weights or None, device=device,
+                            backend=config.backend, half=config.half_precision)
+    raise ValueError(f"embedding_model must be sface or facenet, not "
+                     f"{config.embedding_model!r}")
 
 
 class PipelineModels:
@@ -54,8 +72,7 @@ class PipelineModels:
                                 min_score=config.detection_min_score)
         embedder = classifier = None
         if config.recognition:
-            embedder = FaceEmbedder(config.facenet_weights or None, device=device,
-                                    backend=config.backend, half=config.half_precision)
+            embedder = load_embedder(config, device)
         if config.emotion:
             classifier = EmotionClassifier(config.emotion_weights or None, device=device,
                                            backend=config.backend, half=config.half_precision)
@@ -91,6 +108,15 @@ class PipelineModels:
     def emotion_labels(self) -> tuple[str, ...]:
         return tuple(self.classifier.labels) if self.classifier is not None else ()
 
+    def decision(self, config: PipelineConfig) -> tuple[float, float]:
+        """(threshold, margin) that name a face: ``config``'s, or the embedder's calibrated
+        values where ``config`` leaves them negative."""
+        threshold, margin = config.recognition_threshold, config.recognition_margin
+        if self.embedder is not None:
+            threshold = threshold if threshold >= 0 else self.embedder.threshold
+            margin = margin if margin >= 0 else self.embedder.margin
+        return max(threshold, 0.0), max(margin, 0.0)
+
     # ------------------------------------------------------------------ galleries
     def check_gallery(self, gallery: Gallery) -> None:
         """GalleryError unless ``gallery`` is in this embedder's space."""
@@ -118,4 +144,5 @@ class PipelineModels:
         if require_single and len(detections) > 1:
             raise ValueError(f"{len(detections)} faces found, expected exactly one")
         largest = max(detections, key=lambda d: d.area)
-        return largest, self.embedder.embed(rgb, largest.box[None, :])[0]
+        landmarks = None if largest.landmarks is None else largest.landmarks[None]
+        return largest, self.embedder.embed(rgb, largest.box[None, :], landmarks)[0]

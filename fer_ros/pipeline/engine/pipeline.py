@@ -129,6 +129,12 @@ class FaceStreams:
         return self.models.emotion_labels
 
     @property
+    def decision(self) -> tuple[float, float]:
+        """(threshold, margin) that name a face: the configured ones, or the embedding
+        model's calibrated ones where the config leaves them negative."""
+        return self.models.decision(self.config)
+
+    @property
     def backends(self) -> dict[str, str]:
         return self.models.backends
 

@@ -30,10 +30,11 @@ from fer_ros.assets import AssetError, sha256_of
 from fer_ros.paths import models_dir
 from fer_ros.pipeline import ort_backend
 from fer_ros.pipeline.device import check_half
+from fer_ros.pipeline.recognition import spaces
 
 MODEL_FILE = "facenet_casia_20180408.pt"
 ONNX_FILE = "facenet_casia_20180408.onnx"
-MODEL_NAME = "facenet-casia-webface-20180408-102900"
+MODEL_NAME = spaces.FACENET
 EMBEDDING_DIM = 512
 INPUT_SIZE = 160
 # Context kept around the detector box, in pixels of the 160 px crop: facenet's own
@@ -42,6 +43,12 @@ INPUT_SIZE = 160
 CROP_MARGIN = 32
 FETCH_HINT = "fer-ros models fetch"
 PRETRAINED_NAMES = ("vggface2", "casia-webface")
+# Open-set decision (README "Recognising people"): on the packaged faces (sface.py says
+# which) genuine attempts score 0.577 at the lowest and strangers 0.586 at the highest, so
+# no threshold separates them. 0.59 is the lowest that names no stranger (24 of the 25
+# genuine attempts are still named); embedding_model sface separates them.
+THRESHOLD = 0.59
+MARGIN = 0.05
 
 # The embedding TensorFlow 2.21 (CPU) computes from the frozen graph for
 # reference_image(): np.random.default_rng(0) uint8 noise, standardised.
@@ -181,6 +188,8 @@ class FaceEmbedder:
     """
 
     dim: int = EMBEDDING_DIM
+    threshold: float = THRESHOLD
+    margin: float = MARGIN
 
     def __init__(self, weights: str | Path | None = None, device: str = "cpu",
                  backend: str = ort_backend.TORCH, threads: int | None = None,
@@ -228,8 +237,11 @@ class FaceEmbedder:
                                  f"{str(exc)[:300]}") from exc
         return model
 
-    def crop(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    def crop(self, image_rgb: np.ndarray, boxes: np.ndarray,
+             landmarks: np.ndarray | None = None) -> np.ndarray:
         """(N, 160, 160, 3) uint8 face crops for ``boxes`` (N, 4: x1, y1, x2, y2 pixels).
+
+        ``landmarks`` are not used: FaceNet was trained on box crops, not aligned faces.
 
         Each box is made square around its centre (its longer side) and widened so the
         box fills 128 of the 160 output pixels (:data:`CROP_MARGIN`). Parts of the square
@@ -280,7 +292,8 @@ class FaceEmbedder:
             out = torch.nn.functional.normalize(self.model(batch).float(), dim=1)
         return out.cpu().numpy().astype(np.float32, copy=False)
 
-    def embed(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    def embed(self, image_rgb: np.ndarray, boxes: np.ndarray,
+              landmarks: np.ndarray | None = None) -> np.ndarray:
         """(N, 512) float32 unit embeddings of the faces in ``boxes`` of an RGB frame."""
         return self.embed_crops(self.crop(image_rgb, boxes))
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from fer_ros.pipeline.recognition import index as gallery_index
 from fer_ros.pipeline.recognition.index import IndexPlan, Int8Index
+from fer_ros.pipeline.recognition.spaces import embedding_model_of
 from fer_ros.pipeline.types import UNKNOWN
 
 MAX_NAME_LENGTH = 64
@@ -310,13 +311,18 @@ class Gallery:
         return other
 
     def check_model(self, model: str) -> None:
+        """GalleryError unless the gallery holds embeddings of ``model``, saying how to
+        get on: choose the gallery's model, or enrol the people again."""
         if self.model != model:
             where = f"gallery {self.path}" if self.path else "the gallery"
+            choice = embedding_model_of(self.model)
+            switch = (f"set embedding_model to {choice} (CLI: --embedding-model {choice}) "
+                      f"to use it, or " if choice else "")
             raise GalleryError(
-                f"{where} holds embeddings of model {self.model!r}, but faces are embedded "
-                f"with {model!r}; mixing embedding spaces gives meaningless similarities. "
-                f"Re-enrol with `fer-ros enroll` using this model, or use the model the "
-                f"gallery was made with.")
+                f"{where} holds embeddings of {self.model!r}, but faces are embedded with "
+                f"{model!r}; similarities across two models mean nothing: {switch}enrol "
+                f"the people again with this model (`fer-ros enroll --gallery NEW NAME "
+                f"PHOTOS...`)")
 
 
 def _top_two(per_person: np.ndarray, names: list[str]) -> list[tuple[str, float, float]]:
