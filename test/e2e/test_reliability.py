@@ -27,8 +27,7 @@ from rosutil import TestNode, enroll, frame_bgr, handshake, letterbox
 from sensor_msgs.msg import Image
 
 from fer_ros.msg import FaceEmotionArray
-from fer_ros.pipeline import PipelineConfig
-from fer_ros.pipeline.recognition import gallery_file
+from fer_ros.pipeline.recognition import gallery_file, sface
 from fer_ros.ros.image_codec import image_to_msg
 from fer_ros.srv import EnrollFace
 
@@ -423,7 +422,7 @@ def test_enrolment_while_recognising_never_tears(shared: Client) -> None:
     gallery = gallery_file.load(shared.gallery)
     assert gallery.num_embeddings(PERSON) == counts[-1]
     names = set(gallery.names()) | {"unknown"}
-    threshold = PipelineConfig().recognition_threshold  # the node's default
+    threshold = sface.THRESHOLD  # the node's default: the default model's calibrated one
     outputs = [shared.answer(k) for k in keys if shared.answer(k) is not None]
     assert len(outputs) > 10
     for out in outputs:

@@ -18,6 +18,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from fer_ros.msg import FaceEmotionArray
 from fer_ros.paths import fer_ros_command
 from fer_ros.pipeline import FacePipeline, PipelineConfig
+from fer_ros.pipeline.recognition import sface
 from fer_ros.ros.image_codec import (
     compressed_to_image,
     image_to_compressed,
@@ -29,7 +30,7 @@ from fer_ros.rosless.bag_anonymize import BagAnonymizer
 from fer_ros.viewer.anonymize import hidden_region
 
 FER_ROS = fer_ros_command()[0]
-THRESHOLD = 0.5  # recognition_threshold's default
+THRESHOLD = sface.THRESHOLD  # the default model's calibrated threshold
 
 
 @pytest.fixture(scope="module")

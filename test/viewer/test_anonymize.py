@@ -1,6 +1,6 @@
 """fer_ros/viewer/anonymize.py: which faces are hidden, that only their regions change, and
-that a hidden face no longer matches the person it shows (FaceNet against a gallery of the
-five celebrities, enrolled from their training photos)."""
+that a hidden face no longer matches the person it shows (the default embedding model
+against a gallery of the five celebrities, enrolled from their training photos)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from conftest import data_path
 
 from fer_ros.msg import FaceEmotion
 from fer_ros.pipeline import UNKNOWN, FacePipeline, PipelineConfig
+from fer_ros.pipeline.recognition import sface
 from fer_ros.viewer.anonymize import (
     BLOCKS,
     MARGIN,
@@ -22,7 +23,7 @@ from fer_ros.viewer.anonymize import (
     pixelate,
 )
 
-THRESHOLD = 0.5  # recognition_threshold's default
+THRESHOLD = sface.THRESHOLD  # the default model's calibrated threshold
 
 
 def face(name: str, box: tuple[int, int, int, int] = (40, 30, 40, 48)) -> FaceEmotion:
@@ -87,20 +88,28 @@ def pipeline() -> FacePipeline:
 
 
 def test_a_hidden_face_no_longer_matches_its_person(pipeline: FacePipeline) -> None:
-    named = best_hidden = 0.0
+    named = own_first = 0
+    own_best = 0.0
     photos = sorted(data_path("celebrity", "val").glob("*/*.jpg"))
     for path in photos:
         image = rgb(path)
         detection, _ = pipeline.embed_largest_face(image)
-        box = np.asarray([detection.box])
+        box, points = np.asarray([detection.box]), detection.landmarks[None]
         x1, y1, x2, y2 = (int(v) for v in detection.box)
-        before = pipeline.embedder.embed(image, box)
-        after = pipeline.embedder.embed(pixelate(image, [(x1, y1, x2 - x1, y2 - y1)]), box)
+        before = pipeline.embedder.embed(image, box, points)
+        after = pipeline.embedder.embed(pixelate(image, [(x1, y1, x2 - x1, y2 - y1)]), box,
+                                        points)
         match_before = pipeline.gallery.match(before, THRESHOLD, 0.05)[0]
         match_after = pipeline.gallery.match(after, THRESHOLD, 0.05)[0]
         named += match_before.name == path.parent.name
         assert match_after.name == "unknown", path
-        best_hidden = max(best_hidden, float(match_after.similarity))
+        similarities, people = pipeline.gallery.similarities(after)
+        own = similarities[0][people.index(path.parent.name)]
+        own_best = max(own_best, float(own))
+        own_first += own == similarities[0].max()
     assert named >= 0.9 * len(photos)  # the same faces, not hidden, are named
-    # Far below the threshold, not just under it (0.29 measured).
-    assert best_hidden < 0.8 * THRESHOLD, best_hidden
+    # Far below the threshold, not just under it (SFace: 0.23 measured; a hidden face
+    # resembles some other person more, about 0.4 at most, as any blank face does).
+    assert own_best < 0.6 * THRESHOLD, own_best
+    # Its own person comes first no more often than by chance (one in five people).
+    assert own_first <= 0.3 * len(photos), own_first
