@@ -92,6 +92,8 @@ def fold(model: onnx.ModelProto) -> onnx.ModelProto:
                                          for name, v in zip(computed, values, strict=True)])
     for value in (out.graph.input[0], out.graph.output[0]):
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    # Recorded intermediate shapes say batch 1 (ONNX Runtime warns at every larger batch).
+    del out.graph.value_info[:]
     onnx.checker.check_model(out)
     return out
 

@@ -82,6 +82,12 @@ def print_table(report: dict) -> None:
     print("identity accuracy (top-1, 5-celebrity val):",
           {k: v.get("top1") for k, v in report["identity"].items()},
           "| ours with threshold:", report["identity"]["ours"].get("named_correct"))
+    for model, row in report.get("embedding_models", {}).items():
+        far = {f"FAR {p['far_target']:g}": p["tar"] for p in row["tar_at_far"]}
+        print(f"embedding {model}: top-1 {row['top1']}, named correctly {row['named_correct']}"
+              f", strangers unknown {row['strangers_unknown']} of {row['counts']['strangers']}"
+              f", gap {row['gap']}, TAR {far}, EER {row['eer'] and row['eer']['rate']}, "
+              f"{row['ms_per_face']} ms a face (one thread)")
     print("ratios (fps):", report["ratios"])
     print("floors:", report["floors"])
 

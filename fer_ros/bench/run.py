@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import torch
 
-from fer_ros.bench import BAGS, RATE_HZ, data, live, naming, peers, report, streams
+from fer_ros.bench import BAGS, RATE_HZ, data, live, naming, openset, peers, report, streams
 from fer_ros.nodes.perception.params import PARAMS
 from fer_ros.pipeline import FacePipeline, PipelineConfig
 from fer_ros.pipeline.emotion import EmotionClassifier
@@ -143,6 +143,9 @@ class BenchRun:
         named = peers.ours_named_accuracy(ours, self.args.id_limit)
         gallery = named.pop("gallery")
         self.identity["ours"].update(named)
+        self.log("identity: each embedding model, open-set (strangers: packaged faces of "
+                 "people not enrolled)")
+        self.report["embedding_models"] = openset.measure(ours.detector, self.args.id_limit)
         saved = gallery_file.save(gallery, self.out / "gallery.json")
         self.overrides.setdefault("gallery_path", str(saved))
 

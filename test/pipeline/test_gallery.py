@@ -150,7 +150,7 @@ def test_mixing_embedding_spaces_is_refused(tmp_path: Path) -> None:
     assert str(info.value) == (
         "the gallery holds embeddings of 'model-a', but faces are embedded with 'model-b'; "
         "similarities across two models mean nothing: enrol the people again with this "
-        "model (`fer-ros enroll --gallery NEW NAME PHOTOS...`)")
+        "model (`fer-ros enroll --gallery NEW --name NAME PHOTOS...`)")
     path = gallery_file.save(gallery, tmp_path / "g.json")
     with pytest.raises(GalleryError) as info:
         gallery_file.load(path).check_model("model-b")

@@ -321,7 +321,7 @@ class Gallery:
             raise GalleryError(
                 f"{where} holds embeddings of {self.model!r}, but faces are embedded with "
                 f"{model!r}; similarities across two models mean nothing: {switch}enrol "
-                f"the people again with this model (`fer-ros enroll --gallery NEW NAME "
+                f"the people again with this model (`fer-ros enroll --gallery NEW --name NAME "
                 f"PHOTOS...`)")
 
 
