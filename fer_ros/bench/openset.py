@@ -30,16 +30,17 @@ MODELS: dict[str, Callable[[], object]] = {
     "facenet": lambda: FaceEmbedder(backend="auto", threads=1),
 }
 Faces = dict[Path, tuple[np.ndarray, list[Detection]]]
+ByPerson = dict[str, list[Path]]
 
 
-def find_faces(detector, limit: int = 0) -> tuple[dict[str, list[Path]], dict[str, list[Path]],
-                                                   Faces]:
-    """(training photos by person, validation photos by person, every photo's faces)."""
+def find_faces(detector, enrol_limit: int = 0) -> tuple[ByPerson, ByPerson, Faces]:
+    """(training photos by person, the first ``enrol_limit`` (0: all) in which a face is
+    found; validation photos by person; every photo's faces)."""
     root = dataset_dir("celebrity")
 
-    def listing(part: str) -> dict[str, list[Path]]:
+    def listing(part: str) -> ByPerson:
         people = sorted(p for p in (root / part).iterdir() if p.is_dir())
-        return {p.name: sorted(p.glob("*.jpg"))[:limit or None] for p in people}
+        return {p.name: sorted(p.glob("*.jpg")) for p in people}
 
     train, val = listing("train"), listing("val")
     faces: Faces = {}
@@ -47,6 +48,8 @@ def find_faces(detector, limit: int = 0) -> tuple[dict[str, list[Path]], dict[st
             stranger_photos():
         image = read_image_rgb(path)
         faces[path] = (image, detector.detect(image))
+    train = {person: [p for p in paths if faces[p][1]][:enrol_limit or None]
+             for person, paths in train.items()}
     return train, val, faces
 
 
@@ -59,7 +62,7 @@ def _embed(embedder, faces: Faces, path: Path, largest: bool) -> np.ndarray:
                           np.stack([d.landmarks for d in chosen]))
 
 
-def scores(embedder, train: dict[str, list[Path]], val: dict[str, list[Path]],
+def scores(embedder, train: ByPerson, val: ByPerson,
            faces: Faces) -> tuple[openset.OpenSetScores, int]:
     """Open-set scores of one model, and how many validation photos held no face."""
     gallery = Gallery(embedder.model_name, embedder.dim)
@@ -96,14 +99,28 @@ def cost_ms(embedder, faces: Faces, repeats: int = 20) -> float:
     return round(float(np.median(times)), 1)
 
 
-def measure(detector, limit: int = 0) -> dict[str, dict]:
-    """The identity row of each model (see the module docstring)."""
-    train, val, faces = find_faces(detector, limit)
+def measure(detector, enrol_limit: int = 0) -> dict[str, dict]:
+    """The identity row of each model (see the module docstring), each person enrolled from
+    ``enrol_limit`` training photos (0: all of them)."""
+    train, val, faces = find_faces(detector, enrol_limit)
     out: dict[str, dict] = {}
     for name, make in MODELS.items():
         embedder = make()
         found, missed = scores(embedder, train, val, faces)
         figures = openset.summary(found, embedder.threshold, embedder.margin)
         out[name] = {"model": embedder.model_name, **figures, "val_without_face": missed,
+                     "enrolled_per_person": min(len(paths) for paths in train.values()),
                      "ms_per_face": cost_ms(embedder, faces)}
     return out
+
+
+def run(enrol_limit: int = 0) -> dict[str, dict]:
+    """``fer-ros bench --identity``: :func:`measure` with the stills detector, on one thread."""
+    import torch
+
+    from fer_ros.pipeline import FacePipeline, PipelineConfig
+
+    torch.set_num_threads(1)
+    detector = FacePipeline(PipelineConfig.stills(device="cpu", emotion=False,
+                                                  recognition=False)).detector
+    return measure(detector, enrol_limit)

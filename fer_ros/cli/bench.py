@@ -60,6 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transport", action="store_true",
                         help="instead: bytes per second and decode time of raw and JPEG images "
                              "at 480p, 720p and 1080p (fer_ros/bench/transport.py)")
+    parser.add_argument("--identity", action="store_true",
+                        help="instead: each embedding model on the packaged faces, open-set "
+                             "(top-1, strangers called unknown, gap, TAR at FAR, EER, cost per "
+                             "face; fer_ros/bench/openset.py); --id-limit enrols fewer photos")
     parser.add_argument("--idle", action="store_true",
                         help="instead: the node's CPU with nobody in view and the time to "
                              "detect a person who steps in (fer_ros/bench/idle.py)")
@@ -94,6 +98,14 @@ def run(args: argparse.Namespace) -> int:
         from fer_ros.bench import transport
 
         print("transport:", json.dumps(transport.run(), indent=None if args.json else 1))
+        return 0
+    if args.identity:
+        import json
+
+        from fer_ros.bench import openset
+
+        print(json.dumps({"embedding_models": openset.run(args.id_limit)},
+                         indent=None if args.json else 1))
         return 0
     if args.idle:
         from fer_ros.bench.idle import run_idle

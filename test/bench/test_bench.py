@@ -125,6 +125,26 @@ def test_streams_bench_reports_every_camera(tmp_path) -> None:
 
 
 @pytest.mark.timeout(300)
+def test_identity_bench_reports_both_models_open_set() -> None:
+    """`fer-ros bench --identity`: each model's open-set row on the packaged faces, with the
+    figures of issue 22 (SFace: every stranger unknown, a positive gap)."""
+    result = subprocess.run([*fer_ros_command(), "bench", "--identity", "--json",
+                             "--id-limit", "5"], capture_output=True, text=True, timeout=280,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(result.stdout)["embedding_models"]
+    assert list(rows) == ["sface", "facenet"]
+    for row in rows.values():
+        assert row["counts"] == {"genuine": 25, "strangers": 18}, row
+        assert row["enrolled_per_person"] == 5 and row["ms_per_face"] > 0
+        assert [p["far_target"] for p in row["tar_at_far"]] == [0.01, 0.001]
+    sface, facenet = rows["sface"], rows["facenet"]
+    assert sface["model"].startswith("sface-") and facenet["model"].startswith("facenet-")
+    assert sface["top1"] == 1.0 and sface["false_accepts"] == 0
+    assert sface["gap"] > 0 > facenet["gap"]
+
+
+@pytest.mark.timeout(300)
 def test_backend_comparison() -> None:
     """`fer-ros bench --backends`: FaceNet in PyTorch, TorchScript and ONNX Runtime agree."""
     result = subprocess.run([*fer_ros_command(), "bench", "--backends"], capture_output=True,

@@ -330,7 +330,8 @@ def _bad_galleries(good: str) -> list[tuple[str, str, str]]:
 def test_bad_gallery_files_keep_the_previous_gallery(shared: Client) -> None:
     path = shared.gallery
     good = path.read_text()
-    image = sorted(data_path("celebrity", "val", PERSON).glob("*.jpg"))[1]
+    # A photo a 4-photo enrolment names (val[1] scores 0.33, under SFace's 0.42).
+    image = sorted(data_path("celebrity", "val", PERSON).glob("*.jpg"))[0]
     try:
         for variant, text, problem in _bad_galleries(good):
             def errors(problem=problem) -> int:

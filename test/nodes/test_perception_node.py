@@ -286,7 +286,8 @@ def test_corrupt_gallery_keeps_the_previous_one(session: Session) -> None:
         assert wait_for(lambda: session.proc.output().count("not valid JSON") > errors, 10)
         response = session.client.call(session.reload, Trigger.Request())
         assert not response.success and "keeping the previous gallery" in response.message
-        image = sorted(data_path("celebrity", "val", PERSON).glob("*.jpg"))[1]
+        # A photo a 4-photo enrolment names (val[1] scores 0.33, under SFace's 0.42).
+        image = sorted(data_path("celebrity", "val", PERSON).glob("*.jpg"))[0]
         assert session.send(face_msg(image)).faces[0].name == PERSON
     finally:  # whatever happens, the next test finds the good gallery
         session.gallery.write_text(good)
@@ -305,7 +306,7 @@ def test_parameters_are_validated_at_run_time(session: Session) -> None:
         ok, _ = session.set_param("recognition_threshold", 0.6)
         assert ok
     finally:  # back to config/perception.yaml's, so no later test matches at 0.6
-        assert session.set_param("recognition_threshold", 0.5)[0]
+        assert session.set_param("recognition_threshold", -1.0)[0]
 
 
 def test_diagnostics(session: Session) -> None:

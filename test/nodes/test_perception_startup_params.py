@@ -1,6 +1,6 @@
 """perception_node's read-only parameters that shape the pipeline at configure time:
-detection_thresholds (a spawned node) and torch_threads (in this process, with the
-pipeline's construction replaced, so no model is loaded)."""
+detection_thresholds and embedding_model (spawned nodes) and torch_threads (in this
+process, with the pipeline's construction replaced, so no model is loaded)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from sensor_msgs.msg import Image
 import fer_ros.nodes.perception.node as perception_node
 from fer_ros.msg import FaceEmotionArray
 from fer_ros.paths import node_executable
+from fer_ros.pipeline import Gallery
+from fer_ros.pipeline.recognition import facenet, gallery_file, spaces
 from fer_ros.ros.image_codec import image_to_msg
 
 
@@ -58,6 +60,32 @@ def test_impossible_detection_thresholds_find_no_face(spawn) -> None:
         assert [(o.header.stamp.sec, list(o.faces)) for o in ours()] == [(1, []), (2, [])]
     finally:
         client.close()
+    assert proc.interrupt() == 0, proc.output()[-2000:]
+    assert "Traceback" not in proc.output()
+
+
+def test_a_gallery_of_another_embedding_model_is_refused_in_one_line(spawn, tmp_path) -> None:
+    """embedding_model:=facenet on an SFace gallery: the log names the model and threshold
+    in effect, and one ERROR line says which embedding_model reads the gallery; the node
+    runs on (every face unknown) and the file is left as it was."""
+    gallery = Gallery(spaces.SFACE, 128)
+    gallery.add("ada", np.random.default_rng(0).standard_normal((2, 128)))
+    path = gallery_file.save(gallery, tmp_path / "people.json")
+    before = path.read_bytes()
+    proc = spawn([str(node_executable("perception_node")), "--ros-args",
+                  "-p", "device:=cpu", "-p", "embedding_model:=facenet",
+                  "-p", "enable_emotion:=false", "-p", f"gallery_path:={path}"], "perception")
+    assert wait_for(lambda: "keeping the previous gallery" in proc.output(), 120), \
+        proc.output()
+    loaded = [line for line in proc.output().splitlines() if "models loaded" in line]
+    assert len(loaded) == 1 and (
+        f"embedder {facenet.MODEL_NAME} (names at similarity >= 0.59, margin 0.05)"
+        in loaded[0]), loaded
+    errors = [line for line in proc.output().splitlines() if "ERROR" in line]
+    assert len(errors) == 1, errors
+    assert (f"gallery {path} holds embeddings of '{spaces.SFACE}'" in errors[0]
+            and "set embedding_model to sface" in errors[0]), errors
+    assert path.read_bytes() == before
     assert proc.interrupt() == 0, proc.output()[-2000:]
     assert "Traceback" not in proc.output()
 

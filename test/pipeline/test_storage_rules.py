@@ -458,7 +458,7 @@ def test_a_storage_without_a_model_writes_in_the_gallery_s_own(location: str) ->
     with pytest.raises(GalleryError) as info:
         open_storage(location, "other-model", DIM).add("cy", unit(), ["z"])
     assert str(info.value).startswith(
-        f"gallery {db(location).location} holds embeddings of model 'test-model', but faces "
+        f"gallery {db(location).location} holds embeddings of 'test-model', but faces "
         f"are embedded with 'other-model'")
 
 

@@ -121,8 +121,9 @@ class PerceptionNode(LifecycleNode):
         runtimes = ", ".join(f"{k} {v}" for k, v in self.faces.backends.items())
         self.get_logger().info(
             f"models loaded in {self.load_seconds:.1f} s on {self.faces.device}: "
-            f"detector MTCNN, embedder {self.faces.model_name or 'off'}, emotion "
-            f"{'/'.join(self.faces.emotion_labels) or 'off'} (runtime: {runtimes or '-'})")
+            f"detector MTCNN, embedder {self.faces.model_name or 'off'}{self._decision()}, "
+            f"emotion {'/'.join(self.faces.emotion_labels) or 'off'} (runtime: "
+            f"{runtimes or '-'})")
         self.gallery = GallerySync(self.faces, self.p["gallery_path"],
                                     self.p["persist_gallery"], self.get_logger())
         self.gallery.reload()
@@ -262,6 +263,13 @@ class PerceptionNode(LifecycleNode):
                 self.gallery.set_path(changed["gallery_path"])
 
     # ------------------------------------------------------------------ gallery
+    def _decision(self) -> str:
+        """" (names at similarity >= T, margin M)" for the log; "" without recognition."""
+        if self.faces.embedder is None:
+            return ""
+        threshold, margin = self.faces.decision
+        return f" (names at similarity >= {threshold:.2f}, margin {margin:.2f})"
+
     def _housekeeping(self) -> None:
         if self.p["retention_days"] > 0 and not self.p["persist_gallery"]:
             if not self._said_retention_off:
