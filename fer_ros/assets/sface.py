@@ -112,9 +112,18 @@ def prepare_onnx(force: bool = False) -> Path:
     target = sface.onnx_model_path()
     if not force and ort_backend.is_current(target, sface.SOURCE_SHA256):
         return target
-    original = runnable(onnx.load(str(source_model())))
-    folded = fold(original)
-    reference = _session(original)
+    if ort_backend.ort is None:
+        raise AssetError("SFace needs onnxruntime (pip install onnxruntime==1.32.0)")
+    source = source_model()
+    try:
+        original = runnable(onnx.load(str(source)))
+        folded = fold(original)
+        reference = _session(original)
+    except AssetError:
+        raise
+    except Exception as exc:  # onnx and onnxruntime raise their own types
+        raise AssetError(f"{source} cannot be folded: {type(exc).__name__}: "
+                         f"{str(exc)[:200]}") from exc
 
     def run_original(x: np.ndarray) -> np.ndarray:
         return reference.run(None, {sface.INPUT_NAME: x})[0]

@@ -124,13 +124,17 @@ class BenchRun:
     def our_pipeline(self) -> FacePipeline:
         """The node's settings, but re-embedding in the frame's own time (in-process rows
         time each frame's own work; a background thread would hide some of it)."""
-        backend = str(self.overrides.get("backend", node_default("backend")))
+        def setting(name: str) -> str:  # the live node's, so its gallery fits the node
+            return str(self.overrides.get(name, node_default(name)))
+
         ours = FacePipeline(PipelineConfig(
             device="cpu", min_face_size=node_default("min_face_size"),
             downscale=node_default("downscale"),
             reembed_interval=node_default("reembed_interval"),
             full_detection_interval=node_default("full_detection_interval"),
-            async_reembed=False, backend=backend))
+            async_reembed=False, backend=setting("backend"),
+            embedding_model=setting("embedding_model"),
+            facenet_weights=setting("facenet_weights")))
         self.report["stages_ms"] = peers.stage_times(ours, self.bags)
         self.log(f"stages alone (ms, median): {self.report['stages_ms']}")
         return ours

@@ -107,6 +107,26 @@ def enrol_people(gallery: Path, per_person: int, device: str) -> list[str]:
     return names
 
 
+def set_aside_other_model(gallery: Path) -> None:
+    """A demo gallery of another embedding model (an earlier demo, before the default model
+    changed) is renamed, not overwritten or refused: the demo then enrols anew."""
+    from fer_ros.pipeline import PipelineConfig
+    from fer_ros.pipeline.recognition.spaces import BY_CHOICE
+
+    if not gallery.is_file():
+        return
+    try:
+        model = json.loads(gallery.read_text()).get("model", "")
+    except (OSError, ValueError, AttributeError):
+        model = ""
+    wanted = BY_CHOICE[PipelineConfig().embedding_model]
+    if model != wanted:
+        aside = gallery.with_name(f"{gallery.stem}.{model or 'unreadable'}{gallery.suffix}")
+        gallery.rename(aside)
+        print(f"demo: {gallery} holds embeddings of {model or 'an unreadable file'!r}, not "
+              f"of {wanted!r}; kept as {aside}, enrolling anew")
+
+
 class Summary:
     """Counts what arrives on /faces/emotions while the launch runs."""
 
@@ -159,11 +179,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"demo: building the sample clip {source}")
         frames = build_clip(Path(source), args.fps)
         print(f"demo: {frames} frames at {args.fps:g} fps")
+    set_aside_other_model(gallery)
     if not gallery.exists() or not webcam:
         print("demo: enrolling the five sample people from their training images")
         names = enrol_people(gallery, args.per_person, args.device)
         if not names:
-            print("demo: enrolment failed; is `fer-ros models fetch` done?")
+            print("demo: enrolment failed (the lines above say why)")
             return 1
     launch_file = share_dir() / "launch" / "webcam.launch.py"
     video = out / "annotated.mp4"

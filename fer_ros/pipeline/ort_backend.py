@@ -151,8 +151,8 @@ def open_session(path: Path, source_sha256: str, threads: int | None = None,
     shape = session.get_inputs()[0].shape[1:]
     got = session.run(None, {session.get_inputs()[0].name: probe_input((1, *shape))})[0][0]
     if got.size != expected.size or not np.abs(got.ravel() - expected).max() <= PROBE_TOLERANCE:
-        raise AssetError(f"{path} does not reproduce the PyTorch model's output on the probe "
-                         f"input; run `{FETCH_HINT} --force`")
+        raise AssetError(f"{path} does not reproduce its reference model's output on the "
+                         f"probe input; run `{FETCH_HINT} --force`")
     return session
 
 

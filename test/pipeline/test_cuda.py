@@ -44,10 +44,15 @@ def test_cuda_without_a_gpu_is_a_clear_error() -> None:
 
 @pytest.mark.cuda
 @needs_cuda
-def test_cuda_finds_and_names_what_the_cpu_does() -> None:
-    cpu = FacePipeline(PipelineConfig(device="cpu", backend="torch", tracking=False))
-    gpu = FacePipeline(PipelineConfig(device="cuda", backend="torch", tracking=False))
-    assert gpu.device.startswith("cuda") and gpu.backends == {"embedder": "torch",
+@pytest.mark.parametrize(("model", "embedder_runtime"), [("facenet", "torch"),
+                                                         ("sface", "onnxruntime")])
+def test_cuda_finds_and_names_what_the_cpu_does(model: str, embedder_runtime: str) -> None:
+    """FaceNet runs on the GPU; SFace (ONNX Runtime, CPU) beside the GPU's other models."""
+    cpu = FacePipeline(PipelineConfig(device="cpu", backend="torch", tracking=False,
+                                      embedding_model=model))
+    gpu = FacePipeline(PipelineConfig(device="cuda", backend="torch", tracking=False,
+                                      embedding_model=model))
+    assert gpu.device.startswith("cuda") and gpu.backends == {"embedder": embedder_runtime,
                                                               "emotion": "torch"}
     for image in faces():
         a, b = cpu.process(image, stamp=1.0), gpu.process(image, stamp=1.0)

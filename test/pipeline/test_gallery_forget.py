@@ -239,6 +239,22 @@ def test_last_seen_is_kept_and_retention_forgets_the_unseen(location: str) -> No
     storage.close()
 
 
+def test_retention_never_touches_a_gallery_of_another_model(location: str) -> None:
+    """A node running another embedding model refuses the gallery for matching, so it
+    never sees anyone in it: its retention must not erase them all."""
+    enrolled(location).close()
+    other = open_storage(location, "other-model", DIM)
+    with pytest.raises(GalleryError, match="other-model"):
+        other.mark_seen(["ada"], FAR_AHEAD)
+    for now in ("2026-06-01T00:00:00+00:00", "2600-01-01T00:00:00+00:00"):
+        with pytest.raises(GalleryError, match="other-model"):
+            other.expire("2500-01-01T00:00:00+00:00", now)
+    other.close()
+    gallery = open_storage(location).load()
+    assert gallery.names() == ["ada", "bob"]
+    assert not gallery.forgotten and not gallery.last_seen and not gallery.retention_since
+
+
 def sync_of(location: str, persist: bool = True):
     from syncutil import Holder, Log
 

@@ -73,6 +73,27 @@ def test_alignment_puts_the_landmarks_on_the_template(pipelines: dict[str, FaceP
         assert abs(cx - tx) < 1.0 and abs(cy - ty) < 1.0, (k, cx, cy, tx, ty)
 
 
+def test_the_similarity_fit_uses_every_landmark() -> None:
+    """Exact points give the transform back; noisy ones the least squared error over all
+    five (LMEDS, which may drop a point, does no better)."""
+    angle, scale, shift = np.deg2rad(-20), 0.6, np.array([12.0, -7.0])
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    source = np.random.default_rng(2).uniform(0, 200, (5, 2))
+    target = source @ (scale * rotation).T + shift
+    matrix = sface.similarity_transform(source, target)
+    np.testing.assert_allclose(matrix, np.hstack([scale * rotation, shift[:, None]]),
+                               atol=1e-5)
+    noisy = target + np.random.default_rng(3).normal(0, 2.0, target.shape)
+
+    def error(m: np.ndarray) -> float:
+        return float(((source @ m[:, :2].T + m[:, 2] - noisy) ** 2).sum())
+
+    lmeds, _ = cv2.estimateAffinePartial2D(source.astype(np.float32),
+                                           noisy.astype(np.float32), method=cv2.LMEDS)
+    assert error(sface.similarity_transform(source, noisy)) <= error(lmeds) + 1e-6
+    assert sface.similarity_transform(np.ones((5, 2)), target) is None
+
+
 def test_a_face_without_landmarks_is_aligned_by_its_box(pipelines: dict[str, FacePipeline],
                                                         ) -> None:
     pipe = pipelines["sface"]

@@ -179,6 +179,8 @@ class JsonStorage(GalleryStorage):
         with self._locked():
             before = self.version()
             gallery = self.load()
+            if self.model is not None:  # another model's gallery: its people are never seen
+                gallery.check_model(self.model)
             changed = False
             for name in names:
                 if name in gallery.people and gallery.last_seen.get(name, "") < at:
@@ -198,6 +200,10 @@ class JsonStorage(GalleryStorage):
     def expire(self, before: str, now: str) -> list[tuple[str, str]]:
         with self._locked():
             gallery = self._current()
+            # A node of another model never names (so never sees) anyone in it: expiring
+            # would erase everyone (the SQL storages refuse the same way, in _init_meta).
+            if self.model is not None:
+                gallery.check_model(self.model)
             if not gallery.retention_since:
                 gallery.retention_since = now
                 gallery_file.save(gallery)
