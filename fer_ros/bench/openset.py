@@ -11,13 +11,14 @@ Faces are found once and embedded by each model, so the models see the same crop
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from fer_ros.assets.datasets import dataset_dir, stranger_photos
+from fer_ros.assets.datasets import stranger_photos
+from fer_ros.bench.backends import median_ms
+from fer_ros.bench.peers import celebrity_split
 from fer_ros.pipeline.images import read_image_rgb
 from fer_ros.pipeline.recognition import openset
 from fer_ros.pipeline.recognition.facenet import FaceEmbedder
@@ -36,13 +37,7 @@ ByPerson = dict[str, list[Path]]
 def find_faces(detector, enrol_limit: int = 0) -> tuple[ByPerson, ByPerson, Faces]:
     """(training photos by person, the first ``enrol_limit`` (0: all) in which a face is
     found; validation photos by person; every photo's faces)."""
-    root = dataset_dir("celebrity")
-
-    def listing(part: str) -> ByPerson:
-        people = sorted(p for p in (root / part).iterdir() if p.is_dir())
-        return {p.name: sorted(p.glob("*.jpg")) for p in people}
-
-    train, val = listing("train"), listing("val")
+    train, val = celebrity_split()
     faces: Faces = {}
     for path in [p for paths in (*train.values(), *val.values()) for p in paths] + \
             stranger_photos():
@@ -90,13 +85,7 @@ def cost_ms(embedder, faces: Faces, repeats: int = 20) -> float:
     """Median ms to embed one face (alignment or crop included), one thread."""
     image, found = next(v for v in faces.values() if v[1])
     box, points = found[0].box[None], found[0].landmarks[None]
-    embedder.embed(image, box, points)  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        embedder.embed(image, box, points)
-        times.append((time.perf_counter() - start) * 1e3)
-    return round(float(np.median(times)), 1)
+    return round(median_ms(lambda: embedder.embed(image, box, points), repeats), 1)
 
 
 def measure(detector, enrol_limit: int = 0) -> dict[str, dict]:

@@ -110,14 +110,15 @@ def enrol_people(gallery: Path, per_person: int, device: str) -> list[str]:
 def set_aside_other_model(gallery: Path) -> None:
     """A demo gallery of another embedding model (an earlier demo, before the default model
     changed) is renamed, not overwritten or refused: the demo then enrols anew."""
-    from fer_ros.pipeline import PipelineConfig
+    from fer_ros.pipeline import GalleryError, PipelineConfig
+    from fer_ros.pipeline.recognition import gallery_file
     from fer_ros.pipeline.recognition.spaces import BY_CHOICE
 
     if not gallery.is_file():
         return
     try:
-        model = json.loads(gallery.read_text()).get("model", "")
-    except (OSError, ValueError, AttributeError):
+        model = gallery_file.load(gallery).model
+    except GalleryError:
         model = ""
     wanted = BY_CHOICE[PipelineConfig().embedding_model]
     if model != wanted:

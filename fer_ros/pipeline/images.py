@@ -37,6 +37,17 @@ def to_rgb(image: np.ndarray, color: str) -> np.ndarray:
     raise ValueError(f"color must be 'rgb' or 'bgr', not {color!r}")
 
 
+def crop_batch(crops: np.ndarray, size: int) -> np.ndarray:
+    """``crops`` as an (N, size, size, 3) batch of a face model's input (one crop gets a
+    batch axis); ValueError naming the shape when a non-empty batch has another."""
+    batch = np.asarray(crops)
+    if batch.ndim == 3:
+        batch = batch[None]
+    if len(batch) and batch.shape[1:] != (size, size, 3):
+        raise ValueError(f"expected crops of shape (N, {size}, {size}, 3), got {batch.shape}")
+    return batch
+
+
 def face_patch(image_rgb: np.ndarray, box: np.ndarray, size: int = 16) -> np.ndarray:
     """A tiny zero-mean, unit-norm grey patch of the face: a cheap appearance signature
     (the dot product of two is their correlation)."""

@@ -30,6 +30,7 @@ from fer_ros.assets import AssetError, sha256_of
 from fer_ros.paths import models_dir
 from fer_ros.pipeline import ort_backend
 from fer_ros.pipeline.device import check_half
+from fer_ros.pipeline.images import crop_batch
 from fer_ros.pipeline.recognition import spaces
 
 MODEL_FILE = "facenet_casia_20180408.pt"
@@ -275,14 +276,9 @@ class FaceEmbedder:
 
     def embed_crops(self, crops: np.ndarray) -> np.ndarray:
         """(N, 512) float32 unit embeddings of (N, 160, 160, 3) uint8 RGB crops, one forward."""
-        crops = np.asarray(crops)
-        if crops.ndim == 3:
-            crops = crops[None]
+        crops = crop_batch(crops, INPUT_SIZE)
         if len(crops) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if crops.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
-            raise ValueError(f"expected crops of shape (N, {INPUT_SIZE}, {INPUT_SIZE}, 3), "
-                             f"got {crops.shape}")
         if self.session is not None:
             x = np.ascontiguousarray(standardize(crops).transpose(0, 3, 1, 2))
             return self.session.run(None, {"input": x})[0].astype(np.float32, copy=False)

@@ -19,6 +19,7 @@ import numpy as np
 
 from fer_ros.paths import models_dir
 from fer_ros.pipeline import ort_backend
+from fer_ros.pipeline.images import crop_batch
 from fer_ros.pipeline.recognition import spaces
 
 ONNX_FILE = "sface_2021dec_f32.onnx"
@@ -143,14 +144,9 @@ class SFaceEmbedder:
 
     def embed_crops(self, crops: np.ndarray) -> np.ndarray:
         """(N, 128) float32 unit embeddings of (N, 112, 112, 3) uint8 RGB aligned crops."""
-        crops = np.asarray(crops)
-        if crops.ndim == 3:
-            crops = crops[None]
+        crops = crop_batch(crops, INPUT_SIZE)
         if len(crops) == 0:
             return np.zeros((0, self.dim), np.float32)
-        if crops.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
-            raise ValueError(f"expected crops of shape (N, {INPUT_SIZE}, {INPUT_SIZE}, 3), "
-                             f"got {crops.shape}")
         raw = self.session.run(None, {INPUT_NAME: model_input(crops)})[0]
         norms = np.linalg.norm(raw, axis=1, keepdims=True)
         return (raw / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
