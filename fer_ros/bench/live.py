@@ -96,6 +96,7 @@ class Client(BackgroundNode):
         self.lock = threading.Lock()
         # stamp -> (t, faces, faces named: a name other than "unknown")
         self.answers: dict[tuple[int, int], tuple[float, int, int]] = {}
+        self.track_ids: dict[tuple[int, int], tuple[int, ...]] = {}  # stamp -> faces' ids
         self.diagnostics: list = []
         self.node.create_subscription(FaceEmotionArray, "/faces/emotions", self._on_out,
                                       reliable)
@@ -104,9 +105,10 @@ class Client(BackgroundNode):
     def _on_out(self, msg) -> None:
         now = time.time()
         named = sum(1 for face in msg.faces if face.name not in ("", "unknown"))
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
         with self.lock:
-            self.answers[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = (
-                now, len(msg.faces), named)
+            self.answers[stamp] = (now, len(msg.faces), named)
+            self.track_ids[stamp] = tuple(face.track_id for face in msg.faces)
 
     def _on_diag(self, msg) -> None:
         for status in msg.status:
@@ -177,31 +179,35 @@ class Sampler:
         return self.samples
 
 
-def stream(client: Client, frames: list[np.ndarray], rate_hz: float, seconds: float,
+def stream(client: Client, frames: list, rate_hz: float, seconds: float,
            warmup_s: float = 2.0, sampler: Sampler | None = None,
            tail_s: float = 1.0) -> dict:
-    """Publish the frames (looping) at ``rate_hz`` for warm-up + ``seconds``; measure."""
-    sent, sample_mark = _publish_frames(client, image_msgs(frames, client.transport), rate_hz,
-                                        warmup_s,
-                                        seconds, sampler)
+    """Publish the frames (looping; images, or messages from ``image_msgs``) at
+    ``rate_hz`` for warm-up + ``seconds``; measure. ``series`` holds each answer's time,
+    latency and faces' track ids, in the order the frames were sent."""
+    msgs = frames if frames and not isinstance(frames[0], np.ndarray) else \
+        image_msgs(frames, client.transport)
+    sent, sample_mark = _publish_frames(client, msgs, rate_hz, warmup_s, seconds, sampler)
     time.sleep(tail_s)  # answers still in flight
     with client.lock:
         answers = dict(client.answers)
+        track_ids = dict(client.track_ids)
         diags = list(client.diagnostics)
-    lat, t_ans, faces = [], [], []
+    lat, t_ans, faces, ids = [], [], [], []
     for key, wall in sent:
         if key in answers:
             t, n, _ = answers[key]
             lat.append((t - wall) * 1e3)
             t_ans.append(t)
             faces.append(n)
+            ids.append(list(track_ids.get(key, ())))
     result = summarise(sent, lat, t_ans, faces)
     if sampler is not None:
         result.update(resource_usage(sampler.samples[sample_mark:]))
     if diags:
         result.update(_node_reported(diags[-1]))
     result["series"] = {"t": [round(t - t_ans[0], 3) for t in t_ans] if t_ans else [],
-                        "latency_ms": [round(v, 1) for v in lat]}
+                        "latency_ms": [round(v, 1) for v in lat], "track_ids": ids}
     return result
 
 

@@ -88,8 +88,22 @@ def print_table(report: dict) -> None:
               f", strangers unknown {row['strangers_unknown']} of {row['counts']['strangers']}"
               f", gap {row['gap']}, TAR {far}, EER {row['eer'] and row['eer']['rate']}, "
               f"{row['ms_per_face']} ms a face (one thread)")
+    if report.get("clips"):
+        print_clips(report["clips"])
     print("ratios (fps):", report["ratios"])
     print("floors:", report["floors"])
+
+
+def print_clips(clips: dict[str, dict]) -> None:
+    """Real footage through the node: one row per clip and resolution."""
+    print(f"\n{'real clip':14} {'resolution':>10} {'fps':>6} {'p50':>7} {'p95':>7} {'max':>7} "
+          f"{'drop':>5} {'CPU%':>6} {'ids':>4} {'switches':>8}")
+    for name, per_size in clips.items():
+        for size, r in per_size.items():
+            lat = r["latency_ms"]
+            print(f"{name:14} {size:>10} {r['fps']:6.1f} {lat['p50']:7.1f} {lat['p95']:7.1f} "
+                  f"{lat['max']:7.1f} {r['dropped']:5d} {r.get('cpu_percent') or 0:6.0f} "
+                  f"{r['track_ids']:4d} {r['id_switches']:8d}")
 
 
 def plot(results: dict[str, dict], path: Path) -> None:

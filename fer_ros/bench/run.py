@@ -23,7 +23,18 @@ import cv2
 import numpy as np
 import torch
 
-from fer_ros.bench import BAGS, RATE_HZ, data, live, naming, openset, peers, report, streams
+from fer_ros.bench import (
+    BAGS,
+    RATE_HZ,
+    clips,
+    data,
+    live,
+    naming,
+    openset,
+    peers,
+    report,
+    streams,
+)
 from fer_ros.nodes.perception.params import PARAMS
 from fer_ros.pipeline import FacePipeline, PipelineConfig
 from fer_ros.pipeline.emotion import EmotionClassifier
@@ -77,6 +88,8 @@ class BenchRun:
         self.prepare()
         if self.args.streams:
             return streams.run_streams(self.args, self.overrides, self.out, self.log)
+        if self.args.video:
+            return self.video()
         self.load_bags()
         if self.args.soak > 0:
             return self.soak()
@@ -84,6 +97,8 @@ class BenchRun:
         self.measure_identity(ours)
         if not self.args.no_live:
             self.run_live()
+            if self.args.clip_seconds > 0:
+                self.report["clips"] = self.run_clips(clips.packaged_clips())
         for label, make in self.peer_runners(ours).items():
             self.run_peer(label, make, ours)
         return self.finish()
@@ -160,6 +175,40 @@ class BenchRun:
                                self.out / "node.log", after=self.time_to_name)
         self.report["node_exit_code"] = result.pop("_node_exit_code")
         self.results["ours (DDS)"] = result
+
+    def sizes(self) -> list[tuple[int, int]]:
+        try:
+            return [clips.parse_resolution(t) for t in self.args.resolution
+                    or [f"{w}x{h}" for w, h in clips.RESOLUTIONS]]
+        except ValueError as exc:
+            raise SystemExit(f"fer-ros bench: {exc}") from None
+
+    def run_clips(self, footage: dict[str, tuple[Path, int]]) -> dict:
+        """Real footage at each resolution through a fresh node (fer_ros/bench/clips.py)."""
+        reid = (self.overrides["track_reid_window"] if "track_reid_window" in self.overrides
+                else node_default("track_reid_window"))
+        seconds = self.args.clip_seconds or self.args.seconds
+        self.log(f"clips: {', '.join(footage)} through perception_node, {seconds:g} s each "
+                 f"at {self.args.rate:g} Hz per resolution")
+        return clips.run_clips(footage, self.sizes(), self.args.rate, seconds,
+                               self.overrides, float(reid), self.out / "clips_node.log",
+                               self.log)
+
+    def video(self) -> int:
+        """--video FILE: only that footage, at each --resolution."""
+        path = Path(self.args.video)
+        if not path.is_file():
+            raise SystemExit(f"fer-ros bench: --video {path}: no such file")
+        self.sizes()  # a bad --resolution fails before the node starts
+        result = self.run_clips({path.name: (path, self.args.video_people)})
+        self.report["clips"] = result
+        (self.out / "video.json").write_text(json.dumps(self.report, indent=1))
+        if self.args.json:
+            print(json.dumps(report.without_series(self.report)))
+        else:
+            report.print_clips(result)
+            print(f"wrote {self.out / 'video.json'}")
+        return 0
 
     def time_to_name(self, client: live.Client, results: dict[str, dict]) -> None:
         """With the live node: how soon people who come into view are named (3faces)."""

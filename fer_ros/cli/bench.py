@@ -74,6 +74,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "searched), for comparison")
     parser.add_argument("--idle-rates", type=float, nargs="*", default=[], metavar="HZ",
                         help="--idle: also measure each idle_detection_rate given")
+    parser.add_argument("--video", metavar="FILE", default=None,
+                        help="instead: your own footage through the node at each --resolution "
+                             "(fps, latency, CPU, id switches; fer_ros/bench/clips.py)")
+    parser.add_argument("--video-people", type=int, default=1, metavar="N",
+                        help="--video: people in view at once when someone is (default 1; "
+                             "for its id switches)")
+    parser.add_argument("--resolution", nargs="+", default=None, metavar="WxH",
+                        help="sizes the real clips (or --video) are scaled to (default "
+                             "640x480 1280x720 1920x1080)")
+    parser.add_argument("--clip-seconds", type=float, default=15.0,
+                        help="seconds each real clip is streamed at each resolution "
+                             "(default 15; 0 = skip the clips)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -70,6 +70,11 @@ class PipelineConfig:
     downscale: float = _setting(
         1.0, "Detect on the image scaled by this factor (faster; boxes are mapped back to "
         "full resolution).", limits=(0.1, 1.0))
+    search_max_width: int = _setting(
+        0, "Images wider than this are searched for faces on a copy scaled down to this "
+        "width (at 1080p the search then costs what it costs at 720p); tracked faces, "
+        "crops and embeddings keep the full resolution. 0 = search the full image.",
+        limits=(0, 10000), live=1280)
     # stages
     recognition: bool = _setting(True, "Compute embeddings and names.",
                                  param="enable_recognition")
@@ -127,8 +132,19 @@ class PipelineConfig:
         runtime=True)
     appearance_change: float = _setting(
         0.6, "A track whose face's grey patch correlates less than this with its reference "
-        "is someone else now: a new track starts (a cut, one person in front of another).",
-        limits=(-1.0, 1.0), param="")
+        "may be someone else now (a cut, one person in front of another): with recognition "
+        "the face is embedded at once and track_similarity decides; without, a new track "
+        "starts.", limits=(-1.0, 1.0), param="")
+    track_similarity: float = _setting(
+        -1.0, "Cosine similarity to a track's recent embeddings at or above which a face "
+        "whose look changed (a hand, tears, a turn), or a new face where a track ended "
+        "within track_reid_window, is still that track's person and keeps its id; negative "
+        "= the embedding model's calibrated value (sface 0.5, facenet 0.6).",
+        limits=(-1.0, 1.0), runtime=True)
+    track_reid_window: float = _setting(
+        5.0, "Seconds after a face was last seen in which a new face of the same camera "
+        "that matches its embeddings (track_similarity) continues its track id, name and "
+        "emotion instead of starting anew; 0 = never.", limits=(0.0, 60.0), runtime=True)
     max_refine_gap: float = _setting(
         0.5, "Images further apart than this (seconds) are searched in full: too far apart "
         "for tracked boxes to be trusted.", limits=(0.0, 60.0), param="")

@@ -14,6 +14,7 @@ import pytest
 from conftest import data_path
 from rosbags.highlevel import AnyReader
 
+from fer_ros.bench.clips import appearances, id_switches, parse_resolution, ping_pong
 from fer_ros.bench.live import summarise
 from fer_ros.bench.report import check_floors, fps_ratios
 from fer_ros.paths import fer_ros_command
@@ -34,7 +35,8 @@ def bench(tmp_path, *extra: str, timeout: float = 400) -> dict:
 @pytest.mark.timeout(600)
 def test_bench_runs_live_and_peers(tmp_path) -> None:
     report = bench(tmp_path, "--seconds", "1.5", "--peer-frames", "2", "--id-limit", "1",
-                   "--peers", "naive", "ours", "--name-trials", "1")
+                   "--peers", "naive", "ours", "--name-trials", "1", "--clip-seconds", "1",
+                   "--resolution", "320x240")
     machine = report["machine"]
     assert machine["cores"] >= 1 and machine["torch"] and machine["cpu"]
     for bag in ("1face", "3faces", "5faces"):
@@ -79,6 +81,14 @@ def test_bench_runs_live_and_peers(tmp_path) -> None:
     named = sorted(t for t in trials if t is not None)
     assert naming["max"] == (named[-1] if named else None), naming
     assert naming["p50"] is None or 0 < naming["p50"] <= naming["max"]
+    # Every real clip streamed at the one resolution asked for.
+    assert set(report["clips"]) == {"crying", "calm", "walking_in", "walking_out"}
+    for name, per_size in report["clips"].items():
+        assert list(per_size) == ["320x240"], name
+        row = per_size["320x240"]
+        assert row["sent"] >= 20 and 0 < row["answered"] <= row["sent"], (name, row)
+        assert row["cpu_percent"] > 0 and row["latency_ms"]["p95"] > 0
+        assert row["id_switches"] == max(0, row["track_ids"] - row["appearances"])
     assert (tmp_path / "bench.png").stat().st_size > 10_000
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["results"]["ours (DDS)"]["1face"]["series"]["latency_ms"]
@@ -215,3 +225,38 @@ def test_transport_bench_reports_bytes_and_decode_time_per_size(tmp_path) -> Non
         assert row["jpeg80"]["bytes_per_image"] < row["jpeg95"]["bytes_per_image"] \
             < row["raw"]["bytes_per_image"] / 4, row
         assert all(part["to_rgb_ms"] > 0 for part in row.values()), row
+
+
+@pytest.mark.timeout(300)
+def test_video_bench_reports_each_resolution(tmp_path) -> None:
+    clip = data_path("pyfeat", "single_face.mp4")
+    report = bench(tmp_path, "--video", str(clip), "--resolution", "640x480", "1280x720",
+                   "--clip-seconds", "2")
+    rows = report["clips"]["single_face.mp4"]
+    assert list(rows) == ["640x480", "1280x720"]
+    for size, row in rows.items():
+        # The calm face is in every frame: one appearance, one id, no switch.
+        assert (row["appearances"], row["track_ids"], row["id_switches"]) == (1, 1, 0), size
+        assert row["sent"] >= 50 and row["answered"] > 0 and row["faces_mean"] > 0.9
+        assert set(row) >= {"fps", "latency_ms", "cpu_percent", "dropped"}
+    assert json.loads((tmp_path / "video.json").read_text())["clips"]["single_face.mp4"]
+    for bad, message in ((["--video", str(tmp_path / "none.mp4")], "no such file"),
+                         (["--video", str(clip), "--resolution", "720p"], "WIDTHxHEIGHT")):
+        result = subprocess.run([*fer_ros_command(), "bench", "--out", str(tmp_path), *bad],
+                                capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
+
+
+def test_id_switches_count_ids_beyond_the_appearances() -> None:
+    t = [0.0, 0.1, 0.2, 0.3, 6.0, 6.1]
+    # One person: ids 1, 1, 2 (a switch), gone for 5.7 s (past the 5 s window), back as 3.
+    ids = [[1], [1], [2], [], [3], [3]]
+    assert appearances(t, [len(i) for i in ids], 5.0) == 2
+    assert id_switches(t, ids, 1, 5.0) == {"track_ids": 3, "appearances": 2, "id_switches": 1}
+    # Back within the window under a new id: that is a switch too.
+    assert id_switches(t, ids, 1, 10.0)["id_switches"] == 2
+    assert id_switches([], [], 1, 5.0)["id_switches"] == 0
+    assert parse_resolution("1920x1080") == (1920, 1080)
+    with pytest.raises(ValueError, match="out of range"):
+        parse_resolution("8x8")
+    assert ping_pong([1, 2, 3, 4]) == [1, 2, 3, 4, 3, 2]

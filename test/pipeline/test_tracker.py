@@ -13,7 +13,7 @@ def make(iou_threshold: float = PipelineConfig.iou_threshold,
          max_age: float = PipelineConfig.track_max_age,
          vote_window: int = PipelineConfig.vote_window) -> FaceTracker:
     """A FaceTracker with the pipeline's defaults for what the test does not set."""
-    return FaceTracker(iou_threshold, max_age, vote_window)
+    return FaceTracker(iou_threshold, max_age, vote_window, PipelineConfig.track_reid_window)
 
 
 def det(x: float, y: float, size: float = 50) -> Detection:
@@ -117,3 +117,28 @@ def test_emotion_is_float32_and_restarts_when_the_labels_change() -> None:
     three = np.array([0.2, 0.3, 0.5])
     out = track.smooth_emotion(three, 0.5)  # another model: no blending with the old
     assert out.dtype == np.float32 and np.allclose(out, three)
+
+
+def test_a_new_track_like_a_recently_ended_one_continues_it() -> None:
+    tracker = FaceTracker(0.3, max_age=0.5, vote_window=5, reid_window=2.0)
+    rng = np.random.default_rng(0)
+    alice, bob = rng.normal(size=(2, 128)).astype(np.float32)
+    old = tracker.update([det(0, 0)], 0.0)[0]
+    old.votes.append(("alice", 0.8))
+    old.remember(alice)
+    assert tracker.update([], 1.0) == [] and list(tracker.ended) == [old.track_id]
+    new = tracker.update([det(300, 0)], 1.2)[0]  # elsewhere, after the track ended
+    assert new.track_id != old.track_id
+    assert not tracker.reidentify(new, bob, 0.5)  # someone else
+    assert tracker.reidentify(new, alice + 0.1 * bob, 0.5)
+    assert new.track_id == old.track_id and new.vote()[0] == "alice"
+    assert list(tracker.tracks) == [old.track_id] and not tracker.ended
+    # Ended longer ago than reid_window: forgotten.
+    assert tracker.update([], 2.0) == [] and list(tracker.ended) == [old.track_id]
+    later = tracker.update([det(0, 200)], 3.3)[0]
+    assert not tracker.ended and not tracker.reidentify(later, alice, 0.5)
+    # Time going backwards forgets ended tracks too.
+    tracker.update([], 4.0)
+    assert tracker.ended
+    tracker.update([], 0.0)
+    assert not tracker.ended and not tracker.tracks

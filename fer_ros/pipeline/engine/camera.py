@@ -72,7 +72,7 @@ class CameraState:
         self._lock = threading.Lock()
         self._gallery = gallery
         self.tracker = FaceTracker(config.iou_threshold, config.track_max_age,
-                                   config.vote_window)
+                                   config.vote_window, config.track_reid_window)
         self.idle = IdleGate(config.idle_detection_rate, config.idle_change_threshold,
                              config.idle_refresh_period)
         self.search = BackgroundSearch(models.detector, config.search_change_threshold)
@@ -96,6 +96,7 @@ class CameraState:
                 setattr(self.config, name, value)
             cfg = self.config
             self.tracker.max_age = cfg.track_max_age
+            self.tracker.reid_window = cfg.track_reid_window
             self.models.detector.min_score = cfg.detection_min_score
             self.idle.configure(cfg.idle_detection_rate, cfg.idle_change_threshold,
                                 cfg.idle_refresh_period)
@@ -116,7 +117,7 @@ class CameraState:
         with self._lock:
             self._gallery = gallery
             # Names voted under the old gallery may be wrong now: vote afresh.
-            for track in self.tracker.tracks.values():
+            for track in (*self.tracker.tracks.values(), *self.tracker.ended.values()):
                 track.votes.clear()
                 track.frames_since_embedding = 1 << 30
 
@@ -199,20 +200,27 @@ class CameraState:
             job.voted = [track.vote() for track in job.tracks]
 
     def _split_changed_tracks(self, job: FrameJob) -> list[np.ndarray]:
-        """Give a track a new id when its face looks like someone else now.
+        """Suspect (or, without recognition, split) a track whose face looks different.
 
         Box overlap alone keeps the id across a cut or when one person steps in
         front of another; a tiny grey patch compared with the track's reference
-        catches that. The reference is refreshed at each embedding (or every image
-        without recognition), so slow changes of pose and light do not split tracks.
+        notices the change. But a hand over the mouth, tears or a turn change the patch
+        as much, so with recognition the track is only suspected here: its face is
+        embedded in this image and ``_continue`` keeps or restarts it by the embedding.
+        The reference is refreshed at each embedding (or every image without
+        recognition), so slow changes of pose and light are not even suspected.
         """
         patches = [face_patch(job.rgb, r.box) for r in job.results] if job.tracks else []
+        recognising = self.models.embedder is not None
         for result, track, patch in zip(job.results, job.tracks, patches, strict=False):
             if (track.ref_thumb is not None
                     and float(patch @ track.ref_thumb) < self.config.appearance_change):
-                self.tracker.restart(track)
+                if recognising and track.embeddings:
+                    track.suspect = True
+                else:
+                    self.tracker.restart(track)
             result.track_id = track.track_id
-            if self.models.embedder is None:
+            if not recognising:
                 track.ref_thumb = patch
         return patches
 
@@ -225,7 +233,7 @@ class CameraState:
         todo, later = [], []
         for i, (result, track) in enumerate(zip(job.results, job.tracks, strict=True)):
             track.frames_since_embedding += 1
-            if track.frames == 1 or not track.votes:
+            if track.frames == 1 or not track.votes or track.suspect:
                 todo.append(i)
             elif (track.frames_since_embedding >= cfg.reembed_interval
                     or result.detection.area > 1.5 * track.embedded_area):
@@ -261,15 +269,31 @@ class CameraState:
             result = job.results[i]
             result.embedding = embeddings[k]
             result.name, result.similarity = _vote_of(matches, k)
-            if job.tracks and current:
-                _record_embedding(job.tracks[i], result.name, result.similarity,
-                                  job.patches[i], result.detection.area)
+            if job.tracks:
+                self._continue(job.tracks[i], embeddings[k])
+                result.track_id = job.tracks[i].track_id
+                if current:
+                    _record_embedding(job.tracks[i], result.name, result.similarity,
+                                      job.patches[i], result.detection.area, embeddings[k])
         embedded = set(job.to_embed)
         for i, (result, track) in enumerate(zip(job.results, job.tracks, strict=False)):
             if current:
                 result.name, result.similarity = track.vote()
             elif i not in embedded:  # the swap cleared its votes: the name it had
                 result.name, result.similarity = job.voted[i]
+
+    def _continue(self, track: Track, embedding: np.ndarray) -> None:
+        """Whose track this is, by the face's embedding: a suspected track
+        (``_split_changed_tracks``) that no longer resembles its recent views restarts as a
+        new person; a new track that resembles one ended or lost a moment ago continues
+        that one (FaceTracker.reidentify)."""
+        same = self.models.same_person(self.config)
+        if track.suspect:
+            track.suspect = False
+            if track.resembles(embedding) < same:
+                self.tracker.restart(track)
+        if track.frames == 1:
+            self.tracker.reidentify(track, embedding, same)
 
     def _feel(self, job: FrameJob, probabilities: np.ndarray) -> None:
         """Each face's emotion from its probabilities, smoothed along its track."""
@@ -311,8 +335,8 @@ class CameraState:
                  faces: list, gallery: Gallery | None) -> None:
         embedder = self.models.embedder
         try:
-            matches = self._match(embedder.run(embedder.prepare(rgb, boxes, landmarks)),
-                                  gallery)
+            embeddings = embedder.run(embedder.prepare(rgb, boxes, landmarks))
+            matches = self._match(embeddings, gallery)
         except Exception:
             self.reembed_errors += 1
             return
@@ -323,7 +347,7 @@ class CameraState:
                 if track.track_id != track_id or self.tracker.tracks.get(track_id) is not track:
                     continue  # ended, or split into a new track (restart), meanwhile
                 name, similarity = _vote_of(matches, k)
-                _record_embedding(track, name, similarity, patch, area)
+                _record_embedding(track, name, similarity, patch, area, embeddings[k])
 
 
 def _landmarks_of(detection: Detection) -> np.ndarray:
@@ -339,9 +363,11 @@ def _vote_of(matches: list[Match] | None, k: int) -> tuple[str, float]:
 
 
 def _record_embedding(track: Track, name: str, similarity: float, patch: np.ndarray,
-                      area: float) -> None:
-    """A track was embedded: its vote, and the view its next re-embedding is judged by."""
+                      area: float, embedding: np.ndarray) -> None:
+    """A track was embedded: its vote, its view for ``_continue``, and the view its next
+    re-embedding is judged by."""
     track.votes.append((name, similarity))
+    track.remember(embedding)
     track.frames_since_embedding = 0
     track.embedded_area = area
     track.ref_thumb = patch

