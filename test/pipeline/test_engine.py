@@ -58,6 +58,7 @@ class Embedder(CountingModel):
     dim = DIM
     threshold = 0.5
     margin = 0.05
+    same_person = 0.5
 
     def embed(self, rgb: np.ndarray, boxes: np.ndarray,
               landmarks: np.ndarray | None = None) -> np.ndarray:

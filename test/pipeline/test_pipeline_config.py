@@ -32,8 +32,9 @@ def test_presets_differ_from_the_plain_config_only_where_they_say() -> None:
     stills = dataclasses.asdict(PipelineConfig.stills())
     assert {k for k in plain if live[k] != plain[k]} == {
         "full_detection_interval", "async_detection", "search_change_threshold",
-        "async_reembed", "idle_detection_rate"}
+        "async_reembed", "idle_detection_rate", "search_max_width"}
     assert live["full_detection_interval"] == 5 and live["async_detection"] is True
+    assert live["search_max_width"] == 1280 and plain["search_max_width"] == 0
     assert live["idle_detection_rate"] == 2.0 and live["search_change_threshold"] == 40.0
     assert {k for k in plain if stills[k] != plain[k]} == {"tracking"}
     assert stills["tracking"] is False and stills["idle_detection_rate"] == 0.0
@@ -46,7 +47,8 @@ def test_runtime_settings_and_node_names() -> None:
         "recognition_threshold", "recognition_margin", "emotion_smoothing",
         "full_detection_interval", "reembed_interval", "track_max_age",
         "detection_min_score", "idle_detection_rate", "idle_change_threshold",
-        "idle_refresh_period", "search_change_threshold"}
+        "idle_refresh_period", "search_change_threshold", "track_similarity",
+        "track_reid_window"}
     config = PipelineConfig.from_values({"enable_tracking": False, "enable_emotion": False,
                                          "gallery_path": "ignored.json", "downscale": 0.5})
     assert (config.tracking, config.emotion, config.downscale) == (False, False, 0.5)

@@ -143,3 +143,35 @@ def test_a_newcomer_is_searched_for_at_once_when_the_scene_changes(threshold: fl
     else:  # only at the interval: 30 images after the first search
         assert joined is None and pipeline.search.early == 0
     pipeline.close()
+
+
+def wide(frames: list[np.ndarray]) -> list[np.ndarray]:
+    """The frames at 1280x720 (wider than blocking_search_max_width's 640)."""
+    return [cv2.resize(f, (1280, 720), interpolation=cv2.INTER_LINEAR) for f in frames]
+
+
+@pytest.mark.parametrize("blocking_width", [640, 2000])
+def test_wide_images_never_wait_for_a_search(blocking_width: int) -> None:
+    """At 1280x720 with nobody tracked the image is answered at once and the faces join
+    from the background; a lost face does not make the image wait either. The control
+    (blocking_search_max_width 2000) waits, as 640x480 images do."""
+    pipeline = FacePipeline(PipelineConfig(device="cpu", full_detection_interval=30,
+                                           async_detection=True,
+                                           blocking_search_max_width=blocking_width))
+    waits = blocking_width >= 1280
+    three, two = wide(rgb_frames(3, 4)), wide(rgb_frames(2, 1))
+    first = pipeline.process(three[0], stamp=400.0)
+    assert len(first) == (3 if waits else 0)
+    assert pipeline.last_times.full_detection == waits
+    wait_idle(pipeline)
+    second = pipeline.process(three[1], stamp=400.033)  # joined from the search
+    assert len(second) == 3 and not pipeline.last_times.full_detection
+    ids = {r.track_id for r in second}
+    assert ids == {r.track_id for r in pipeline.process(three[2], stamp=400.066)}
+    results = pipeline.process(two[0], stamp=400.1)  # the third leaves
+    assert len(results) == 2 and {r.track_id for r in results} < ids
+    assert pipeline.last_times.full_detection == waits
+    if not waits:
+        wait_idle(pipeline)
+        assert pipeline.search.early >= 1  # the loss started a search at once
+    pipeline.close()

@@ -64,6 +64,7 @@ PARAMS = (
     pipeline_param("emotion_smoothing"),
     pipeline_param("full_detection_interval"),
     pipeline_param("async_detection"),
+    pipeline_param("blocking_search_max_width"),
     pipeline_param("search_change_threshold"),
     pipeline_param("reembed_interval"),
     pipeline_param("async_reembed"),

@@ -56,6 +56,11 @@ class BackgroundSearch:
     def busy(self) -> bool:
         return self._job is not None and not self._job.done()
 
+    @property
+    def ready(self) -> bool:
+        """A search has finished and ``merge`` has not taken its faces yet."""
+        return self._job is not None and self._job.done()
+
     def start(self, rgb: np.ndarray, tracked: list[Detection], early: bool = False) -> bool:
         """Search ``rgb`` for faces other than ``tracked`` in the background, unless a
         search runs; True when started. ``early``: started by a change (``changed``)."""

@@ -81,6 +81,7 @@ class CameraState:
         self._frames_since_full = 0
         self._last_stamp: float | None = None
         self._faces_seen = False  # the last searched image had faces (for tracking off)
+        self._searching_idle = False  # nobody tracked: searches run in the background
         self._reembed_pool: ThreadPoolExecutor | None = None  # made on first use
         self._reembed_job: Future | None = None
 
@@ -137,17 +138,21 @@ class CameraState:
         stamp = time.monotonic() if stamp is None else stamp
         with self._lock:
             tracking = bool(self.tracker.tracks) if cfg.tracking else self._faces_seen
-            searched = self.idle.decide(rgb, stamp, tracking).search
-        if not searched:
+            # A search of nobody-in-view running in the background (_detect) stands for
+            # the images that arrive meanwhile; its faces join the first one after it.
+            pending = self._searching_idle and self.search.busy
+            searched = not pending and self.idle.decide(rgb, stamp, tracking).search
+        if not searched and not (self._searching_idle and self.search.ready):
             # Nobody there and nothing new: the empty answer costs nothing.
             return FrameJob(rgb, stamp, t0, [], StageTimes(searched=False))
-        detections, full = self._detect(rgb, stamp)
+        detections, full = self._detect(rgb, stamp, searched)
         self._faces_seen = bool(detections)
         times = StageTimes(faces=len(detections), full_detection=full,
                            detect=(time.perf_counter() - t0) * 1e3)
         return FrameJob(rgb, stamp, t0, [FaceResult(detection=d) for d in detections], times)
 
-    def _detect(self, rgb: np.ndarray, stamp: float) -> tuple[list[Detection], bool]:
+    def _detect(self, rgb: np.ndarray, stamp: float,
+                searched: bool = True) -> tuple[list[Detection], bool]:
         """A full detection, or, between full ones, only the tracked faces refined.
 
         The whole-image search (MTCNN's pyramid) is most of an image's cost; faces seen
@@ -156,7 +161,12 @@ class CameraState:
         images later. A gap in time (tracking cannot bridge it) or a tracked face that
         refinement loses (it left, or the scene cut) triggers a full detection at once.
         With ``async_detection`` the periodic search runs in the background instead
-        (BackgroundSearch) and this image is refined only; a loss still searches at once.
+        (BackgroundSearch) and this image is refined only. In images wider than
+        ``blocking_search_max_width`` (720p and above, where a search takes longer than
+        a camera's period and would drop the images arriving meanwhile) so do the search
+        a loss starts at once (the tracks refined still answer this image) and, with
+        nobody tracked, the one the idle gate asks for (``searched``; the image is
+        answered with the faces of a search finished meanwhile).
         """
         cfg, detector = self.config, self.models.detector
         with self._lock:
@@ -168,17 +178,27 @@ class CameraState:
                     or not 0.0 <= stamp - previous <= cfg.max_refine_gap
                     or (due and not cfg.async_detection))
             self._frames_since_full = 0 if full else self._frames_since_full + 1
+            # Too wide for the frame to wait for a search (blocking_search_max_width):
+            # with nobody tracked, searches run in the background too.
+            background = cfg.async_detection and rgb.shape[1] > cfg.blocking_search_max_width
+            self._searching_idle = background and cfg.tracking and not recent
+        if self._searching_idle:
+            detections = self.search.merge(rgb, [])
+            if searched and not detections:
+                self.search.start(rgb, [])
+            return detections, False
         if not full:
             refined = detector.refine(rgb, np.stack(recent))
-            if cfg.async_detection and len(refined) >= len(recent):
+            lost = len(refined) < len(recent)  # gone, or moved faster than refined
+            if cfg.async_detection and (background or not lost):
                 detections = self.search.merge(rgb, refined)
-                early = (not due and self.search.may_start_early(self._frames_since_full)
-                         and self.search.changed(rgb, refined))
+                early = lost or (not due and self.search.may_start_early(
+                    self._frames_since_full) and self.search.changed(rgb, refined))
                 if (due or early) and self.search.start(rgb, refined, early):
                     with self._lock:
                         self._frames_since_full = 0
                 return detections, False
-            if len(refined) >= len(recent):
+            if not lost:
                 return refined, False
             with self._lock:
                 self._frames_since_full = 0
