@@ -116,12 +116,13 @@ class PipelineConfig:
         "re-located in every image, so no image waits for it; new faces join when it is "
         "done. False: the search runs in the image's own time.", live=True)
     blocking_search_max_width: int = _setting(
-        640, "With async_detection: an image at most this wide with nobody tracked, or whose "
-        "tracked face was lost, waits for the whole-image search and is answered with its "
-        "faces (at 640x480 it takes about one camera period on one core). Wider images are "
-        "answered at once and the faces join from the background search when it is done "
+        640, "With async_detection: an image with nobody tracked, or whose tracked face "
+        "was lost, waits for the whole-image search and is answered with its faces when it "
+        "is at most this wide (at 640x480 a search takes about one camera period on one "
+        "core) or came later after the previous image than the last search took. Otherwise "
+        "it is answered at once and the faces join from the search on the worker thread "
         "(in the image's own time it would drop the images arriving meanwhile: 67 ms at "
-        "1280x720). 0 = never wait.", limits=(0, 10000))
+        "1280x720). 0 = only that timing decides.", limits=(0, 10000))
     search_change_threshold: float = _setting(
         0.0, "With async_detection: when the image differs from the last searched one by "
         "more than this many grey levels in a thumbnail cell outside the tracked faces "

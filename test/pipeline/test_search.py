@@ -151,27 +151,33 @@ def wide(frames: list[np.ndarray]) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("blocking_width", [640, 2000])
-def test_wide_images_never_wait_for_a_search(blocking_width: int) -> None:
-    """At 1280x720 with nobody tracked the image is answered at once and the faces join
-    from the background; a lost face does not make the image wait either. The control
-    (blocking_search_max_width 2000) waits, as 640x480 images do."""
+def test_wide_images_at_camera_rate_never_wait_for_a_search(blocking_width: int) -> None:
+    """At 1280x720, images 1 ms apart (closer than any search takes): with nobody tracked
+    the image is answered at once and the faces join from the background; a lost face does
+    not make the image wait either. A wide image long after the previous one (photos sent
+    one by one) waits and is answered with its faces, as the control
+    (blocking_search_max_width 2000) and 640x480 images always are."""
     pipeline = FacePipeline(PipelineConfig(device="cpu", full_detection_interval=30,
                                            async_detection=True,
                                            blocking_search_max_width=blocking_width))
     waits = blocking_width >= 1280
     three, two = wide(rgb_frames(3, 4)), wide(rgb_frames(2, 1))
-    first = pipeline.process(three[0], stamp=400.0)
+    nobody = np.full_like(three[0], 30)
+    assert pipeline.process(nobody, stamp=400.0) == []  # the first image always waits
+    first = pipeline.process(three[0], stamp=400.001)
     assert len(first) == (3 if waits else 0)
     assert pipeline.last_times.full_detection == waits
     wait_idle(pipeline)
-    second = pipeline.process(three[1], stamp=400.033)  # joined from the search
+    second = pipeline.process(three[1], stamp=400.002)  # joined from the search
     assert len(second) == 3 and not pipeline.last_times.full_detection
     ids = {r.track_id for r in second}
-    assert ids == {r.track_id for r in pipeline.process(three[2], stamp=400.066)}
-    results = pipeline.process(two[0], stamp=400.1)  # the third leaves
+    assert ids == {r.track_id for r in pipeline.process(three[2], stamp=400.003)}
+    results = pipeline.process(two[0], stamp=400.004)  # the third leaves
     assert len(results) == 2 and {r.track_id for r in results} < ids
     assert pipeline.last_times.full_detection == waits
     if not waits:
         wait_idle(pipeline)
         assert pipeline.search.early >= 1  # the loss started a search at once
+    later = pipeline.process(three[3], stamp=410.0)  # a photo, 10 s on: waits
+    assert len(later) == 3 and pipeline.last_times.full_detection
     pipeline.close()

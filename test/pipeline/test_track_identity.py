@@ -16,6 +16,7 @@ from conftest import data_path
 
 from fer_ros.pipeline import FacePipeline, PipelineConfig
 from fer_ros.pipeline.images import letterbox
+from fer_ros.pipeline.types import iou_matrix
 
 torch.set_num_threads(2)
 
@@ -96,3 +97,16 @@ def test_a_person_back_after_a_gap_elsewhere_keeps_the_id_someone_else_gets_a_ne
     never = FacePipeline(config.changed(track_reid_window=0.0), models=models)
     ids, _ = track_ids(never, gap_scenes("madonna", "madonna"), 0.1)
     assert ids[0] != ids[-1], ids
+
+
+def test_someone_else_in_the_same_place_gets_a_new_id(models: tuple) -> None:
+    """One person replaced by another where the first was (box overlap keeps the track;
+    the changed look is suspected and the embedding tells them apart)."""
+    pipe = FacePipeline(PipelineConfig(device="cpu", emotion=False), models=models)
+    frames = [photo_scene("madonna", 220)] * 3 + [photo_scene("mindy_kaling", 220)] * 3
+    ids, embedded = track_ids(pipe, frames, 0.1)
+    assert None not in ids, ids
+    assert ids[:3] == [ids[0]] * 3 and ids[3:] == [ids[3]] * 3 and ids[3] != ids[0], ids
+    assert embedded == [1, 0, 0, 1, 0, 0], embedded
+    boxes = [pipe.process(f, "bgr", stamp=1.0 + k)[0].box for k, f in enumerate(frames[2:4])]
+    assert iou_matrix(boxes[0][None], boxes[1][None])[0, 0] >= PipelineConfig.iou_threshold

@@ -79,7 +79,8 @@ class CameraState:
         self.last_times = StageTimes()
         self.reembed_errors = 0
         self._frames_since_full = 0
-        self._last_stamp: float | None = None
+        self._last_stamp: float | None = None  # of the last image detected in
+        self._last_image: float | None = None  # of the last image, searched or not
         self._faces_seen = False  # the last searched image had faces (for tracking off)
         self._searching_idle = False  # nobody tracked: searches run in the background
         self._reembed_pool: ThreadPoolExecutor | None = None  # made on first use
@@ -137,6 +138,10 @@ class CameraState:
         rgb = to_rgb(image, color)
         stamp = time.monotonic() if stamp is None else stamp
         with self._lock:
+            # Time since the previous image, searched or not: the camera's period.
+            last = self._last_image
+            period = None if last is None or stamp < last else stamp - last
+            self._last_image = stamp
             tracking = bool(self.tracker.tracks) if cfg.tracking else self._faces_seen
             # A search of nobody-in-view running in the background (_detect) stands for
             # the images that arrive meanwhile; its faces join the first one after it.
@@ -145,14 +150,14 @@ class CameraState:
         if not searched and not (self._searching_idle and self.search.ready):
             # Nobody there and nothing new: the empty answer costs nothing.
             return FrameJob(rgb, stamp, t0, [], StageTimes(searched=False))
-        detections, full = self._detect(rgb, stamp, searched)
+        detections, full = self._detect(rgb, stamp, searched, period)
         self._faces_seen = bool(detections)
         times = StageTimes(faces=len(detections), full_detection=full,
                            detect=(time.perf_counter() - t0) * 1e3)
         return FrameJob(rgb, stamp, t0, [FaceResult(detection=d) for d in detections], times)
 
-    def _detect(self, rgb: np.ndarray, stamp: float,
-                searched: bool = True) -> tuple[list[Detection], bool]:
+    def _detect(self, rgb: np.ndarray, stamp: float, searched: bool = True,
+                period: float | None = None) -> tuple[list[Detection], bool]:
         """A full detection, or, between full ones, only the tracked faces refined.
 
         The whole-image search (MTCNN's pyramid) is most of an image's cost; faces seen
@@ -162,11 +167,12 @@ class CameraState:
         refinement loses (it left, or the scene cut) triggers a full detection at once.
         With ``async_detection`` the periodic search runs in the background instead
         (BackgroundSearch) and this image is refined only. In images wider than
-        ``blocking_search_max_width`` (720p and above, where a search takes longer than
-        a camera's period and would drop the images arriving meanwhile) so do the search
-        a loss starts at once (the tracks refined still answer this image) and, with
-        nobody tracked, the one the idle gate asks for (``searched``; the image is
-        answered with the faces of a search finished meanwhile).
+        ``blocking_search_max_width`` that come faster than the last search took (720p
+        and above at a camera's rate: a search there would drop the images arriving
+        meanwhile) so do the search a loss starts at once (the tracks refined still
+        answer this image) and, with nobody tracked, the one the idle gate asks for
+        (``searched``; the image is answered with the faces of a search finished
+        meanwhile). ``period``: seconds since the previous image (None: the first).
         """
         cfg, detector = self.config, self.models.detector
         with self._lock:
@@ -178,9 +184,13 @@ class CameraState:
                     or not 0.0 <= stamp - previous <= cfg.max_refine_gap
                     or (due and not cfg.async_detection))
             self._frames_since_full = 0 if full else self._frames_since_full + 1
-            # Too wide for the frame to wait for a search (blocking_search_max_width):
-            # with nobody tracked, searches run in the background too.
-            background = cfg.async_detection and rgb.shape[1] > cfg.blocking_search_max_width
+            # Images too wide to wait for a search (blocking_search_max_width) that come
+            # faster than the last search took: with nobody tracked, or a face lost, the
+            # search runs in the background too. Images further apart (photos sent one by
+            # one, a slow camera) still wait and are answered with their faces.
+            background = (cfg.async_detection and period is not None
+                          and rgb.shape[1] > cfg.blocking_search_max_width
+                          and period < self.search.last_seconds)
             self._searching_idle = background and cfg.tracking and not recent
         if self._searching_idle:
             detections = self.search.merge(rgb, [])
@@ -202,7 +212,9 @@ class CameraState:
                 return refined, False
             with self._lock:
                 self._frames_since_full = 0
+        started = time.perf_counter()
         detections = detector.detect(rgb)
+        self.search.last_seconds = time.perf_counter() - started
         if cfg.async_detection:
             self.search.searched(rgb, detections)
         return detections, True
