@@ -238,7 +238,7 @@ class CameraState:
         front of another; a tiny grey patch compared with the track's reference
         notices the change. But a hand over the mouth, tears or a turn change the patch
         as much, so with recognition the track is only suspected here: its face is
-        embedded in this image and ``_continue`` keeps or restarts it by the embedding.
+        embedded in this image and FaceTracker.continue_identity keeps or restarts it.
         The reference is refreshed at each embedding (or every image without
         recognition), so slow changes of pose and light are not even suspected.
         """
@@ -302,7 +302,8 @@ class CameraState:
             result.embedding = embeddings[k]
             result.name, result.similarity = _vote_of(matches, k)
             if job.tracks:
-                self._continue(job.tracks[i], embeddings[k])
+                self.tracker.continue_identity(job.tracks[i], embeddings[k],
+                                               self.models.same_person(self.config))
                 result.track_id = job.tracks[i].track_id
                 if current:
                     _record_embedding(job.tracks[i], result.name, result.similarity,
@@ -313,19 +314,6 @@ class CameraState:
                 result.name, result.similarity = track.vote()
             elif i not in embedded:  # the swap cleared its votes: the name it had
                 result.name, result.similarity = job.voted[i]
-
-    def _continue(self, track: Track, embedding: np.ndarray) -> None:
-        """Whose track this is, by the face's embedding: a suspected track
-        (``_split_changed_tracks``) that no longer resembles its recent views restarts as a
-        new person; a new track that resembles one ended or lost a moment ago continues
-        that one (FaceTracker.reidentify)."""
-        same = self.models.same_person(self.config)
-        if track.suspect:
-            track.suspect = False
-            if track.resembles(embedding) < same:
-                self.tracker.restart(track)
-        if track.frames == 1:
-            self.tracker.reidentify(track, embedding, same)
 
     def _feel(self, job: FrameJob, probabilities: np.ndarray) -> None:
         """Each face's emotion from its probabilities, smoothed along its track."""
@@ -396,8 +384,8 @@ def _vote_of(matches: list[Match] | None, k: int) -> tuple[str, float]:
 
 def _record_embedding(track: Track, name: str, similarity: float, patch: np.ndarray,
                       area: float, embedding: np.ndarray) -> None:
-    """A track was embedded: its vote, its view for ``_continue``, and the view its next
-    re-embedding is judged by."""
+    """A track was embedded: its vote, its view for FaceTracker.continue_identity, and the
+    view its next re-embedding is judged by."""
     track.votes.append((name, similarity))
     track.remember(embedding)
     track.frames_since_embedding = 0

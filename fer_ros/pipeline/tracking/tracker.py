@@ -101,6 +101,18 @@ class FaceTracker:
         track.suspect = False
         self.tracks[track.track_id] = track
 
+    def continue_identity(self, track: Track, embedding: np.ndarray, similarity: float) -> None:
+        """Whose track this is, by its face's new embedding: a suspected track (its look
+        changed) that resembles none of its recent views (``similarity``) restarts as a
+        new person; a new track that resembles one ended or lost a moment ago continues
+        that one (``reidentify``)."""
+        if track.suspect:
+            track.suspect = False
+            if track.resembles(embedding) < similarity:
+                self.restart(track)
+        if track.frames == 1:
+            self.reidentify(track, embedding, similarity)
+
     def reidentify(self, track: Track, embedding: np.ndarray, similarity: float) -> bool:
         """A new ``track`` whose face resembles (``similarity`` or more) a track that
         ended within ``reid_window`` or is unseen in this image continues the most similar
