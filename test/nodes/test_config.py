@@ -53,7 +53,7 @@ def test_pipeline_parameters_are_the_live_preset_and_described_once() -> None:
     live = PipelineConfig.live()
     specs = {spec.name: spec for spec in perception_node.PARAMS}
     exposed = [(name, s) for name, s in settings() if param_name(name)]
-    assert len(exposed) == 30
+    assert len(exposed) == 31
     for name, setting in exposed:
         spec = specs[param_name(name)]
         value = getattr(live, name)

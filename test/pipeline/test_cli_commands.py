@@ -193,7 +193,8 @@ def test_models_fetch_again_changes_nothing(cache_copy: Path) -> None:
     # One line per model, each naming its file in the cache.
     lines = result.stdout.splitlines()
     labels = [line.split(": ")[1] for line in lines]
-    assert labels == ["MTCNN detector", "FaceNet embedder", "emotion classifier",
+    assert labels == ["MTCNN detector", "YuNet face search", "FaceNet embedder",
+                      "emotion classifier",
                       "FaceNet embedder (ONNX)", "emotion classifier (ONNX)",
                       "SFace embedder (ONNX)"], lines
     for line in lines[1:]:

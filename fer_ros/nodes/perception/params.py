@@ -50,6 +50,7 @@ PARAMS = (
     pipeline_param("device"),
     pipeline_param("half_precision"),
     pipeline_param("backend"),
+    pipeline_param("face_search"),
     pipeline_param("min_face_size"),
     pipeline_param("detection_thresholds"),
     pipeline_param("detection_min_score"),

