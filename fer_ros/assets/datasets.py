@@ -35,6 +35,16 @@ DATASETS: dict[str, RegistryPackage] = {
         strip="skimage/data/",
         license="public domain (NASA), via scikit-image (BSD-3-Clause)",
     ),
+    # Scenes without faces, for the range bench's built scenes (fer_ros/bench/distance.py):
+    # a cluttered workshop (Middlebury 2014 stereo set) and a launch pad (NASA).
+    "scenes": RegistryPackage(
+        spec="scikit-image==0.26.0",
+        sha256="74aa5518ccea28121f57a95374581d3b979839adc25bb03f289b1bc9b99c58af",
+        members=("skimage/data/motorcycle_left.png", "skimage/data/rocket.jpg"),
+        strip="skimage/data/",
+        license="motorcycle_left: Middlebury stereo datasets (Scharstein et al. 2014), "
+                "research use; rocket: public domain (NASA); via scikit-image",
+    ),
     "insightface": RegistryPackage(
         spec="insightface==2.1",
         sha256="dcd58ee79d99d689572477315f3149353afd65a36dc575f597cbb217a7bde399",

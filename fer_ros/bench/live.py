@@ -97,6 +97,7 @@ class Client(BackgroundNode):
         # stamp -> (t, faces, faces named: a name other than "unknown")
         self.answers: dict[tuple[int, int], tuple[float, int, int]] = {}
         self.track_ids: dict[tuple[int, int], tuple[int, ...]] = {}  # stamp -> faces' ids
+        self.names: dict[tuple[int, int], tuple[str, ...]] = {}  # stamp -> faces' names
         self.diagnostics: list = []
         self.node.create_subscription(FaceEmotionArray, "/faces/emotions", self._on_out,
                                       reliable)
@@ -109,6 +110,7 @@ class Client(BackgroundNode):
         with self.lock:
             self.answers[stamp] = (now, len(msg.faces), named)
             self.track_ids[stamp] = tuple(face.track_id for face in msg.faces)
+            self.names[stamp] = tuple(face.name for face in msg.faces)
 
     def _on_diag(self, msg) -> None:
         for status in msg.status:

@@ -28,6 +28,7 @@ from fer_ros.bench import (
     RATE_HZ,
     clips,
     data,
+    distance,
     live,
     naming,
     openset,
@@ -90,6 +91,8 @@ class BenchRun:
             return streams.run_streams(self.args, self.overrides, self.out, self.log)
         if self.args.video:
             return self.video()
+        if self.args.range:
+            return distance.run_range(self.args, self.overrides, self.out, self.log)
         self.load_bags()
         if self.args.soak > 0:
             return self.soak()

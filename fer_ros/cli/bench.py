@@ -67,6 +67,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--idle", action="store_true",
                         help="instead: the node's CPU with nobody in view and the time to "
                              "detect a person who steps in (fer_ros/bench/idle.py)")
+    parser.add_argument("--range", action="store_true",
+                        help="instead: how far away people are found and named (faces of 20 "
+                             "to 80 px in built 640x480 scenes) and a person walking from 5 m "
+                             "to 1 m through the node (fer_ros/bench/distance.py; --no-live "
+                             "skips the walk)")
     parser.add_argument("--idle-trials", type=int, default=8,
                         help="arrivals of a person measured for --idle (default 8)")
     parser.add_argument("--idle-baseline", action="store_true",

@@ -72,7 +72,8 @@ class PipelineConfig:
         "also the smallest searched for, which sets its cost: 40 searches 640x480 in about "
         "50 ms).", limits=(10, 2000))
     detection_thresholds: tuple[float, float, float] = _setting(
-        (0.6, 0.7, 0.7), "MTCNN P/R/O-Net stage thresholds.")
+        (0.6, 0.7, 0.7), "MTCNN P/R/O-Net stage thresholds (with face_search yunet, "
+        "O-Net's applies to YuNet's candidates).")
     detection_min_score: float = _setting(
         0.9, "Faces scored below this are dropped.", limits=(0.0, 1.0), runtime=True)
     downscale: float = _setting(

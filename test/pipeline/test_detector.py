@@ -13,7 +13,7 @@ from conftest import data_path
 
 from fer_ros.assets import AssetError
 from fer_ros.pipeline.detection import detector as detector_module
-from fer_ros.pipeline.detection import mtcnn, tv_compat
+from fer_ros.pipeline.detection import mtcnn, tv_compat, yunet
 from fer_ros.pipeline.detection.detector import FaceDetector
 
 
@@ -206,3 +206,34 @@ def test_refine_follows_tracked_faces_without_a_full_search() -> None:
     # A box where no face is (the sky) gives nothing; no boxes give nothing.
     assert detector.refine(moved, np.array([[5.0, 5.0, 60.0, 60.0]])) == []
     assert detector.refine(moved, np.zeros((0, 4))) == []
+
+
+def test_yunet_and_mtcnn_searches_find_the_same_faces(multi_rgb: np.ndarray) -> None:
+    # Whichever search finds them, O-Net gives the boxes and landmarks: they agree.
+    yunet_faces = FaceDetector(search="yunet").detect(multi_rgb)
+    mtcnn_faces = FaceDetector(search="mtcnn").detect(multi_rgb)
+    assert len(yunet_faces) == len(mtcnn_faces) == 5
+    check_detections(yunet_faces, multi_rgb)
+    for face in yunet_faces:
+        twin = max(mtcnn_faces, key=lambda m: iou(face.box, m.box))
+        assert iou(face.box, twin.box) > 0.8
+        assert np.abs(face.landmarks - twin.landmarks).max() < 0.1 * face.width
+
+
+def test_yunet_search_skips_known_faces(multi_rgb: np.ndarray) -> None:
+    detector = FaceDetector(search="yunet")
+    faces = detector.detect(multi_rgb)
+    known = np.stack([d.box for d in faces[:3]])
+    new = detector.detect(multi_rgb, known)
+    assert len(new) == 2
+    assert all(max(iou(d.box, k) for k in known) < 0.3 for d in new)
+
+
+def test_yunet_weights_are_checked(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setattr(yunet, "SOURCE_SHA256", "0" * 64)
+    with pytest.raises(AssetError, match=r"checksum mismatch.*fer-ros models fetch"):
+        FaceDetector(search="yunet")
+    FaceDetector(search="mtcnn")  # MTCNN's own search does not need YuNet
+    monkeypatch.setattr(yunet, "model_path", lambda: tmp_path / "none.onnx")
+    with pytest.raises(AssetError, match="missing; run `fer-ros models fetch`"):
+        FaceDetector()

@@ -108,8 +108,10 @@ def test_a_hidden_face_no_longer_matches_its_person(pipeline: FacePipeline) -> N
         own_best = max(own_best, float(own))
         own_first += own == similarities[0].max()
     assert named >= 0.9 * len(photos)  # the same faces, not hidden, are named
-    # Far below the threshold, not just under it (SFace: 0.23 measured; a hidden face
-    # resembles some other person more, about 0.4 at most, as any blank face does).
-    assert own_best < 0.6 * THRESHOLD, own_best
+    # Far below the threshold, not just under it (SFace: 0.23 measured with the boxes of
+    # MTCNN's own search, 0.26 with those of YuNet's candidates refined by O-Net, which
+    # place the six blocks a little differently; a hidden face resembles some other
+    # person more, about 0.4 at most, as any blank face does).
+    assert own_best < 0.7 * THRESHOLD, own_best
     # Its own person comes first no more often than by chance (one in five people).
     assert own_first <= 0.3 * len(photos), own_first
