@@ -63,9 +63,10 @@ class PipelineConfig:
     # detection
     face_search: str = _setting(
         "yunet", "What finds faces in the whole image: yunet (OpenCV Zoo YuNet, every face "
-        "from about 16 px, a person 4 m from a 640x480 camera, in about 20 ms for 640x480; "
-        "MTCNN's O-Net then scores each and gives its landmarks) or mtcnn (MTCNN's own "
-        "pyramid down to min_face_size: about 50 ms from 40 px, 160 ms from 16 px).",
+        "from about 16-20 px, a person 4 m from a 640x480 camera; MTCNN's O-Net then scores "
+        "each and gives its landmarks; about 38 ms a 640x480 image on one core) or mtcnn "
+        "(MTCNN's own pyramid down to min_face_size: about 48 ms from 40 px, 125 ms from "
+        "16 px).",
         choices=("yunet", "mtcnn"))
     min_face_size: int = _setting(
         16, "Smallest face reported, in pixels of the input image (with face_search mtcnn "

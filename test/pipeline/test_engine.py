@@ -23,16 +23,25 @@ class BoxDetector:
 
     min_score = 0.9
 
-    def detect(self, rgb: np.ndarray, known: np.ndarray | None = None) -> list[Detection]:
+    def __init__(self) -> None:
+        self.enlarged: list[bool] = []  # each whole-image search's ``enlarge``
+
+    def detect(self, rgb: np.ndarray, known: np.ndarray | None = None,
+               enlarge: bool = True) -> list[Detection]:
+        self.enlarged.append(enlarge)
+        return self._blocks(rgb)
+
+    def refine(self, rgb: np.ndarray, boxes: np.ndarray) -> list[Detection]:
+        return self._blocks(rgb)
+
+    @staticmethod
+    def _blocks(rgb: np.ndarray) -> list[Detection]:
         found = []
         for y in range(0, rgb.shape[0] - 39, 40):
             for x in range(0, rgb.shape[1] - 39, 40):
                 if rgb[y:y + 40, x:x + 40].mean() > 200:
                     found.append(Detection(np.array([x, y, x + 40, y + 40], np.float32), 0.99))
         return found
-
-    def refine(self, rgb: np.ndarray, boxes: np.ndarray) -> list[Detection]:
-        return self.detect(rgb)
 
 
 class CountingModel:
@@ -180,3 +189,21 @@ def test_models_off_leave_names_and_emotions_empty() -> None:
     assert (face.name, face.emotion, face.track_id) == ("", "", 1)
     assert pipe.model_name == "" and pipe.emotion_labels == () and pipe.backends == {}
     assert UNKNOWN == "unknown"
+
+
+def test_every_other_search_of_a_tracked_camera_looks_for_the_smallest_faces() -> None:
+    """Someone far away moves slowly: a search later is soon enough, and the searches
+    between cost about two thirds. Unrelated photos (no tracking) get one chance each."""
+    detector = BoxDetector()
+    pipe = FacePipeline(PipelineConfig(device="cpu", recognition=False, emotion=False,
+                                       full_detection_interval=2),
+                        models=(detector, None, None))
+    for k in range(8):  # searched in full every other image, refined in between
+        assert len(pipe.process(image(1), stamp=k / 30)) == 1
+    assert detector.enlarged == [True, False, True, False]
+    stills = BoxDetector()
+    pipe = FacePipeline(PipelineConfig.stills(device="cpu", recognition=False, emotion=False),
+                        models=(stills, None, None))
+    for k in range(3):
+        pipe.process(image(k), stamp=k / 30)
+    assert stills.enlarged == [True, True, True]

@@ -197,7 +197,7 @@ class SquareDetector:
         box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
         return [Detection(box, 0.99)]
 
-    def detect(self, rgb: np.ndarray) -> list[Detection]:
+    def detect(self, rgb: np.ndarray, enlarge: bool = True) -> list[Detection]:
         self.searches += 1
         return self._find(rgb)
 

@@ -35,7 +35,8 @@ class StandIn:
         self.known: list = []  # what each search was told is known already
         self.threads: list[str] = []
 
-    def detect(self, rgb: np.ndarray, known: np.ndarray | None) -> list[Detection]:
+    def detect(self, rgb: np.ndarray, known: np.ndarray | None,
+               enlarge: bool = True) -> list[Detection]:
         self.known.append(None if known is None else known.tolist())
         self.threads.append(threading.current_thread().name)
         self.release.wait(30)

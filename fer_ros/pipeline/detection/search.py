@@ -64,23 +64,26 @@ class BackgroundSearch:
         """A search has finished and ``merge`` has not taken its faces yet."""
         return self._job is not None and self._job.done()
 
-    def start(self, rgb: np.ndarray, tracked: list[Detection], early: bool = False) -> bool:
+    def start(self, rgb: np.ndarray, tracked: list[Detection], early: bool = False,
+              enlarge: bool = True) -> bool:
         """Search ``rgb`` for faces other than ``tracked`` in the background, unless a
-        search runs; True when started. ``early``: started by a change (``changed``)."""
+        search runs; True when started. ``early``: started by a change (``changed``);
+        ``enlarge``: FaceDetector.detect's."""
         if self._job is not None:  # running, or finished and not merged yet
             return False
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="face-search")
         known = np.stack([d.box for d in tracked]) if tracked else None
-        self._job = self._pool.submit(self._detect, rgb.copy(), known)
+        self._job = self._pool.submit(self._detect, rgb.copy(), known, enlarge)
         self.searched(rgb, tracked)
         self.last_was_early = early
         self.early += early
         return True
 
-    def _detect(self, rgb: np.ndarray, known: np.ndarray | None) -> list[Detection]:
+    def _detect(self, rgb: np.ndarray, known: np.ndarray | None,
+                enlarge: bool) -> list[Detection]:
         started = time.perf_counter()
-        found = self.detector.detect(rgb, known)
+        found = self.detector.detect(rgb, known, enlarge)
         self.last_seconds = time.perf_counter() - started
         return found
 

@@ -83,6 +83,7 @@ class CameraState:
         self._last_image: float | None = None  # of the last image, searched or not
         self._faces_seen = False  # the last searched image had faces (for tracking off)
         self._searching_idle = False  # nobody tracked: searches run in the background
+        self._small_faces_turn = True  # the next search looks for the smallest faces
         self._reembed_pool: ThreadPoolExecutor | None = None  # made on first use
         self._reembed_job: Future | None = None
 
@@ -195,7 +196,7 @@ class CameraState:
         if self._searching_idle:
             detections = self.search.merge(rgb, [])
             if searched and not detections:
-                self.search.start(rgb, [])
+                self._took_turn(self.search.start(rgb, [], enlarge=self._small_faces()))
             return detections, False
         if not full:
             refined = detector.refine(rgb, np.stack(recent))
@@ -204,7 +205,8 @@ class CameraState:
                 detections = self.search.merge(rgb, refined)
                 early = lost or (not due and self.search.may_start_early(
                     self._frames_since_full) and self.search.changed(rgb, refined))
-                if (due or early) and self.search.start(rgb, refined, early):
+                if (due or early) and self._took_turn(
+                        self.search.start(rgb, refined, early, self._small_faces())):
                     with self._lock:
                         self._frames_since_full = 0
                 return detections, False
@@ -213,11 +215,26 @@ class CameraState:
             with self._lock:
                 self._frames_since_full = 0
         started = time.perf_counter()
-        detections = detector.detect(rgb)
+        detections = detector.detect(rgb, enlarge=self._small_faces())
+        self._took_turn(True)
         self.search.last_seconds = time.perf_counter() - started
         if cfg.async_detection:
             self.search.searched(rgb, detections)
         return detections, True
+
+    def _small_faces(self) -> bool:
+        """Whether the next whole-image search looks for the smallest faces too (YuNet on
+        an enlarged copy, FaceDetector.detect's ``enlarge``): every other search of a
+        tracked camera, since someone far away moves slowly and is found a search later,
+        and the searches between cost about two thirds; every search without tracking
+        (unrelated photos get one chance each)."""
+        return self._small_faces_turn or not self.config.tracking
+
+    def _took_turn(self, started: bool) -> bool:
+        """A search started: the next one takes the other turn. Returns ``started``."""
+        if started:
+            self._small_faces_turn = not self._small_faces_turn
+        return started
 
     # ------------------------------------------------------------------ 2. plan
     def plan(self, job: FrameJob) -> None:
