@@ -191,16 +191,29 @@ def test_models_off_leave_names_and_emotions_empty() -> None:
     assert UNKNOWN == "unknown"
 
 
-def test_every_other_search_of_a_tracked_camera_looks_for_the_smallest_faces() -> None:
-    """Someone far away moves slowly: a search later is soon enough, and the searches
-    between cost about two thirds. Unrelated photos (no tracking) get one chance each."""
+def test_which_searches_look_for_the_smallest_faces() -> None:
+    """Every other search of a tracked camera (someone far away moves slowly: a search
+    later is soon enough; the others cost about two thirds); with nobody tracked, the idle
+    gate's first and refresh searches, not those of a changing scene; every unrelated
+    photo (no tracking)."""
     detector = BoxDetector()
     pipe = FacePipeline(PipelineConfig(device="cpu", recognition=False, emotion=False,
                                        full_detection_interval=2),
                         models=(detector, None, None))
-    for k in range(8):  # searched in full every other image, refined in between
+    for k in range(9):  # nobody tracked before the first search (the gate is off)
         assert len(pipe.process(image(1), stamp=k / 30)) == 1
-    assert detector.enlarged == [True, False, True, False]
+    assert detector.enlarged == [False, True, False, True, False]
+
+    idle = BoxDetector()
+    pipe = FacePipeline(PipelineConfig(device="cpu", recognition=False, emotion=False,
+                                       idle_detection_rate=2.0, idle_refresh_period=1.0),
+                        models=(idle, None, None))
+    for stamp, columns in ((0.0, ()), (0.1, (0,)), (0.2, ()), (0.3, ()), (1.5, ())):
+        pipe.process(image(*columns), stamp=stamp)
+    # first; changed (a face: tracked from then on, searched every image, alternating);
+    # nobody tracked again: changed, unchanged (skipped), refresh.
+    assert idle.enlarged == [True, False, True, False, True]
+
     stills = BoxDetector()
     pipe = FacePipeline(PipelineConfig.stills(device="cpu", recognition=False, emotion=False),
                         models=(stills, None, None))

@@ -84,6 +84,7 @@ class CameraState:
         self._faces_seen = False  # the last searched image had faces (for tracking off)
         self._searching_idle = False  # nobody tracked: searches run in the background
         self._small_faces_turn = True  # the next search looks for the smallest faces
+        self._idle_reason = ""  # why the idle gate let the last image be searched
         self._reembed_pool: ThreadPoolExecutor | None = None  # made on first use
         self._reembed_job: Future | None = None
 
@@ -147,7 +148,10 @@ class CameraState:
             # A search of nobody-in-view running in the background (_detect) stands for
             # the images that arrive meanwhile; its faces join the first one after it.
             pending = self._searching_idle and self.search.busy
-            searched = not pending and self.idle.decide(rgb, stamp, tracking).search
+            decision = None if pending else self.idle.decide(rgb, stamp, tracking)
+            searched = decision is not None and decision.search
+            if decision is not None:
+                self._idle_reason = decision.reason
         if not searched and not (self._searching_idle and self.search.ready):
             # Nobody there and nothing new: the empty answer costs nothing.
             return FrameJob(rgb, stamp, t0, [], StageTimes(searched=False))
@@ -224,15 +228,27 @@ class CameraState:
 
     def _small_faces(self) -> bool:
         """Whether the next whole-image search looks for the smallest faces too (YuNet on
-        an enlarged copy, FaceDetector.detect's ``enlarge``): every other search of a
-        tracked camera, since someone far away moves slowly and is found a search later,
-        and the searches between cost about two thirds; every search without tracking
-        (unrelated photos get one chance each)."""
-        return self._small_faces_turn or not self.config.tracking
+        an enlarged copy, FaceDetector.detect's ``enlarge``; the others cost about two
+        thirds and still find most faces of 20 px):
+
+        * without tracking, every search (unrelated photos get one chance each);
+        * with faces tracked, every other search: someone far away moves slowly and is
+          found a search later;
+        * with nobody tracked, the idle gate's first and refresh searches (someone
+          standing far away in a still scene), not those of a changing scene, which come
+          up to ``idle_detection_rate`` a second while nothing is there (a moving robot
+          would pay the larger search each time).
+        """
+        if not self.config.tracking:
+            return True
+        if not self.tracker.tracks:
+            return self._idle_reason in ("first", "refresh")
+        return self._small_faces_turn
 
     def _took_turn(self, started: bool) -> bool:
-        """A search started: the next one takes the other turn. Returns ``started``."""
-        if started:
+        """A search started: with faces tracked, the next one takes the other turn.
+        Returns ``started``."""
+        if started and self.tracker.tracks:
             self._small_faces_turn = not self._small_faces_turn
         return started
 
