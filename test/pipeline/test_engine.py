@@ -192,10 +192,10 @@ def test_models_off_leave_names_and_emotions_empty() -> None:
 
 
 def test_which_searches_look_for_the_smallest_faces() -> None:
-    """Every other search of a tracked camera (someone far away moves slowly: a search
-    later is soon enough; the others cost about two thirds); with nobody tracked, the idle
-    gate's first and refresh searches, not those of a changing scene; every unrelated
-    photo (no tracking)."""
+    """Every other search while faces are followed (someone far away moves slowly: a
+    search later is soon enough; the others cost about two thirds); otherwise the idle
+    gate's first and refresh searches, not those of a changing scene or of faces just
+    lost; every unrelated photo (no tracking)."""
     detector = BoxDetector()
     pipe = FacePipeline(PipelineConfig(device="cpu", recognition=False, emotion=False,
                                        full_detection_interval=2),
@@ -208,11 +208,15 @@ def test_which_searches_look_for_the_smallest_faces() -> None:
     pipe = FacePipeline(PipelineConfig(device="cpu", recognition=False, emotion=False,
                                        idle_detection_rate=2.0, idle_refresh_period=1.0),
                         models=(idle, None, None))
-    for stamp, columns in ((0.0, ()), (0.1, (0,)), (0.2, ()), (0.3, ()), (1.5, ())):
+    scenes = ((0.0, ()), (0.1, (0,)), (0.2, ()), (0.25, ()), (0.3, ()), (0.35, ()),
+              (1.5, ()), (1.6, ()), (2.7, ()))
+    for stamp, columns in scenes:
         pipe.process(image(*columns), stamp=stamp)
-    # first; changed (a face: tracked from then on, searched every image, alternating);
-    # nobody tracked again: changed, unchanged (skipped), refresh.
-    assert idle.enlarged == [True, False, True, False, True]
+    # The gate's first search; a change (a face comes); the face lost (a search while
+    # following it: its turn); every image searched while its track lives (it ends in
+    # the image at 1.5 s), none following anything: the cheaper search; then the gate's
+    # first search again, and its refresh a second later.
+    assert idle.enlarged == [True, False, True, False, False, False, False, True, True]
 
     stills = BoxDetector()
     pipe = FacePipeline(PipelineConfig.stills(device="cpu", recognition=False, emotion=False),

@@ -200,7 +200,8 @@ class CameraState:
         if self._searching_idle:
             detections = self.search.merge(rgb, [])
             if searched and not detections:
-                self._took_turn(self.search.start(rgb, [], enlarge=self._small_faces()))
+                self._took_turn(self.search.start(rgb, [], enlarge=self._small_faces(False)),
+                                False)
             return detections, False
         if not full:
             refined = detector.refine(rgb, np.stack(recent))
@@ -210,7 +211,7 @@ class CameraState:
                 early = lost or (not due and self.search.may_start_early(
                     self._frames_since_full) and self.search.changed(rgb, refined))
                 if (due or early) and self._took_turn(
-                        self.search.start(rgb, refined, early, self._small_faces())):
+                        self.search.start(rgb, refined, early, self._small_faces(True)), True):
                     with self._lock:
                         self._frames_since_full = 0
                 return detections, False
@@ -219,36 +220,39 @@ class CameraState:
             with self._lock:
                 self._frames_since_full = 0
         started = time.perf_counter()
-        detections = detector.detect(rgb, enlarge=self._small_faces())
-        self._took_turn(True)
+        following = bool(recent) and cfg.tracking
+        detections = detector.detect(rgb, enlarge=self._small_faces(following))
+        self._took_turn(True, following)
         self.search.last_seconds = time.perf_counter() - started
         if cfg.async_detection:
             self.search.searched(rgb, detections)
         return detections, True
 
-    def _small_faces(self) -> bool:
+    def _small_faces(self, following: bool) -> bool:
         """Whether the next whole-image search looks for the smallest faces too (YuNet on
         an enlarged copy, FaceDetector.detect's ``enlarge``; the others cost about two
-        thirds and still find most faces of 20 px):
+        thirds and still find most faces of 20 px). ``following``: faces of the previous
+        image are tracked in this one.
 
         * without tracking, every search (unrelated photos get one chance each);
-        * with faces tracked, every other search: someone far away moves slowly and is
-          found a search later;
-        * with nobody tracked, the idle gate's first and refresh searches (someone
-          standing far away in a still scene), not those of a changing scene, which come
-          up to ``idle_detection_rate`` a second while nothing is there (a moving robot
-          would pay the larger search each time).
+        * while following faces, every other search: someone far away moves slowly and
+          is found a search later;
+        * otherwise (nobody there, or the faces just lost, when every image is searched
+          until they are found again or their tracks end), the idle gate's first and
+          refresh searches (someone standing far away in a still scene), not those of a
+          changing scene, which come up to ``idle_detection_rate`` a second while nothing
+          is there (a moving robot would pay the larger search each time).
         """
         if not self.config.tracking:
             return True
-        if not self.tracker.tracks:
+        if not following:
             return self._idle_reason in ("first", "refresh")
         return self._small_faces_turn
 
-    def _took_turn(self, started: bool) -> bool:
-        """A search started: with faces tracked, the next one takes the other turn.
+    def _took_turn(self, started: bool, following: bool) -> bool:
+        """A search started: while following faces, the next one takes the other turn.
         Returns ``started``."""
-        if started and self.tracker.tracks:
+        if started and following:
             self._small_faces_turn = not self._small_faces_turn
         return started
 
