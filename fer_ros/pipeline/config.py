@@ -64,14 +64,14 @@ class PipelineConfig:
     face_search: str = _setting(
         "yunet", "What finds faces in the whole image: yunet (OpenCV Zoo YuNet, every face "
         "from about 16-20 px, a person 4 m from a 640x480 camera; MTCNN's O-Net then scores "
-        "each and gives its landmarks; about 38 ms a 640x480 image on one core) or mtcnn "
-        "(MTCNN's own pyramid down to min_face_size: about 48 ms from 40 px, 125 ms from "
+        "each and gives its landmarks; about 33-38 ms a 640x480 image on one core) or mtcnn "
+        "(MTCNN's own pyramid down to min_face_size: about 47 ms from 40 px, 125 ms from "
         "16 px).",
         choices=("yunet", "mtcnn"))
     min_face_size: int = _setting(
         16, "Smallest face reported, in pixels of the input image (with face_search mtcnn "
         "also the smallest searched for, which sets its cost: 40 searches 640x480 in about "
-        "50 ms).", limits=(10, 2000))
+        "47 ms).", limits=(10, 2000))
     detection_thresholds: tuple[float, float, float] = _setting(
         (0.6, 0.7, 0.7), "MTCNN P/R/O-Net stage thresholds (with face_search yunet, "
         "O-Net's applies to YuNet's candidates).")

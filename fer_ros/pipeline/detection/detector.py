@@ -1,8 +1,8 @@
 """Face detection: every face, its box and 5 landmarks, from MTCNN (facenet-pytorch).
 
 The whole-image search finds candidates with YuNet (yunet.py: every face from about 16 px
-in a 640x480 image, which it searches enlarged to 800x600; 38 ms with O-Net's checks) or
-with MTCNN's own pyramid (down to ``min_face_size``: 48 ms from 40 px, 125 ms from 16 px;
+in a 640x480 image, which it searches enlarged to 800x600; 33-38 ms with O-Net's checks)
+or with MTCNN's own pyramid (down to ``min_face_size``: 47 ms from 40 px, 125 ms from 16 px;
 ``fer-ros bench --range``, one thread); MTCNN's O-Net scores every face and gives its box
 and landmarks, in the search as in the refinement of tracked faces. The MTCNN weights
 ship inside the facenet-pytorch wheel (``facenet_pytorch/data``), YuNet's in the

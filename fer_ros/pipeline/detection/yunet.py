@@ -1,7 +1,7 @@
 """YuNet (OpenCV Zoo), the whole-image face search: candidates for MTCNN's O-Net.
 
 MTCNN's own search scans an image pyramid whose first level is set by the smallest face
-wanted: on 640x480 about 48 ms for faces from 40 px, 125 ms from 16 px (one thread
+wanted: on 640x480 about 47 ms for faces from 40 px, 125 ms from 16 px (one thread
 here), so the node could not afford to look for people further than about 2.5 m away.
 YuNet looks at every face size from about 12-20 px in one pass of a small network (about
 20 ms for 640x480 through OpenCV's DNN module). Its boxes are only candidates: the
