@@ -9,8 +9,9 @@ face is W px wide, is pasted (the face and about two face widths around it) into
 640x480 scene, once into each of two backgrounds from scikit-image (a cluttered workshop
 and an outdoor launch pad), at a random place. The five people are enrolled from their
 training photos. The pipeline at its still-photo defaults (what ``fer-ros identify``
-runs) answers each scene: ``found``, a face overlapping the pasted one (IoU > 0.3);
-``named``, found and given that person's name; ``wrong``, a face given someone else's
+runs; ``--param NAME:=VALUE`` changes them, e.g. ``face_search:=mtcnn``) answers each
+scene: ``found``, a face overlapping the pasted one (IoU > 0.3); ``named``, found and
+given that person's name; ``wrong``, a face given someone else's
 name. ``search_ms``: the whole-image search alone on the same scenes (median), at the
 defaults and with MTCNN's own search from 40 px (before YuNet) and from 16 px.
 
@@ -36,6 +37,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import yaml
 
 from fer_ros.assets.datasets import dataset_dir
 from fer_ros.bench import live, peers
@@ -275,11 +277,20 @@ def plot(result: dict, path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+def stills_config(overrides: dict[str, object]) -> PipelineConfig:
+    """The still-photo defaults with the bench's ``--param``/``--device`` values (strings
+    as on a command line: ``min_face_size:=40`` is the number 40)."""
+    values = {key: yaml.safe_load(value) if isinstance(value, str) else value
+              for key, value in overrides.items()}
+    return PipelineConfig.from_values(values).changed(tracking=False)
+
+
 def run_range(args: argparse.Namespace, overrides: dict[str, object], out: Path,
               log) -> int:
     """``fer-ros bench --range``: range, search cost, approach; range.json and range.png."""
-    stills = FacePipeline(PipelineConfig.stills(device="cpu"))
-    people = portraits(FaceDetector(min_face_size=40))
+    stills = FacePipeline(stills_config(overrides))
+    # Where the face is in each photo: MTCNN's own search, not the search under test.
+    people = portraits(FaceDetector(min_face_size=40, search="mtcnn"))
     scenes = backgrounds()
     log(f"range: {len(people)} portraits in {len(scenes)} scenes at {', '.join(map(str, SIZES))} "
         "px faces (enrolled from the training photos)")

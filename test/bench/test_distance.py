@@ -32,7 +32,7 @@ def stills() -> FacePipeline:
 @pytest.fixture(scope="module")
 def people() -> list[distance.Portrait]:
     data_path("celebrity", "val")
-    return distance.portraits(FaceDetector(min_face_size=40))
+    return distance.portraits(FaceDetector(min_face_size=40, search="mtcnn"))
 
 
 @pytest.fixture(scope="module")

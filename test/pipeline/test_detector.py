@@ -237,3 +237,35 @@ def test_yunet_weights_are_checked(monkeypatch: pytest.MonkeyPatch, tmp_path) ->
     monkeypatch.setattr(yunet, "model_path", lambda: tmp_path / "none.onnx")
     with pytest.raises(AssetError, match="missing; run `fer-ros models fetch`"):
         FaceDetector()
+
+
+def test_yunet_enlarges_small_images_within_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    searched: list[tuple[int, int]] = []
+
+    def recording(detector: FaceDetector) -> FaceDetector:
+        boxes = detector._yunet.boxes
+        monkeypatch.setattr(detector._yunet, "boxes",
+                            lambda rgb: searched.append(rgb.shape[1::-1]) or boxes(rgb))
+        return detector
+
+    def blank(width: int, height: int) -> np.ndarray:
+        return np.zeros((height, width, 3), np.uint8)
+
+    detector = recording(FaceDetector())
+    detector.detect(blank(640, 480))
+    detector.detect(blank(640, 480), enlarge=False)
+    detector.detect(blank(100, 400))  # at most as many pixels as 800x600
+    detector.detect(blank(1280, 720))  # wide enough already
+    recording(FaceDetector(max_width=640)).detect(blank(640, 480))  # never beyond max_width
+    assert searched == [(800, 600), (640, 480), (346, 1386), (1280, 720), (640, 480)]
+
+
+def test_an_opencv_that_cannot_run_yunet_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    def too_old(*args: object) -> None:
+        raise cv2.error("Unsupported DequantizeLinear with block_size")
+
+    monkeypatch.setattr(yunet.cv2.FaceDetectorYN, "create", too_old)
+    with pytest.raises(AssetError, match=r"does not run on OpenCV .*face_search to mtcnn"):
+        FaceDetector()
+    FaceDetector(search="mtcnn")
+

@@ -33,12 +33,18 @@ from fer_ros.pipeline.images import check_image
 from fer_ros.pipeline.types import Detection
 
 SEARCHES = ("yunet", "mtcnn")
-# YuNet misses some faces under about 24 px: on the range scenes (`fer-ros bench --range`,
-# 150 per size) 137 20-px faces are found in 640x480 images as they are, 142 when YuNet
-# sees them enlarged to 800x600 (16-px faces: 131 and 140), for 28 instead of 17 ms. So
-# ``detect(..., enlarge=True)`` searches an image narrower than this enlarged to this width
-# (unless downscale or max_width asked for a smaller copy).
+# YuNet misses some faces under about 24 px: on the range bench's scenes (`fer-ros bench
+# --range`, its 50 scenes per size placed three ways: 150 faces) 137 20-px faces are found
+# in 640x480 images as they are, 142 when YuNet sees them enlarged to 800x600 (16-px faces:
+# 131 and 140), for 28 instead of 17 ms (YuNet alone, one thread). So
+# ``detect(..., enlarge=True)`` searches an image narrower than this on a copy enlarged
+# towards this width, of at most YUNET_MAX_PIXELS (a search never costs more than one of
+# 800x600; a narrow strip does not become a huge image) and never wider than ``max_width``
+# (nor when downscale or max_width already asked for a smaller copy). Small photos gain
+# too: of the 118 5-celebrity photos (190-320 px wide) all faces are found enlarged so, 2
+# are missed when enlarged by at most 1.25.
 YUNET_MIN_WIDTH = 800
+YUNET_MAX_PIXELS = 800 * 600
 # A YuNet candidate this much smaller than min_face_size may still be a face that big
 # after O-Net's regression (its boxes run a few percent wider than YuNet's).
 CANDIDATE_SLACK = 0.8
@@ -95,7 +101,7 @@ class FaceDetector:
     same at 1080p as at 720p; :meth:`refine` always works on the full image.
     """
 
-    def __init__(self, min_face_size: int = 40,
+    def __init__(self, min_face_size: int = 16,
                  thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
                  downscale: float = 1.0, device: str = "cpu", min_score: float = 0.9,
                  max_width: int = 0, search: str = "yunet") -> None:
@@ -153,8 +159,10 @@ class FaceDetector:
         sx = width / small.shape[1]
         sy = height / small.shape[0]
         if self._yunet is not None:
-            if enlarge and factor == 1.0 and width < YUNET_MIN_WIDTH:
-                size = (YUNET_MIN_WIDTH, round(height * YUNET_MIN_WIDTH / width))
+            target = min(YUNET_MIN_WIDTH, self.max_width or YUNET_MIN_WIDTH)
+            if enlarge and factor == 1.0 and width < target:
+                grow = min(target / width, (YUNET_MAX_PIXELS / (width * height)) ** 0.5)
+                size = (round(width * grow), round(height * grow))
                 small = cv2.resize(image_rgb, size, interpolation=cv2.INTER_LINEAR)
                 sx, sy = width / size[0], height / size[1]
             return self._search_yunet(image_rgb, small, np.array([sx, sy, sx, sy]), known)
@@ -172,8 +180,11 @@ class FaceDetector:
 
     def _search_yunet(self, image_rgb: np.ndarray, small: np.ndarray, scale: np.ndarray,
                       known: np.ndarray | None) -> list[Detection]:
-        """YuNet's candidates in ``small`` (``image_rgb`` scaled down by ``scale``), other
-        than the ``known`` faces, each scored and boxed by O-Net on the full image."""
+        """YuNet's candidates in ``small`` (``image_rgb`` resized; ``scale`` maps back),
+        other than the ``known`` faces, each scored and boxed on the full image as a
+        tracked face is (:meth:`refine`: O-Net, and where it is unsure the whole MTCNN on
+        a small region around the candidate, which finds some small faces O-Net alone
+        rejects)."""
         boxes, _ = self._yunet.boxes(np.ascontiguousarray(small))
         boxes = boxes * scale
         side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])

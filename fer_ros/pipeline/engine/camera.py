@@ -241,18 +241,19 @@ class CameraState:
           until they are found again or their tracks end), the idle gate's first and
           refresh searches (someone standing far away in a still scene), not those of a
           changing scene, which come up to ``idle_detection_rate`` a second while nothing
-          is there (a moving robot would pay the larger search each time).
+          is there (a moving robot would pay the larger search each time); with the gate
+          off (every image searched), every other search.
         """
         if not self.config.tracking:
             return True
-        if not following:
-            return self._idle_reason in ("first", "refresh")
-        return self._small_faces_turn
+        if following or self._idle_reason == "off":
+            return self._small_faces_turn
+        return self._idle_reason in ("first", "refresh")
 
     def _took_turn(self, started: bool, following: bool) -> bool:
-        """A search started: while following faces, the next one takes the other turn.
-        Returns ``started``."""
-        if started and following:
+        """A search started: where searches take turns (``_small_faces``), the next one
+        takes the other. Returns ``started``."""
+        if started and (following or self._idle_reason == "off"):
             self._small_faces_turn = not self._small_faces_turn
         return started
 
