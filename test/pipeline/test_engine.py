@@ -192,31 +192,43 @@ def test_models_off_leave_names_and_emotions_empty() -> None:
 
 
 def test_which_searches_look_for_the_smallest_faces() -> None:
-    """Every other search while faces are followed or the idle gate is off (someone far
-    away moves slowly: a search later is soon enough; the others cost about two thirds);
-    otherwise the gate's first and refresh searches, not those of a changing scene or of
-    faces just lost; every unrelated photo (no tracking)."""
+    """Every other background search while faces are followed (someone far away moves
+    slowly: a search later is soon enough; the others cost about two thirds); with nobody
+    followed the gate's first and refresh searches; every unrelated photo (no tracking, or
+    images far apart); not the searches in the image's own time while following, nor those
+    of a changing scene, of faces just lost or with the gate off (every image searched)."""
     detector = BoxDetector()
     pipe = FacePipeline(PipelineConfig(device="cpu", recognition=False, emotion=False,
                                        full_detection_interval=2),
                         models=(detector, None, None))
-    for k in range(9):  # the gate off: every search takes turns; refined in between
+    for k in range(9):  # searched in the image's own time every other image
         assert len(pipe.process(image(1), stamp=k / 30)) == 1
-    assert detector.enlarged == [True, False, True, False, True]
+    assert detector.enlarged == [False] * 5  # the gate off, then following
+
+    background = BoxDetector()
+    pipe = FacePipeline(PipelineConfig(device="cpu", recognition=False, emotion=False,
+                                       full_detection_interval=2, async_detection=True),
+                        models=(background, None, None))
+    for k in range(9):  # the first image searched in its own time, then in the background
+        assert len(pipe.process(image(1), stamp=k / 30)) == 1
+        if pipe.search._job is not None:
+            pipe.search._job.result(10)  # done before the next image: no race in the test
+    assert background.enlarged == [False, True, False, True, False]
 
     idle = BoxDetector()
     pipe = FacePipeline(PipelineConfig(device="cpu", recognition=False, emotion=False,
                                        idle_detection_rate=2.0, idle_refresh_period=1.0),
                         models=(idle, None, None))
-    scenes = ((0.0, ()), (0.1, (0,)), (0.2, ()), (0.25, ()), (0.3, ()), (0.35, ()),
-              (1.5, ()), (1.6, ()), (2.7, ()))
-    for stamp, columns in scenes:
+    scenes = [(0.0, ()), (0.1, (0,)), (0.2, ()), (0.25, ()), (0.3, ()), (0.35, ()),
+              (0.6, ()), (0.85, ()), (1.15, ()), (1.4, ()), (1.65, ()), (1.9, ()), (2.15, ()),
+              (2.4, ())]
+    for stamp, columns in scenes:  # a camera: never more than 0.3 s between images
         pipe.process(image(*columns), stamp=stamp)
-    # The gate's first search; a change (a face comes); the face lost (a search while
-    # following it: its turn); every image searched while its track lives (it ends in
-    # the image at 1.5 s), none following anything: the cheaper search; then the gate's
-    # first search again, and its refresh a second later.
-    assert idle.enlarged == [True, False, True, False, False, False, False, True, True]
+    # The gate's first search; a change (a face comes); the face lost (a search in the
+    # image's own time while following it); every image searched while its track lives
+    # (it ends in the image at 1.15 s), none following anything: the cheaper search; then
+    # the gate's first search again, three unchanged images skipped, and its refresh.
+    assert idle.enlarged == [True] + [False] * 8 + [True, True]
 
     stills = BoxDetector()
     pipe = FacePipeline(PipelineConfig.stills(device="cpu", recognition=False, emotion=False),

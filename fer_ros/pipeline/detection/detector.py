@@ -138,13 +138,15 @@ class FaceDetector:
             self._yunet = yunet.YuNet(path)
 
     def detect(self, image_rgb: np.ndarray, known: np.ndarray | None = None,
-               enlarge: bool = True) -> list[Detection]:
+               enlarge: bool = False) -> list[Detection]:
         """Every face in ``image_rgb`` (H, W, 3 uint8 RGB), by falling score; [] if none.
 
         ``known`` (M, 4 pixels): faces already tracked, not searched for again (only new
         faces are returned then; faster, see :func:`detect_faces_fast`). ``enlarge``: with
-        YuNet, an image narrower than YUNET_MIN_WIDTH is searched enlarged to it (the
-        smallest faces are found; False costs about two thirds).
+        YuNet, an image narrower than YUNET_MIN_WIDTH is searched enlarged towards it (the
+        smallest faces are found, for about 1.5 times the cost; the pipeline decides when,
+        engine/camera.py ``_small_faces``). Off, faces in photos such as enrolment photos
+        keep the boxes and landmarks they have always had.
         """
         check_image(image_rgb)
         height, width = image_rgb.shape[:2]

@@ -65,7 +65,7 @@ class BackgroundSearch:
         return self._job is not None and self._job.done()
 
     def start(self, rgb: np.ndarray, tracked: list[Detection], early: bool = False,
-              enlarge: bool = True) -> bool:
+              enlarge: bool = False) -> bool:
         """Search ``rgb`` for faces other than ``tracked`` in the background, unless a
         search runs; True when started. ``early``: started by a change (``changed``);
         ``enlarge``: FaceDetector.detect's."""

@@ -200,8 +200,7 @@ class CameraState:
         if self._searching_idle:
             detections = self.search.merge(rgb, [])
             if searched and not detections:
-                self._took_turn(self.search.start(rgb, [], enlarge=self._small_faces(False)),
-                                False)
+                self.search.start(rgb, [], enlarge=self._small_faces(False))
             return detections, False
         if not full:
             refined = detector.refine(rgb, np.stack(recent))
@@ -211,7 +210,7 @@ class CameraState:
                 early = lost or (not due and self.search.may_start_early(
                     self._frames_since_full) and self.search.changed(rgb, refined))
                 if (due or early) and self._took_turn(
-                        self.search.start(rgb, refined, early, self._small_faces(True)), True):
+                        self.search.start(rgb, refined, early, self._small_faces_turn)):
                     with self._lock:
                         self._frames_since_full = 0
                 return detections, False
@@ -220,40 +219,43 @@ class CameraState:
             with self._lock:
                 self._frames_since_full = 0
         started = time.perf_counter()
-        following = bool(recent) and cfg.tracking
-        detections = detector.detect(rgb, enlarge=self._small_faces(following))
-        self._took_turn(True, following)
+        # Images further apart than tracking bridges (photos sent one by one): each is a
+        # photo of its own (not the gap since the last search: an idle camera skips images).
+        apart = period is not None and period > cfg.max_refine_gap
+        detections = detector.detect(rgb, enlarge=self._small_faces(bool(recent), apart))
         self.search.last_seconds = time.perf_counter() - started
         if cfg.async_detection:
             self.search.searched(rgb, detections)
         return detections, True
 
-    def _small_faces(self, following: bool) -> bool:
-        """Whether the next whole-image search looks for the smallest faces too (YuNet on
-        an enlarged copy, FaceDetector.detect's ``enlarge``; the others cost about two
-        thirds and still find most faces of 20 px). ``following``: faces of the previous
-        image are tracked in this one.
+    def _small_faces(self, following: bool, apart: bool = False) -> bool:
+        """Whether a whole-image search looks for the smallest faces too (YuNet on an
+        enlarged copy, FaceDetector.detect's ``enlarge``; otherwise it costs about two
+        thirds and still finds most faces of 20 px). ``following``: faces of the previous
+        image are tracked in this one; ``apart``: the image is too far from the previous
+        one for tracking to bridge (searched as a photo of its own).
 
-        * without tracking, every search (unrelated photos get one chance each);
-        * while following faces, every other search: someone far away moves slowly and
-          is found a search later;
-        * otherwise (nobody there, or the faces just lost, when every image is searched
-          until they are found again or their tracks end), the idle gate's first and
-          refresh searches (someone standing far away in a still scene), not those of a
-          changing scene, which come up to ``idle_detection_rate`` a second while nothing
-          is there (a moving robot would pay the larger search each time); with the gate
-          off (every image searched), every other search.
+        * every search without tracking or of an image apart (a photo gets one chance);
+        * the periodic background search while following faces takes turns (``_took_turn``;
+          someone far away moves slowly and is found a search later);
+        * with nobody followed, the idle gate's first and refresh searches (with the gate
+          off every image is searched, as it is);
+        * not the searches in the image's own time while following faces (a face lost, or
+          every image with ``async_detection`` off: the same search each time, so the boxes
+          of the faces followed do not change with the turn), nor those of a changing empty
+          scene or of faces just lost (every image is searched until their tracks end),
+          which come often.
         """
-        if not self.config.tracking:
+        if not self.config.tracking or apart:
             return True
-        if following or self._idle_reason == "off":
-            return self._small_faces_turn
+        if following:
+            return False
         return self._idle_reason in ("first", "refresh")
 
-    def _took_turn(self, started: bool, following: bool) -> bool:
-        """A search started: where searches take turns (``_small_faces``), the next one
-        takes the other. Returns ``started``."""
-        if started and (following or self._idle_reason == "off"):
+    def _took_turn(self, started: bool) -> bool:
+        """A background search started while following faces: the next one takes the
+        other turn. Returns ``started``."""
+        if started:
             self._small_faces_turn = not self._small_faces_turn
         return started
 
