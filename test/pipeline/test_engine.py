@@ -230,6 +230,13 @@ def test_which_searches_look_for_the_smallest_faces() -> None:
     # the gate's first search again, three unchanged images skipped, and its refresh.
     assert idle.enlarged == [True] + [False] * 8 + [True, True]
 
+    replayed = BoxDetector()
+    pipe = FacePipeline(PipelineConfig(device="cpu", recognition=False, emotion=False),
+                        models=(replayed, None, None))
+    for stamp in (5.0, 5.1, 1.0, 3.0):  # time runs backwards (a bag restarted), then a gap
+        pipe.process(image(1), stamp=stamp)
+    assert replayed.enlarged == [False, False, True, True]  # both: photos of their own
+
     stills = BoxDetector()
     pipe = FacePipeline(PipelineConfig.stills(device="cpu", recognition=False, emotion=False),
                         models=(stills, None, None))

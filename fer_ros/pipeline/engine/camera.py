@@ -16,6 +16,7 @@ background threads may come from others (``self._lock`` guards the state they sh
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -142,7 +143,8 @@ class CameraState:
         with self._lock:
             # Time since the previous image, searched or not: the camera's period.
             last = self._last_image
-            period = None if last is None or stamp < last else stamp - last
+            # Time running backwards (a bag restarted) is a gap tracking cannot bridge.
+            period = None if last is None else stamp - last if stamp >= last else math.inf
             self._last_image = stamp
             tracking = bool(self.tracker.tracks) if cfg.tracking else self._faces_seen
             # A search of nobody-in-view running in the background (_detect) stands for
@@ -177,7 +179,8 @@ class CameraState:
         meanwhile) so do the search a loss starts at once (the tracks refined still
         answer this image) and, with nobody tracked, the one the idle gate asks for
         (``searched``; the image is answered with the faces of a search finished
-        meanwhile). ``period``: seconds since the previous image (None: the first).
+        meanwhile). ``period``: seconds since the previous image (None: the first; inf:
+        time ran backwards).
         """
         cfg, detector = self.config, self.models.detector
         with self._lock:
