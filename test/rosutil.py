@@ -37,16 +37,6 @@ class TestNode(BackgroundNode):
             TestNode.live.remove(self)
             super().close()
 
-    def call(self, client, request, timeout: float = 30.0):
-        assert client.wait_for_service(timeout_sec=timeout), f"{client.srv_name} not available"
-        future = client.call_async(request)
-        deadline = time.monotonic() + timeout
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert future.done(), f"{client.srv_name} did not answer within {timeout} s"
-        return future.result()
-
-
 def handshake(send: Callable[[int], None], answered: Callable[[], bool],
               timeout: float = 30.0, wait: float = 0.5) -> int:
     """Send probes ``send(1)``, ``send(2)``... until ``answered()``; returns how many were

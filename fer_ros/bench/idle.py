@@ -175,20 +175,16 @@ def _arrivals(client: Client, clips: dict, rate_hz: float, trials: int,
 
 def set_parameter(client: Client, name: str, value: float) -> None:
     service = client.node.create_client(SetParameters, "/perception/set_parameters")
+    value_msg = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
     try:
-        if not service.wait_for_service(timeout_sec=10.0):
-            raise RuntimeError("perception_node's parameter service is not available")
-        value_msg = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
-        future = service.call_async(SetParameters.Request(
-            parameters=[Parameter(name=name, value=value_msg)]))
-        deadline = time.monotonic() + 10.0
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        result = future.result() if future.done() else None
-        if result is None or not result.results[0].successful:
-            raise RuntimeError(f"setting {name}={value} failed: {result}")
+        result = client.call(service, SetParameters.Request(
+            parameters=[Parameter(name=name, value=value_msg)]), timeout=10.0)
+    except TimeoutError as exc:
+        raise RuntimeError(f"setting {name}={value} failed: {exc}") from exc
     finally:
         client.node.destroy_client(service)
+    if not result.results[0].successful:
+        raise RuntimeError(f"setting {name}={value} failed: {result.results[0].reason}")
     time.sleep(0.2)  # applied after the set (post-set callback)
 
 

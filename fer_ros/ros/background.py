@@ -8,10 +8,19 @@ publishers on ``.node`` and call ``close()`` when done.
 from __future__ import annotations
 
 import threading
+import time
 
 import rclpy
+from lifecycle_msgs.srv import GetState
+from rcl_interfaces.srv import DescribeParameters, GetParameters, SetParameters
+from rclpy.client import Client
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+
+# Requests whose empty form a server answers without acting or logging: the probe sent
+# before a client's first real request (see BackgroundNode.call).
+SILENT_PROBES = (SetParameters.Request, GetParameters.Request, DescribeParameters.Request,
+                 GetState.Request)
 
 
 class BackgroundNode:
@@ -25,6 +34,7 @@ class BackgroundNode:
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, name=f"{name}-spin", daemon=True)
         self._thread.start()
+        self._answered: set[Client] = set()  # clients that have had a round trip
 
     def _spin(self) -> None:
         try:
@@ -32,8 +42,43 @@ class BackgroundNode:
         except Exception:
             pass
 
+    def call(self, client: Client, request, timeout: float = 30.0):
+        """The server's response to ``request``; TimeoutError if none within ``timeout``.
+
+        Why the probe: ``wait_for_service`` proves only that this side has seen the
+        server. Fast DDS's server drops a response when it has not yet matched the
+        client's response reader within 100 ms of the request (rmw_fastrtps
+        ``rmw_send_response``: "client will not receive response"), which a loaded
+        machine reaches right after a node starts. So the first request of a client
+        whose type has a silent empty form is preceded by empty probes, one every
+        0.5 s, until one is answered: an answer proves both directions deliver.
+        """
+        deadline = time.monotonic() + timeout
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f"{client.srv_name} not available within {timeout} s")
+        if client not in self._answered and isinstance(request, SILENT_PROBES):
+            probes: list = []
+            while not any(probe.done() for probe in probes):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{client.srv_name}: no answer to {len(probes)} "
+                                       f"probes within {timeout} s")
+                probes.append(client.call_async(type(request)()))
+                _wait(lambda: any(probe.done() for probe in probes),
+                      min(deadline, time.monotonic() + 0.5))
+        future = client.call_async(request)
+        _wait(future.done, deadline)
+        if not future.done():
+            raise TimeoutError(f"{client.srv_name} did not answer within {timeout} s")
+        self._answered.add(client)
+        return future.result()
+
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=1.0)
         self.node.destroy_node()
         self.context.try_shutdown()
         self._thread.join(timeout=5)
+
+
+def _wait(done, deadline: float) -> None:
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.02)
