@@ -22,6 +22,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# The step that fetches and converts every model; named by every error about one.
+FETCH_HINT = "fer-ros models fetch"
+
 
 class AssetError(RuntimeError):
     """A fetched or cached file is missing, corrupt or cannot be obtained."""
@@ -88,6 +91,24 @@ def _extract(archive: Path, names: Iterable[str], dest: Path, strip: str) -> lis
             os.replace(tmp, target)
             out.append(target)
     return out
+
+
+def install_copy(source: Path, target: Path, sha256: str) -> Path:
+    """Copy ``source`` to ``target`` through a temporary file checked by SHA-256 (no
+    partial or corrupt copy is ever seen under ``target``'s name); returns ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache is shared like any fetched file
+        if sha256_of(Path(tmp)) != sha256:
+            raise AssetError(f"a copy of {source} for {target} does not match its checksum; "
+                             f"run `{FETCH_HINT} --force`")
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return target
 
 
 def fetch_package(pkg: RegistryPackage, dest: Path) -> list[Path]:

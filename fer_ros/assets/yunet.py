@@ -5,14 +5,10 @@ module runs the int8 file as shipped."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from fer_ros.assets import require_file, sha256_of
+from fer_ros.assets import install_copy, sha256_of
 from fer_ros.assets.sface import source_model
-from fer_ros.pipeline import ort_backend
 from fer_ros.pipeline.detection import yunet
 
 
@@ -23,13 +19,4 @@ def prepare_weights(force: bool = False) -> Path:
     if not force and target.is_file() and sha256_of(target) == yunet.SOURCE_SHA256:
         return target
     source = source_model(yunet.SOURCE_FILE, yunet.SOURCE_SHA256)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        require_file(Path(tmp), yunet.SOURCE_SHA256, ort_backend.FETCH_HINT)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return target
+    return install_copy(source, target, yunet.SOURCE_SHA256)

@@ -23,6 +23,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+# What FaceDetector can search the whole image with (the face_search setting).
+FACE_SEARCHES = ("yunet", "mtcnn")
+
 _SAME = object()
 
 
@@ -67,7 +70,7 @@ class PipelineConfig:
         "each and gives its landmarks; about 33-38 ms a 640x480 image on one core) or mtcnn "
         "(MTCNN's own pyramid down to min_face_size: about 47 ms from 40 px, 125 ms from "
         "16 px).",
-        choices=("yunet", "mtcnn"))
+        choices=FACE_SEARCHES)
     min_face_size: int = _setting(
         16, "Smallest face reported, in pixels of the input image (with face_search mtcnn "
         "also the smallest searched for, which sets its cost: 40 searches 640x480 in about "

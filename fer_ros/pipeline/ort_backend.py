@@ -28,7 +28,7 @@ import numpy as np
 import onnx
 import torch
 
-from fer_ros.assets import AssetError, sha256_of
+from fer_ros.assets import FETCH_HINT, AssetError, sha256_of
 
 try:
     import onnxruntime as ort
@@ -37,7 +37,6 @@ except ImportError:  # a run-time requirement, but `auto` still runs PyTorch wit
 
 AUTO, TORCH, ORT = "auto", "torch", "onnxruntime"
 BACKENDS = (AUTO, TORCH, ORT)
-FETCH_HINT = "fer-ros models fetch"
 # Largest |ONNX Runtime - PyTorch| accepted on the probe input (measured about 1e-7).
 PROBE_TOLERANCE = 1e-5
 _SOURCE_KEY, _PROBE_KEY = "fer_ros.source_sha256", "fer_ros.probe_output"

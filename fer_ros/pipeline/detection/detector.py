@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 import torch
 
-from fer_ros.assets import AssetError, require_file, sha256_of
+from fer_ros.assets import FETCH_HINT, AssetError, require_file, sha256_of
+from fer_ros.pipeline.config import FACE_SEARCHES
 from fer_ros.pipeline.detection import yunet
 from fer_ros.pipeline.detection.mtcnn import (
     PNET_MIN_FACE,
@@ -32,7 +33,6 @@ from fer_ros.pipeline.detection.mtcnn import (
 from fer_ros.pipeline.images import check_image
 from fer_ros.pipeline.types import Detection
 
-SEARCHES = ("yunet", "mtcnn")
 # YuNet misses some faces under about 24 px: on the range bench's scenes (`fer-ros bench
 # --range`, its 50 scenes per size placed three ways: 150 faces) 137 20-px faces are found
 # in 640x480 images as they are, 142 when YuNet sees them enlarged to 800x600 (16-px faces:
@@ -105,8 +105,8 @@ class FaceDetector:
                  thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
                  downscale: float = 1.0, device: str = "cpu", min_score: float = 0.9,
                  max_width: int = 0, search: str = "yunet") -> None:
-        if search not in SEARCHES:
-            raise ValueError(f"search must be one of {', '.join(SEARCHES)}, got {search!r}")
+        if search not in FACE_SEARCHES:
+            raise ValueError(f"search must be one of {', '.join(FACE_SEARCHES)}, got {search!r}")
         if not 0.0 < downscale <= 1.0:
             raise ValueError(f"downscale must be in (0, 1], got {downscale}")
         if max_width < 0:
@@ -134,7 +134,7 @@ class FaceDetector:
         self.search = search
         self._yunet = None
         if search == "yunet":
-            path = require_file(yunet.model_path(), yunet.SOURCE_SHA256, "fer-ros models fetch")
+            path = require_file(yunet.model_path(), yunet.SOURCE_SHA256, FETCH_HINT)
             self._yunet = yunet.YuNet(path)
 
     def detect(self, image_rgb: np.ndarray, known: np.ndarray | None = None,

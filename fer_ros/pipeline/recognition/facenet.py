@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import torch
 
-from fer_ros.assets import AssetError, sha256_of
+from fer_ros.assets import FETCH_HINT, AssetError, sha256_of
 from fer_ros.paths import models_dir
 from fer_ros.pipeline import ort_backend
 from fer_ros.pipeline.device import check_half
@@ -42,7 +42,6 @@ INPUT_SIZE = 160
 # alignment (align_dataset_mtcnn --margin 32) and facenet-pytorch's extract_face use the
 # same convention, so the face box fills the central 128 px.
 CROP_MARGIN = 32
-FETCH_HINT = "fer-ros models fetch"
 PRETRAINED_NAMES = ("vggface2", "casia-webface")
 # Open-set decision (README "Recognising people"): on the packaged faces (sface.py says
 # which) genuine attempts score 0.577 at the lowest and strangers 0.586 at the highest, so

@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from fer_ros.assets import FETCH_HINT
 from fer_ros.pipeline.emotion import (
     ARCHITECTURES,
-    FETCH_HINT,
     EmotionModelSpec,
     default_model_path,
     head_keys,
