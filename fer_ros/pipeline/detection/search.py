@@ -54,6 +54,7 @@ class BackgroundSearch:
         self.early = 0  # searches started by a change rather than by the interval
         # Seconds the last whole-image search took, here or in an image's own time.
         self.last_seconds = 0.0
+        self._enlarge_turn = True  # the next start_taking_turns enlarges
 
     @property
     def busy(self) -> bool:
@@ -63,6 +64,16 @@ class BackgroundSearch:
     def ready(self) -> bool:
         """A search has finished and ``merge`` has not taken its faces yet."""
         return self._job is not None and self._job.done()
+
+    def start_taking_turns(self, rgb: np.ndarray, tracked: list[Detection],
+                           early: bool = False) -> bool:
+        """``start`` for the periodic search while faces are followed: every other one
+        started looks for the smallest faces too (``enlarge``). Someone far away moves
+        slowly and is found a search later; the others cost about two thirds."""
+        started = self.start(rgb, tracked, early, enlarge=self._enlarge_turn)
+        if started:
+            self._enlarge_turn = not self._enlarge_turn
+        return started
 
     def start(self, rgb: np.ndarray, tracked: list[Detection], early: bool = False,
               enlarge: bool = False) -> bool:

@@ -84,7 +84,6 @@ class CameraState:
         self._last_image: float | None = None  # of the last image, searched or not
         self._faces_seen = False  # the last searched image had faces (for tracking off)
         self._searching_idle = False  # nobody tracked: searches run in the background
-        self._small_faces_turn = True  # the next search looks for the smallest faces
         self._idle_reason = ""  # why the idle gate let the last image be searched
         self._reembed_pool: ThreadPoolExecutor | None = None  # made on first use
         self._reembed_job: Future | None = None
@@ -212,8 +211,7 @@ class CameraState:
                 detections = self.search.merge(rgb, refined)
                 early = lost or (not due and self.search.may_start_early(
                     self._frames_since_full) and self.search.changed(rgb, refined))
-                if (due or early) and self._took_turn(
-                        self.search.start(rgb, refined, early, self._small_faces_turn)):
+                if (due or early) and self.search.start_taking_turns(rgb, refined, early):
                     with self._lock:
                         self._frames_since_full = 0
                 return detections, False
@@ -239,8 +237,8 @@ class CameraState:
         one for tracking to bridge (searched as a photo of its own).
 
         * every search without tracking or of an image apart (a photo gets one chance);
-        * the periodic background search while following faces takes turns (``_took_turn``;
-          someone far away moves slowly and is found a search later);
+        * the periodic background search while following faces takes turns
+          (BackgroundSearch.start_taking_turns);
         * with nobody followed, the idle gate's first and refresh searches (with the gate
           off every image is searched, as it is);
         * not the searches in the image's own time while following faces (a face lost, or
@@ -254,13 +252,6 @@ class CameraState:
         if following:
             return False
         return self._idle_reason in ("first", "refresh")
-
-    def _took_turn(self, started: bool) -> bool:
-        """A background search started while following faces: the next one takes the
-        other turn. Returns ``started``."""
-        if started:
-            self._small_faces_turn = not self._small_faces_turn
-        return started
 
     # ------------------------------------------------------------------ 2. plan
     def plan(self, job: FrameJob) -> None:
