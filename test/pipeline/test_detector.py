@@ -265,7 +265,7 @@ def test_an_opencv_that_cannot_run_yunet_is_named(monkeypatch: pytest.MonkeyPatc
         raise cv2.error("Unsupported DequantizeLinear with block_size")
 
     monkeypatch.setattr(yunet.cv2.FaceDetectorYN, "create", too_old)
-    with pytest.raises(AssetError, match=r"does not run on OpenCV .*face_search to mtcnn"):
+    with pytest.raises(AssetError, match=r"does not run on OpenCV .*>=4\.11.*face_search to mtcnn"):
         FaceDetector()
     FaceDetector(search="mtcnn")
 

@@ -47,9 +47,11 @@ class YuNet:
     """Candidate face boxes in a whole RGB image, with cv2.FaceDetectorYN.
 
     One instance may serve several cameras' search threads: the network's input size is
-    per image, so calls are serialised. An OpenCV that cannot run the file (OpenCV Zoo
-    asks for 4.8 or newer for this model; checked here with 4.14; the apt packages of
-    Humble and Jazzy are older) raises AssetError naming the way out.
+    per image, so calls are serialised. An OpenCV that cannot run the file raises
+    AssetError naming the way out: its block-quantised weights need OpenCV 4.11 or newer
+    (opencv-python-headless 4.8.1, 4.9.0 and 4.10.0 fail to import them, 4.11.0, 4.12.0
+    and 4.14.0 run it and find the same face; the apt packages of Humble (4.5) and Jazzy
+    (4.6) are older still).
     """
 
     def __init__(self, path: Path, score: float = CANDIDATE_SCORE) -> None:
@@ -61,7 +63,7 @@ class YuNet:
             raise AssetError(
                 f"YuNet ({path.name}) does not run on OpenCV {cv2.__version__}: "
                 f"{str(exc).strip()[-200:]}; install a newer OpenCV (pip install "
-                f"'opencv-python-headless>=4.8'; 4.14 is tested) or set face_search to mtcnn "
+                f"'opencv-python-headless>=4.11') or set face_search to mtcnn "
                 f"(with min_face_size 40 for its old cost)") from exc
         self._size = (320, 320)
         self._lock = threading.Lock()
