@@ -37,6 +37,7 @@ class TestNode(BackgroundNode):
             TestNode.live.remove(self)
             super().close()
 
+
 def handshake(send: Callable[[int], None], answered: Callable[[], bool],
               timeout: float = 30.0, wait: float = 0.5) -> int:
     """Send probes ``send(1)``, ``send(2)``... until ``answered()``; returns how many were

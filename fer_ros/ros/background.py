@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 
 import rclpy
 from lifecycle_msgs.srv import GetState
@@ -34,7 +35,8 @@ class BackgroundNode:
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, name=f"{name}-spin", daemon=True)
         self._thread.start()
-        self._answered: set[Client] = set()  # clients that have had a round trip
+        # Clients that have had a round trip (weak: a tool may make one per call).
+        self._answered: weakref.WeakSet[Client] = weakref.WeakSet()
 
     def _spin(self) -> None:
         try:
@@ -43,7 +45,9 @@ class BackgroundNode:
             pass
 
     def call(self, client: Client, request, timeout: float = 30.0):
-        """The server's response to ``request``; TimeoutError if none within ``timeout``.
+        """The server's response to ``request``. TimeoutError when the service does not
+        appear within ``timeout``, no probe comes back within ``timeout``, or the request
+        is not answered within ``timeout`` of being sent.
 
         Why the probe: ``wait_for_service`` proves only that this side has seen the
         server. Fast DDS's server drops a response when it has not yet matched the
@@ -53,11 +57,11 @@ class BackgroundNode:
         whose type has a silent empty form is preceded by empty probes, one every
         0.5 s, until one is answered: an answer proves both directions deliver.
         """
-        deadline = time.monotonic() + timeout
         if not client.wait_for_service(timeout_sec=timeout):
             raise TimeoutError(f"{client.srv_name} not available within {timeout} s")
         if client not in self._answered and isinstance(request, SILENT_PROBES):
             probes: list = []
+            deadline = time.monotonic() + timeout
             while not any(probe.done() for probe in probes):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{client.srv_name}: no answer to {len(probes)} "
@@ -66,7 +70,7 @@ class BackgroundNode:
                 _wait(lambda: any(probe.done() for probe in probes),
                       min(deadline, time.monotonic() + 0.5))
         future = client.call_async(request)
-        _wait(future.done, deadline)
+        _wait(future.done, time.monotonic() + timeout)
         if not future.done():
             raise TimeoutError(f"{client.srv_name} did not answer within {timeout} s")
         self._answered.add(client)
