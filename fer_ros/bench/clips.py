@@ -21,12 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from fer_ros.assets.datasets import dataset_dir
 from fer_ros.bench import live
-from fer_ros.pipeline.images import letterbox
+from fer_ros.bench.data import read_video
 
 RESOLUTIONS = ((640, 480), (1280, 720), (1920, 1080))
 
@@ -60,24 +57,6 @@ def parse_resolution(text: str) -> tuple[int, int]:
     return width, height
 
 
-def clip_frames(path: Path, size: tuple[int, int], limit: int) -> list[np.ndarray]:
-    """Up to ``limit`` frames of the video at ``path``, letterboxed to ``size`` (BGR)."""
-    cap = cv2.VideoCapture(str(path))
-    frames: list[np.ndarray] = []
-    try:
-        while len(frames) < limit:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frames.append(letterbox(frame, size))
-    finally:
-        cap.release()
-    if not frames:
-        raise RuntimeError(f"cannot read frames from {path}"
-                           + ("" if path.is_file() else ": no such file"))
-    return frames
-
-
 def ping_pong(items: list) -> list:
     """Forwards then backwards, without repeating the ends: loops without a jump cut."""
     return items + items[-2:0:-1]
@@ -109,7 +88,7 @@ def measure(client: live.Client, sampler: live.Sampler, name: str, path: Path, p
             log: Callable[[str], None]) -> dict:
     """One clip at one resolution through the node: fps, latency, CPU, id switches."""
     needed = int(rate_hz * (seconds + 2.0)) + 1  # with the warm-up
-    frames = clip_frames(path, size, needed)
+    frames = read_video(path, needed, size)
     # One message per distinct frame: the loop reuses them (1080p frames are 6 MB each).
     msgs = live.image_msgs(frames, client.transport)
     del frames

