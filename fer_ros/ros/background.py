@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from collections.abc import Callable
 
 import rclpy
 from lifecycle_msgs.srv import GetState
@@ -54,21 +55,18 @@ class BackgroundNode:
         client's response reader within 100 ms of the request (rmw_fastrtps
         ``rmw_send_response``: "client will not receive response"), which a loaded
         machine reaches right after a node starts. So the first request of a client
-        whose type has a silent empty form is preceded by empty probes, one every
-        0.5 s, until one is answered: an answer proves both directions deliver.
+        whose type has a silent empty form is preceded by empty probes (``handshake``)
+        until one is answered: an answer proves both directions deliver.
         """
         if not client.wait_for_service(timeout_sec=timeout):
             raise TimeoutError(f"{client.srv_name} not available within {timeout} s")
         if client not in self._answered and isinstance(request, SILENT_PROBES):
             probes: list = []
-            deadline = time.monotonic() + timeout
-            while not any(probe.done() for probe in probes):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{client.srv_name}: no answer to {len(probes)} "
-                                       f"probes within {timeout} s")
-                probes.append(client.call_async(type(request)()))
-                _wait(lambda: any(probe.done() for probe in probes),
-                      min(deadline, time.monotonic() + 0.5))
+            try:
+                handshake(lambda _: probes.append(client.call_async(type(request)())),
+                          lambda: any(probe.done() for probe in probes), timeout)
+            except TimeoutError as exc:
+                raise TimeoutError(f"{client.srv_name}: {exc}") from exc
         future = client.call_async(request)
         _wait(future.done, time.monotonic() + timeout)
         if not future.done():
@@ -83,6 +81,31 @@ class BackgroundNode:
         self._thread.join(timeout=5)
 
 
-def _wait(done, deadline: float) -> None:
+def handshake(send: Callable[[int], None], answered: Callable[[], bool],
+              timeout: float = 30.0, wait: float = 0.5) -> int:
+    """Send probes ``send(1)``, ``send(2)``... every ``wait`` seconds until ``answered()``;
+    returns how many were sent (TimeoutError when none was answered within ``timeout``).
+
+    Why: seeing the other side's endpoints (get_subscription_count, get_publisher_count,
+    wait_for_service) means OUR side has matched. Fast DDS matches the two sides
+    independently, and what is sent before the other side has matched is lost
+    (FIELD_NOTES; fer_ros/rosless/bag_play.py). Only an answer that came back proves both
+    directions deliver. A probe must be told apart from the caller's own messages (its own
+    stamps or names), since more than one may arrive.
+    """
+    deadline = time.monotonic() + timeout
+    sent = 0
+    while time.monotonic() < deadline:
+        sent += 1
+        send(sent)
+        _wait(answered, min(deadline, time.monotonic() + wait))
+        if answered():
+            return sent
+    if answered():
+        return sent
+    raise TimeoutError(f"no answer to {sent} probes within {timeout} s")
+
+
+def _wait(done: Callable[[], bool], deadline: float) -> None:
     while not done() and time.monotonic() < deadline:
         time.sleep(0.02)
